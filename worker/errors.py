@@ -1,0 +1,222 @@
+"""One error tree for vidgo-stems; the base task retries or fails a job by these types alone.
+
+::
+
+    VidgoStemsError                       code, message, status_code, job_id
+    ├── ConfigError                       a setting is missing or malformed at start-up
+    ├── InvalidRequest                    a job request is refused at enqueue
+    ├── RetryableError                    try the same step again later, with backoff
+    │   ├── VidgoUnavailable              Vidgo answered 408 or 5xx
+    │   ├── VidgoRateLimited              Vidgo answered 429 (retry_after_s when given)
+    │   ├── VidgoTransportError           no usable answer: connect, timeout, reset, cut body
+    │   ├── VidgoTaskNotFound             404 for a task id we hold (may lag right after submit)
+    │   └── StemDownloadError             a stem transfer broke or came back short
+    └── PermanentError                    retrying the same step cannot help; the job fails
+        ├── VidgoBadRequest               400: the request was refused as invalid
+        ├── VidgoAuthError                401: the API key is missing or wrong
+        ├── VidgoCreditsError             402: not enough credits
+        ├── VidgoForbidden                403: the key may not do this
+        ├── VidgoConflict                 409: Vidgo already separated this audio
+        ├── VidgoClientError              any other 4xx
+        ├── VidgoProtocolError            an answer that does not match the contract
+        ├── VidgoOutputError              a finished task whose stems are missing or malformed
+        ├── VidgoTaskFailed               Vidgo reports the task failed
+        ├── SubmitAmbiguous               a submit may have been billed but its answer was lost
+        ├── TaskStalled                   a Vidgo task did not finish within the deadline
+        ├── StemHostNotAllowed            a stem URL points at a host outside the allow list
+        ├── StemUrlExpired                storage refused a stem URL (403/404/410)
+        └── StorageError                  stems cannot be written (disk full, no permission)
+
+Every class has a stable ``code`` string that lands in the ledger, the manifest and the API.
+"""
+
+from __future__ import annotations
+
+
+class VidgoStemsError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    code = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        job_id: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.job_id = job_id
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Celery pickles nothing here (JSON), but keep errors copyable across processes.
+        return (_rebuild, (type(self), self.message, self.status_code, self.job_id, self.code))
+
+
+def _rebuild(
+    cls: type[VidgoStemsError], message: str, status_code: int | None, job_id: str | None, code: str
+) -> VidgoStemsError:
+    return cls(message, status_code=status_code, job_id=job_id, code=code)
+
+
+class ConfigError(VidgoStemsError):
+    """Raised when a setting is missing or malformed at start-up."""
+
+    code = "config_error"
+
+
+class InvalidRequest(VidgoStemsError):
+    """Raised when a job request is refused at enqueue; the message names the allowed values."""
+
+    code = "invalid_request"
+
+
+class RetryableError(VidgoStemsError):
+    """Raised when the same step may succeed if tried again later."""
+
+    code = "retryable"
+    #: Whether the request may have reached Vidgo and been acted on (matters for submit only).
+    maybe_processed = False
+    #: Seconds the other side asked us to wait (Retry-After), when it said.
+    retry_after_s: float | None = None
+
+
+class VidgoUnavailable(RetryableError):
+    """Raised when Vidgo answers 408 or 5xx."""
+
+    code = "vidgo_unavailable"
+
+    def __init__(self, message: str, *, status_code: int | None = None, **kw: object) -> None:
+        super().__init__(message, status_code=status_code, **kw)  # type: ignore[arg-type]
+        # A 500 or 502 may come after the work was done; 408, 503 and 504 say it was not.
+        self.maybe_processed = status_code in (500, 502)
+
+
+class VidgoRateLimited(RetryableError):
+    """Raised when Vidgo answers 429; ``retry_after_s`` holds its Retry-After when given."""
+
+    code = "vidgo_rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after_s = retry_after_s
+
+
+class VidgoTransportError(RetryableError):
+    """Raised when no usable HTTP answer came back (connect error, timeout, reset, cut body)."""
+
+    code = "vidgo_transport_error"
+
+    def __init__(self, message: str, *, maybe_processed: bool, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.maybe_processed = maybe_processed
+
+
+class VidgoTaskNotFound(RetryableError):
+    """Raised when Vidgo answers 404 for a task id we hold; it can lag right after submit."""
+
+    code = "vidgo_task_not_found"
+
+
+class StemDownloadError(RetryableError):
+    """Raised when a stem transfer broke off or delivered fewer bytes than announced."""
+
+    code = "stem_download_error"
+
+
+class PermanentError(VidgoStemsError):
+    """Raised when trying the same step again cannot help; the job ends FAILED."""
+
+    code = "permanent"
+
+
+class VidgoBadRequest(PermanentError):
+    """Raised when Vidgo answers 400: the request is invalid as sent."""
+
+    code = "vidgo_bad_request"
+
+
+class VidgoAuthError(PermanentError):
+    """Raised when Vidgo answers 401: the API key is missing or wrong."""
+
+    code = "vidgo_auth_failed"
+
+
+class VidgoCreditsError(PermanentError):
+    """Raised when Vidgo answers 402: the account has too few credits."""
+
+    code = "vidgo_insufficient_credits"
+
+
+class VidgoForbidden(PermanentError):
+    """Raised when Vidgo answers 403: the key may not do this (or the task is another user's)."""
+
+    code = "vidgo_forbidden"
+
+
+class VidgoConflict(PermanentError):
+    """Raised when Vidgo answers 409: it already separated this audio."""
+
+    code = "vidgo_conflict"
+
+
+class VidgoClientError(PermanentError):
+    """Raised for any other 4xx answer from Vidgo."""
+
+    code = "vidgo_client_error"
+
+
+class VidgoProtocolError(PermanentError):
+    """Raised when an answer from Vidgo does not match its documented shape."""
+
+    code = "vidgo_malformed_response"
+
+
+class VidgoOutputError(PermanentError):
+    """Raised when a finished task's stems are missing or ``vocal_removal`` is malformed."""
+
+    code = "vidgo_malformed_stems"
+
+
+class VidgoTaskFailed(PermanentError):
+    """Raised when Vidgo reports the task as failed; the message carries its error_message."""
+
+    code = "vidgo_task_failed"
+
+
+class SubmitAmbiguous(PermanentError):
+    """Raised when a submit may have created (and billed) a task but its answer was lost."""
+
+    code = "submit_ambiguous"
+
+
+class TaskStalled(PermanentError):
+    """Raised when a Vidgo task did not finish within ``poll_timeout_s``."""
+
+    code = "vidgo_task_stalled"
+
+
+class StemHostNotAllowed(PermanentError):
+    """Raised when a stem URL points at a host outside ``allowed_stem_hosts``."""
+
+    code = "stem_host_not_allowed"
+
+
+class StemUrlExpired(PermanentError):
+    """Raised when storage refuses a stem URL with 403, 404 or 410 (URLs live 24 h)."""
+
+    code = "stem_url_expired"
+
+
+class StorageError(PermanentError):
+    """Raised when stems cannot be written: disk full, no permission, not a directory."""
+
+    code = "storage_error"

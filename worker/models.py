@@ -1,0 +1,133 @@
+"""The job request, its enumerations and its fingerprint: what a caller asks us to separate.
+
+A request is validated once, at enqueue, so that nothing malformed ever reaches Celery or Vidgo.
+The job id is the fingerprint of the normalised request (audio URL, model name, output type):
+the same track asked for twice is one job and one Vidgo submission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from worker.errors import InvalidRequest
+
+VIDGO_MODEL = "upload-and-separate-vocals"
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+MAX_TITLE_CHARS = 200
+MAX_URL_CHARS = 2048
+
+
+class ModelName(StrEnum):
+    """Vidgo's ``input.model_name``."""
+
+    BASE = "base"
+    ENHANCED = "enhanced"
+    INSTRUMENTAL = "instrumental"
+
+
+class OutputType(StrEnum):
+    """Vidgo's ``input.output_type``: every stem, or one named stem."""
+
+    GENERAL = "general"
+    BASS = "bass"
+    DRUMS = "drums"
+    OTHER = "other"
+    PIANO = "piano"
+    GUITAR = "guitar"
+    VOCALS = "vocals"
+
+
+ALL_STEMS: tuple[str, ...] = ("bass", "drums", "piano", "guitar", "vocals", "other")
+
+
+def expected_stems(output_type: OutputType) -> tuple[str, ...]:
+    """The stem names a finished task must deliver for this output type."""
+    return ALL_STEMS if output_type is OutputType.GENERAL else (output_type.value,)
+
+
+class JobRequest(BaseModel):
+    """One track to separate. Immutable; build it with :func:`parse_request`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    audio_url: str
+    title: str | None = None
+    model_name: ModelName = ModelName.BASE
+    output_type: OutputType = OutputType.GENERAL
+
+    @field_validator("audio_url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        value = value.strip()
+        if len(value) > MAX_URL_CHARS:
+            raise ValueError(f"is longer than {MAX_URL_CHARS} characters")
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        if not parts.hostname or any(ch.isspace() for ch in value):
+            raise ValueError(f"is not a well-formed URL with a host: {value!r}")
+        # Lower-case scheme and host so that trivially different spellings fingerprint the same.
+        netloc = parts.netloc.lower() if "@" not in parts.netloc else parts.netloc
+        return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
+
+    @field_validator("title")
+    @classmethod
+    def _clean_title(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = " ".join(value.split())
+        if len(value) > MAX_TITLE_CHARS:
+            raise ValueError(f"is longer than {MAX_TITLE_CHARS} characters")
+        return value or None
+
+    def fingerprint(self) -> str:
+        """A stable job id for this request; the title is a label and does not count."""
+        canonical = json.dumps(
+            {
+                "audio_url": self.audio_url,
+                "model_name": self.model_name.value,
+                "output_type": self.output_type.value,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return "j" + hashlib.sha256(canonical.encode()).hexdigest()[:31]
+
+
+_ALLOWED = {
+    "model_name": ", ".join(m.value for m in ModelName),
+    "output_type": ", ".join(o.value for o in OutputType),
+}
+
+
+def parse_request(data: dict[str, Any]) -> JobRequest:
+    """Validate a request dict, raising InvalidRequest with every problem and the allowed values."""
+    try:
+        return JobRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            field = ".".join(str(part) for part in err["loc"]) or "request"
+            if field in _ALLOWED:
+                got = err.get("input")
+                problems.append(f"{field} {got!r} is not one of: {_ALLOWED[field]}")
+            else:
+                problems.append(f"{field} {err['msg'].removeprefix('Value error, ')}")
+        raise InvalidRequest("invalid job request: " + "; ".join(problems)) from None
+
+
+def validate_job_id(job_id: str) -> str:
+    """Check a caller-chosen job id; it names a folder, so only a safe alphabet is allowed."""
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
+        raise InvalidRequest(
+            f"invalid job id {job_id!r}: use 1-64 characters from A-Z a-z 0-9 _ -, "
+            "starting with a letter or digit"
+        )
+    return job_id

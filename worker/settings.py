@@ -1,0 +1,160 @@
+"""Every setting of vidgo-stems, read once from the environment by pydantic-settings.
+
+Three variables keep their conventional names (``VIDGO_API_KEY``, ``REDIS_URL``, ``STEMS_DIR``,
+plus ``VIDGO_BASE_URL``); every other knob is ``VIDGO_STEMS_<FIELD>``. Tests build
+``Settings(...)`` with keyword arguments; processes call the cached :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+DEFAULT_VIDGO_BASE_URL = "https://api.vidgo.ai"
+
+
+class Settings(BaseSettings):
+    """Configuration of the worker, the CLI and the client. Units are in the names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VIDGO_STEMS_",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    vidgo_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("VIDGO_API_KEY", "vidgo_api_key")
+    )
+    vidgo_base_url: str = Field(
+        default=DEFAULT_VIDGO_BASE_URL,
+        validation_alias=AliasChoices("VIDGO_BASE_URL", "vidgo_base_url"),
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")
+    )
+    stems_dir: Path = Field(
+        default=Path("stems"), validation_alias=AliasChoices("STEMS_DIR", "stems_dir")
+    )
+
+    # Public base URL under which Vidgo can reach our callback endpoint; None sends no callback.
+    public_callback_base_url: str | None = None
+    # Hosts stems may be downloaded from; the host of vidgo_base_url is always added.
+    allowed_stem_hosts: list[str] = Field(default_factory=lambda: ["storage.vidgo.ai"])
+
+    # Poll schedule: first poll after poll_initial_s, then x poll_backoff_factor up to poll_max_s.
+    poll_initial_s: float = Field(default=3.0, gt=0)
+    poll_max_s: float = Field(default=30.0, gt=0)
+    poll_backoff_factor: float = Field(default=1.5, ge=1.0)
+    poll_jitter_ratio: float = Field(default=0.2, ge=0.0, lt=1.0)
+    # Vidgo asks for 2-5 s between polls; lower it only against the emulator.
+    poll_min_interval_s: float = Field(default=2.0, gt=0)
+    # A Vidgo task that is still not finished after this long is treated as stalled.
+    poll_timeout_s: float = Field(default=3600.0, gt=0)
+    # "finished" with no usable stem URL is re-polled this many times before it counts as final.
+    empty_finished_repolls: int = Field(default=2, ge=0)
+
+    http_connect_timeout_s: float = Field(default=5.0, gt=0)
+    http_read_timeout_s: float = Field(default=30.0, gt=0)
+    http_write_timeout_s: float = Field(default=30.0, gt=0)
+    http_pool_timeout_s: float = Field(default=10.0, gt=0)
+    download_read_timeout_s: float = Field(default=60.0, gt=0)
+    max_stem_bytes: int = Field(default=2 * 1024**3, gt=0)
+
+    # A submit whose answer was lost may have been billed: "fail" stops the job for review,
+    # "retry_once" allows one more submit (and so at most one extra charge).
+    ambiguous_submit_policy: Literal["fail", "retry_once"] = "fail"
+
+    # Retries of a stage after a retryable error (transport, 408, 429, 5xx).
+    task_max_retries: int = Field(default=8, ge=0)
+    retry_backoff_base_s: float = Field(default=2.0, gt=0)
+    retry_backoff_max_s: float = Field(default=300.0, gt=0)
+
+    # Celery-on-Redis: every countdown and task runtime must stay far below this.
+    visibility_timeout_s: int = Field(default=4 * 3600, gt=0)
+    task_soft_time_limit_s: int = Field(default=900, gt=0)
+    worker_eta_task_limit: int = Field(default=2000, gt=0)
+    result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
+    job_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
+    queue_name: str = "vidgo"
+    redis_key_prefix: str = "vidgo-stems"
+    log_level: str = "INFO"
+
+    @field_validator("vidgo_base_url", "public_callback_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL with a host, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("allowed_stem_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [host.strip().lower() for host in value.split(",") if host.strip()]
+        return value
+
+    @property
+    def stem_hosts(self) -> frozenset[str]:
+        """Hosts stems may come from: the configured list plus the Vidgo base URL's host."""
+        base_host = urlsplit(self.vidgo_base_url).hostname or ""
+        return frozenset([*(h.lower() for h in self.allowed_stem_hosts), base_host.lower()])
+
+    def require_api_key(self) -> SecretStr:
+        """Return the Vidgo API key or raise a ConfigError that says how to set it."""
+        if self.vidgo_api_key is None or not self.vidgo_api_key.get_secret_value().strip():
+            raise ConfigError(
+                "VIDGO_API_KEY is not set: export the key from "
+                "https://vidgo.ai/apis/dashboard/api-key (or run `vidgo-stems demo`, which "
+                "needs no key)"
+            )
+        return self.vidgo_api_key
+
+    def require_redis_url(self) -> str:
+        """Return the Redis URL or raise a ConfigError that says how to set it."""
+        if not self.redis_url:
+            raise ConfigError(
+                "REDIS_URL is not set: point it at the shared Redis, e.g. "
+                "REDIS_URL=redis://redis-host:6379/0 (the demo starts a private one by itself)"
+            )
+        return self.redis_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment, turning validation errors into a ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return load_settings()
+
+
+_CONVENTIONAL = {
+    "vidgo_api_key": "VIDGO_API_KEY",
+    "vidgo_base_url": "VIDGO_BASE_URL",
+    "redis_url": "REDIS_URL",
+    "stems_dir": "STEMS_DIR",
+}
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    field = str(loc[0]) if loc else "?"
+    return _CONVENTIONAL.get(field.lower(), field if field.isupper() else f"VIDGO_STEMS_{field.upper()}")
