@@ -1,0 +1,141 @@
+"""VidgoClient: the typed face of Vidgo's HTTP API, one per worker process.
+
+The client owns one ``httpx.Client`` built over an injectable transport, so tests pass an
+``httpx.MockTransport`` and production gets connection pooling. Every answer goes through
+:mod:`worker.vidgo.http_errors` (errors) and :mod:`worker.vidgo.parse` (success shapes).
+The API key lives in a ``SecretStr`` and only ever leaves it for the Authorization header.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from worker.errors import VidgoProtocolError, VidgoStemsError
+from worker.models import VIDGO_MODEL, JobRequest
+from worker.settings import Settings
+from worker.vidgo.http_errors import error_for_status, error_for_transport
+from worker.vidgo.parse import SubmitResult, TaskDetail, body_code, parse_detail, parse_submit
+
+USER_AGENT = "vidgo-stems/0.1"
+
+
+def submit_payload(request: JobRequest, *, callback_url: str | None) -> dict[str, Any]:
+    """The JSON body of ``POST /api/generate/submit``; ``callback_url`` is omitted, never null."""
+    inputs: dict[str, Any] = {
+        "audio_url": request.audio_url,
+        "model_name": request.model_name.value,
+        "output_type": request.output_type.value,
+    }
+    if request.title:
+        inputs["title"] = request.title
+    payload: dict[str, Any] = {"model": VIDGO_MODEL, "input": inputs}
+    if callback_url:
+        payload["callback_url"] = callback_url
+    return payload
+
+
+def http_timeout(settings: Settings, *, read_s: float | None = None) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=settings.http_connect_timeout_s,
+        read=read_s if read_s is not None else settings.http_read_timeout_s,
+        write=settings.http_write_timeout_s,
+        pool=settings.http_pool_timeout_s,
+    )
+
+
+class VidgoClient:
+    """Calls Vidgo's submit, Query Music Detail, status and balance endpoints."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        api_key: SecretStr | None = None,
+    ) -> None:
+        key = api_key or settings.require_api_key()
+        self._http = httpx.Client(
+            base_url=settings.vidgo_base_url,
+            transport=transport,
+            timeout=http_timeout(settings),
+            headers={
+                "Authorization": f"Bearer {key.get_secret_value()}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"VidgoClient(base_url={str(self._http.base_url)!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> VidgoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, request: JobRequest, *, callback_url: str | None = None) -> SubmitResult:
+        """Create a separation task. Raises a RetryableError or PermanentError on failure."""
+        body = self._call(
+            "POST", "/api/generate/submit", what="submit",
+            json=submit_payload(request, callback_url=callback_url),
+        )
+        return parse_submit(body)
+
+    def music_detail(self, task_id: str) -> TaskDetail:
+        """Query Music Detail, the source of truth for this model's status and stems."""
+        body = self._call(
+            "GET", "/api/generate/detail/music", what="music detail", params={"task_id": task_id}
+        )
+        return parse_detail(body)
+
+    def task_status(self, task_id: str) -> TaskDetail:
+        """The generic status endpoint; only its ``progress`` is of use for music tasks."""
+        path = "/api/generate/status/" + httpx.URL(path=task_id).raw_path.decode()
+        return parse_detail(self._call("GET", path, what="task status"))
+
+    def balance(self) -> int:
+        """The account's credits."""
+        data = self._call("GET", "/api/user/balance", what="balance").get("data")
+        credits = data.get("credits_amount") if isinstance(data, dict) else None
+        if not isinstance(credits, int | float) or isinstance(credits, bool):
+            raise VidgoProtocolError("Vidgo balance answer has no numeric data.credits_amount")
+        return int(credits)
+
+    def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise error_for_transport(exc, what=what) from None
+        body = _decode(response, what=what)
+        if response.status_code != 200:
+            raise error_for_status(response.status_code, body, response.headers, what=what)
+        code = body_code(body)
+        if code not in (None, 0, 200):
+            raise error_for_status(code, body, response.headers, what=what)  # type: ignore[arg-type]
+        if not isinstance(body, dict):
+            raise VidgoProtocolError(f"Vidgo {what} answered 200 with a non-object body")
+        return body
+
+
+def _decode(response: httpx.Response, *, what: str) -> Any:
+    """JSON of a response; a non-JSON error body is kept as text, a non-JSON 200 is an error."""
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        if response.status_code == 200:
+            raise VidgoProtocolError(
+                f"Vidgo {what} answered 200 with a body that is not JSON: {response.text[:120]!r}"
+            ) from None
+        return {"detail": response.text[:200]}
+
+
+__all__ = ["VidgoClient", "VidgoStemsError", "http_timeout", "submit_payload"]
