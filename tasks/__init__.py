@@ -1,0 +1,1 @@
+"""Celery task wrappers; the work lives in ``worker.stages``."""

@@ -1,0 +1,109 @@
+"""The four Celery tasks of the pipeline: thin wrappers around ``worker.stages``.
+
+Names are a wire format (``vidgo.submit``, ``vidgo.poll``, ``vidgo.download``,
+``vidgo.postprocess``); kwargs are ``job_id`` and ``token``, and unknown kwargs are ignored so
+rolling deploys work. Retries follow the exception type, in :class:`StageTask` alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import redis.exceptions
+from celery import Task
+
+from worker.app import app, runtime
+from worker.errors import PermanentError, RetryableError, VidgoStemsError
+from worker.ledger import ACTIVE_STATES, JobState
+from worker.stages import run_download, run_poll, run_postprocess, run_submit
+
+log = logging.getLogger(__name__)
+
+#: Infrastructure hiccups that are retried like a RetryableError.
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> float:
+    """Exponential backoff with full jitter, capped; a Retry-After from Vidgo is a floor."""
+    settings = runtime().settings
+    cap = min(settings.retry_backoff_max_s, settings.visibility_timeout_s / 4)
+    ceiling = min(cap, settings.retry_backoff_base_s * 2 ** min(retries, 32))
+    countdown = rng.uniform(0, ceiling)
+    retry_after = getattr(exc, "retry_after_s", None)
+    if retry_after is not None:
+        countdown = max(countdown, min(retry_after, cap))
+    return round(countdown, 3)
+
+
+def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
+    """Mark the job FAILED (guarded by the step token) with a stable code and a human message."""
+    return runtime().ledger.advance(
+        job_id, expect=ACTIVE_STATES, token=token, to=JobState.FAILED,
+        fields={"error_code": code, "error_message": message},
+        event="failed", detail={"error": code},
+    )
+
+
+class StageTask(Task):  # type: ignore[misc]
+    """Base of the pipeline tasks: retries retryable errors, fails the job on anything else."""
+
+    abstract = True
+    acks_late = True
+    throws = (PermanentError,)
+    _rng = random.Random()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except (RetryableError, *TRANSIENT) as exc:
+            countdown = retry_countdown(self.request.retries, exc, self._rng)
+            log.warning(
+                "%s job %s: %s; retry %d in %.1fs",
+                self.name, kwargs.get("job_id"), exc, self.request.retries + 1, countdown,
+            )
+            runtime().ledger.bump_counter("retries")
+            raise self.retry(
+                exc=exc, countdown=countdown, max_retries=runtime().settings.task_max_retries
+            ) from None
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        job_id, token = kwargs.get("job_id"), kwargs.get("token")
+        if not job_id:
+            return
+        if isinstance(exc, RetryableError | TRANSIENT):
+            code = getattr(exc, "code", "transient_error")
+            message = f"{exc} (gave up after {self.request.retries} retries)"
+        elif isinstance(exc, VidgoStemsError):
+            code, message = exc.code, exc.message
+        else:
+            code, message = "internal_error", f"{type(exc).__name__}: {exc}"
+        if fail_job(job_id, token, code, message):
+            log.error("%s job %s FAILED [%s]: %s", self.name, job_id, code, message)
+
+
+@app.task(base=StageTask, name="vidgo.submit", bind=True)
+def submit(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
+    """Submit the job's track to Vidgo once and start polling."""
+    return run_submit(runtime().stage_context(), job_id, token).value
+
+
+@app.task(base=StageTask, name="vidgo.poll", bind=True)
+def poll(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
+    """Ask Vidgo about the job's task; re-queue with a countdown until it is finished."""
+    return run_poll(runtime().stage_context(), job_id, token).value
+
+
+@app.task(base=StageTask, name="vidgo.download", bind=True)
+def download(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
+    """Stream the job's stems to STEMS_DIR/<job_id>/."""
+    return run_download(runtime().stage_context(), job_id, token).value
+
+
+@app.task(base=StageTask, name="vidgo.postprocess", bind=True)
+def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> Any:
+    """Measure the stems, write manifest.json and finish the job; returns the manifest."""
+    return run_postprocess(runtime().stage_context(), job_id, token)

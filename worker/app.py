@@ -1,0 +1,134 @@
+"""The Celery app and the per-process collaborators every stage uses.
+
+Clients are built lazily, once per process, and rebuilt after a fork (``worker_process_init``),
+never at import. Enqueueing needs only Redis; the Vidgo client (and with it ``VIDGO_API_KEY``)
+is needed only where stages run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from functools import cached_property
+
+import httpx
+import redis
+from celery import Celery
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+
+from worker.ledger import Ledger
+from worker.settings import Settings, get_settings
+from worker.stages.context import StageContext, Step, TaskName
+from worker.storage import StemStore
+from worker.vidgo import VidgoClient
+from worker.vidgo.client import http_timeout
+
+log = logging.getLogger(__name__)
+
+app = Celery("vidgo_stems")
+app.config_from_object("celeryconfig")
+
+
+def dispatch(step: Step) -> None:
+    """Send the next pipeline message. Post-processing runs under the job id, so its result
+    (the manifest) can be read from the result store by job id."""
+    app.send_task(
+        step.task.value,
+        kwargs={"job_id": step.job_id, "token": step.token},
+        countdown=step.countdown_s or None,
+        task_id=step.job_id if step.task is TaskName.POSTPROCESS else None,
+        queue=get_settings().queue_name,
+    )
+
+
+class Runtime:
+    """The collaborators of one process. Attributes are built on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.require_redis_url(), health_check_interval=30)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(
+            self.redis,
+            prefix=self.settings.redis_key_prefix,
+            retention_s=self.settings.job_retention_s,
+        )
+
+    @cached_property
+    def vidgo(self) -> VidgoClient:
+        return VidgoClient(self.settings)
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        """Client for stem downloads: no Vidgo credentials, long read timeout, no redirects."""
+        return httpx.Client(
+            timeout=http_timeout(self.settings, read_s=self.settings.download_read_timeout_s),
+            follow_redirects=False,
+            headers={"User-Agent": "vidgo-stems/0.1"},
+        )
+
+    def stage_context(self) -> StageContext:
+        with self._lock:
+            return StageContext(
+                settings=self.settings,
+                ledger=self.ledger,
+                store=StemStore(self.settings.stems_dir),
+                dispatch=dispatch,
+                vidgo_factory=lambda: self.vidgo,
+                http_factory=lambda: self.http,
+                rng=random.Random(),
+            )
+
+    def close(self) -> None:
+        for name in ("vidgo", "http"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
+        conn = self.__dict__.pop("redis", None)
+        if conn is not None:
+            conn.close()
+
+
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's Runtime; a forked child gets its own."""
+    global _runtime, _runtime_pid
+    with _runtime_lock:
+        if _runtime is None or _runtime_pid != os.getpid():
+            _runtime = Runtime(get_settings())
+            _runtime_pid = os.getpid()
+        return _runtime
+
+
+@worker_init.connect
+def _check_config(**_: object) -> None:
+    settings = get_settings()
+    settings.require_redis_url()
+    settings.require_api_key()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs full URLs at INFO
+
+
+@worker_process_init.connect
+def _init_process(**_: object) -> None:
+    global _runtime, _runtime_pid
+    with _runtime_lock:
+        _runtime, _runtime_pid = None, None
+    runtime()
+
+
+@worker_process_shutdown.connect
+def _close_process(**_: object) -> None:
+    if _runtime is not None and _runtime_pid == os.getpid():
+        _runtime.close()

@@ -1,0 +1,122 @@
+"""What a stage works with, and the one hand-off rule every stage follows.
+
+A stage receives a :class:`StageContext` (ledger, clients, store, a ``dispatch`` callable that
+sends the next Celery message) plus the job id and step token from its message. It loads the job,
+returns quietly when the token is stale, does its work, then hands off: one compare-and-set that
+moves the job and installs a fresh token, and only when that succeeds, one message carrying the
+fresh token. The ledger always moves first, so a duplicate can never act twice; a crash between
+the two leaves a job that the recovery sweep re-dispatches.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from worker.ledger import JobRecord, JobState, Ledger, new_token
+from worker.settings import Settings
+from worker.storage import StemStore
+from worker.vidgo import VidgoClient
+
+log = logging.getLogger(__name__)
+
+
+class TaskName(StrEnum):
+    """The stable Celery task names: a wire format, never renamed."""
+
+    SUBMIT = "vidgo.submit"
+    POLL = "vidgo.poll"
+    DOWNLOAD = "vidgo.download"
+    POSTPROCESS = "vidgo.postprocess"
+
+
+@dataclass(frozen=True)
+class Step:
+    """The next message to send: task, job, the token it carries, and when it is due."""
+
+    task: TaskName
+    job_id: str
+    token: str
+    countdown_s: float = 0.0
+
+
+class Outcome(StrEnum):
+    HANDED_OFF = "handed_off"
+    STALE = "stale"
+    DONE = "done"
+
+
+@dataclass
+class StageContext:
+    """Collaborators of a stage. ``vidgo`` and ``http`` are built lazily by the caller."""
+
+    settings: Settings
+    ledger: Ledger
+    store: StemStore
+    dispatch: Callable[[Step], None]
+    vidgo_factory: Callable[[], VidgoClient]
+    http_factory: Callable[[], httpx.Client]
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+
+    @property
+    def vidgo(self) -> VidgoClient:
+        return self.vidgo_factory()
+
+    @property
+    def http(self) -> httpx.Client:
+        return self.http_factory()
+
+
+def load_current(
+    ctx: StageContext, job_id: str, token: str, states: Iterable[JobState], stage: str
+) -> JobRecord | None:
+    """The job when this message still holds its baton, else None (logged as a stale delivery)."""
+    job = ctx.ledger.get(job_id)
+    allowed = set(states)
+    if job is None:
+        log.warning("%s: job %s is not in the ledger; dropping the message", stage, job_id)
+        return None
+    if job.token != token or job.state not in allowed:
+        log.info(
+            "%s: job %s is %s with another step token; stale delivery dropped",
+            stage, job_id, job.state.value,
+        )
+        return None
+    return job
+
+
+def hand_off(
+    ctx: StageContext,
+    job: JobRecord,
+    *,
+    to: JobState,
+    next_task: TaskName,
+    event: str,
+    countdown_s: float = 0.0,
+    fields: Mapping[str, Any] | None = None,
+    incr: Mapping[str, int] | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> Outcome:
+    """Move ``job`` to ``to`` under a fresh token, then dispatch ``next_task`` with that token."""
+    token = new_token()
+    moved = ctx.ledger.advance(
+        job.job_id, expect=job.state, token=job.token, to=to, new_token=token,
+        fields=fields, incr=incr, event=event, detail=detail,
+    )
+    if not moved:
+        log.info("job %s moved on while %s ran; not handing off", job.job_id, event)
+        return Outcome.STALE
+    ctx.dispatch(Step(next_task, job.job_id, token, countdown_s))
+    log.info(
+        "job %s %s -> %s (vidgo task %s, next %s in %.1fs)",
+        job.job_id, job.state.value, to.value, job.vidgo_task_id, next_task.value, countdown_s,
+    )
+    return Outcome.HANDED_OFF

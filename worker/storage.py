@@ -1,0 +1,82 @@
+"""Where stems land: ``STEMS_DIR/<job_id>/<stem>.<ext>`` plus ``manifest.json``, written atomically.
+
+Every file is written to a hidden ``.part`` file in the same folder, flushed, fsynced and renamed
+into place, so a file with its final name is always complete. OS errors (disk full, permission,
+read-only filesystem) become a StorageError whose message says what to fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from worker.errors import StorageError
+from worker.models import validate_job_id
+
+_SAFE_NAME = re.compile(r"[^a-z0-9_-]+")
+AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".aiff"})
+
+_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space under STEMS_DIR, then retry the job",
+    errno.EDQUOT: "the disk quota is exhausted: free space under STEMS_DIR, then retry the job",
+    errno.EACCES: "permission denied: let the worker's user write to STEMS_DIR",
+    errno.EPERM: "permission denied: let the worker's user write to STEMS_DIR",
+    errno.EROFS: "STEMS_DIR is on a read-only filesystem: point STEMS_DIR somewhere writable",
+    errno.ENOTDIR: "a path under STEMS_DIR is a file, not a folder: fix STEMS_DIR",
+}
+
+
+def storage_error(exc: OSError, path: Path) -> StorageError:
+    """Translate an OSError into a StorageError that names the path and the remedy."""
+    advice = _ADVICE.get(exc.errno or 0, "check that STEMS_DIR is writable and has space")
+    return StorageError(f"cannot write {path}: {exc.strerror or exc} ({advice})")
+
+
+def safe_stem_name(name: str) -> str:
+    """A file-name-safe version of a stem key (``vocals``, ``bass``...)."""
+    cleaned = _SAFE_NAME.sub("_", name.strip().lower()).strip("_")[:40]
+    return cleaned or "stem"
+
+
+class StemStore:
+    """The folder tree of finished stems. Job ids are validated before they name a folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def job_dir(self, job_id: str, *, create: bool = True) -> Path:
+        path = self.root / validate_job_id(job_id)
+        if create:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise storage_error(exc, path) from None
+        return path
+
+    @contextlib.contextmanager
+    def atomic_writer(self, dest: Path) -> Iterator[BinaryIO]:
+        """Open a temp file beside ``dest``; on clean exit fsync and rename it into place."""
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+        try:
+            with open(tmp, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise storage_error(exc, dest) from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def write_json(self, dest: Path, data: Any) -> None:
+        payload = json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+        with self.atomic_writer(dest) as handle:
+            handle.write(payload)
