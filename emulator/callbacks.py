@@ -1,0 +1,77 @@
+"""Background life of an emulated task: render its stems, then call back when it ends.
+
+Stems come from the submitted ``audio_url`` when it can be fetched and decoded, else they are
+synthesised. The callback is POSTed when the task reaches ``finished`` or ``failed``, flat or
+wrapped per the config, and retried on the old (1/2/4 s) or new (5 tries, backoff) schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import httpx
+from starlette.applications import Starlette
+
+from emulator import audio
+from emulator.payloads import callback_body, stems_for
+from emulator.state import EmulatorState, EmuTask
+
+log = logging.getLogger(__name__)
+SCHEDULES = {"old": [1.0, 2.0, 4.0], "new": [2.0, 4.0, 8.0, 16.0, 32.0], "none": []}
+
+
+def start(app: Starlette, task: EmuTask) -> None:
+    """Schedule the task's background work on the running loop, keeping a reference to it."""
+    job = asyncio.get_running_loop().create_task(_life(app, task))
+    app.state.background.add(job)
+    job.add_done_callback(app.state.background.discard)
+
+
+async def _life(app: Starlette, task: EmuTask) -> None:
+    state: EmulatorState = app.state.emulator
+    if task.fail_message is None:
+        await _render(state, task)
+    finish = task.finish_mono(state.config)
+    if finish is not None:
+        await asyncio.sleep(max(0.0, finish - time.monotonic()))
+    if task.callback_url:
+        await _call_back(app, state, task)
+
+
+async def _render(state: EmulatorState, task: EmuTask) -> None:
+    config = state.config
+    names = stems_for(task.output_type)
+    try:
+        async with httpx.AsyncClient(timeout=config.fetch_timeout_s) as client:
+            response = await client.get(task.audio_url)
+            response.raise_for_status()
+        samples, rate = audio.decode(response.content, max_s=config.max_input_s)
+        stems = await asyncio.to_thread(audio.split, samples, rate, names, task.model_name)
+        task.set_stems(stems, "input")
+    except (httpx.HTTPError, ValueError) as exc:
+        log.info("task %s: input not usable (%s); synthesising stems", task.task_id, exc)
+        stems = await asyncio.to_thread(
+            audio.synthesise, task.task_id, names,
+            sample_rate=config.sample_rate, duration_s=config.synth_duration_s,
+        )
+        task.set_stems(stems, "synthesised")
+
+
+async def _call_back(app: Starlette, state: EmulatorState, task: EmuTask) -> None:
+    base_url = state.config.public_url or app.state.base_url
+    body = callback_body(state, task, base_url)
+    delays = [0.0, *SCHEDULES[state.config.callback_retries]]
+    async with httpx.AsyncClient(timeout=state.config.callback_timeout_s) as client:
+        for attempt, delay in enumerate(delays, start=1):
+            await asyncio.sleep(delay)
+            try:
+                response = await client.post(task.callback_url or "", json=body)
+                status: int | str = response.status_code
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            state.record("callback", task_id=task.task_id, attempt=attempt, status=status,
+                         shape=state.config.callback_shape)
+            if isinstance(status, int) and (200 <= status < 300 or 400 <= status < 500):
+                return

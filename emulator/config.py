@@ -1,0 +1,63 @@
+"""Settings of the Vidgo emulator: timeline, callbacks, storage, credits and injected faults.
+
+Set at start (CLI flags) and changed at run time through ``POST /_emulator/config`` with a partial
+JSON object; faults draw from one RNG seeded by ``seed``, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FaultConfig(BaseModel):
+    """Probabilities (0-1) of faults on the API endpoints, and their parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate_5xx: float = Field(default=0.0, ge=0, le=1)
+    status_5xx: list[int] = Field(default_factory=lambda: [500, 502, 503])
+    rate_429: float = Field(default=0.0, ge=0, le=1)
+    retry_after_s: float | None = 1.0
+    # Endpoints the faults apply to: "submit", "detail", "status", "balance".
+    endpoints: list[str] = Field(default_factory=lambda: ["submit", "detail", "status", "balance"])
+    # Fraction of tasks that end "failed", and the error_message they carry.
+    task_fail_rate: float = Field(default=0.0, ge=0, le=1)
+    task_fail_message: str = "Audio separation failed, please try again"
+
+
+class EmulatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # None accepts any non-empty Bearer token; a string must match exactly.
+    api_key: str | None = None
+    # Where stem URLs point; None derives it from the request's own base URL.
+    public_url: str | None = None
+    queue_s: float = Field(default=2.0, ge=0)
+    run_s: float = Field(default=5.0, ge=0)
+    # Callback body shape: flat (newest docs) or wrapped in {code, data}.
+    callback_shape: Literal["flat", "wrapped"] = "flat"
+    callback_timeout_s: float = 10.0
+    # Retry schedule of callbacks: "old" = 3 tries after 1/2/4 s, "new" = up to 5, backoff.
+    callback_retries: Literal["old", "new", "none"] = "old"
+    # Require callback_url on submit and enforce the older URL rules (HTTPS, no private IPs).
+    strict_callback_url: bool = False
+    # Seconds a stem URL stays valid after the task finished (Vidgo: 24 h).
+    stem_ttl_s: float = 24 * 3600.0
+    # Pad stem keys with stray spaces, as Vidgo's internal draft shows.
+    messy_stem_keys: bool = False
+    # Answer 409 when the same audio_url is submitted again.
+    conflict_on_duplicate_audio: bool = False
+    credits: int = 100_000
+    price_per_task: int = 2
+    sample_rate: int = 44_100
+    synth_duration_s: float = 4.0
+    max_input_s: float = 600.0
+    fetch_timeout_s: float = 10.0
+    seed: int = 0
+    faults: FaultConfig = Field(default_factory=FaultConfig)
+
+    def rng(self) -> random.Random:
+        return random.Random(self.seed)
