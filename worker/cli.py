@@ -1,0 +1,173 @@
+"""``vidgo-stems``: worker, separate, status, emulator and demo.
+
+Errors the user can fix (configuration, bad input) print one line that says what to do and exit
+with status 2; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from worker.errors import VidgoStemsError
+
+
+def _fail(exc: VidgoStemsError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VidgoStemsError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+@click.option("--log-level", default="WARNING", show_default=True)
+def main(log_level: str) -> None:
+    """Turn audio URLs into stems through Vidgo, on Celery and Redis."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--concurrency", "-c", default=4, show_default=True, help="Processes (or threads).")
+@click.option("--pool", default="prefork", show_default=True,
+              type=click.Choice(["prefork", "threads", "solo"]))
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency: int, pool: str, loglevel: str) -> None:
+    """Run a Celery worker for the pipeline (needs REDIS_URL and VIDGO_API_KEY)."""
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    settings.require_redis_url()
+    settings.require_api_key()
+    from worker.app import app
+
+    app.worker_main([
+        "worker", "--queues", settings.queue_name, "--concurrency", str(concurrency),
+        "--pool", pool, "--loglevel", loglevel,
+    ])
+
+
+@main.command()
+@click.argument("audio_url")
+@click.option("--title", default=None)
+@click.option("--model-name", default="base", show_default=True,
+              help="base, enhanced or instrumental")
+@click.option("--output-type", default="general", show_default=True,
+              help="general, bass, drums, other, piano, guitar or vocals")
+@click.option("--job-id", default=None, help="Your own job id (default: the request's fingerprint).")
+@click.option("--wait/--no-wait", default=False, help="Show progress until the job ends.")
+@click.option("--timeout", "timeout_s", default=3600.0, show_default=True)
+def separate(
+    audio_url: str, title: str | None, model_name: str, output_type: str,
+    job_id: str | None, wait: bool, timeout_s: float,
+) -> None:
+    """Enqueue AUDIO_URL and print its job id (needs REDIS_URL)."""
+    from worker.api import enqueue
+
+    job_id = enqueue(audio_url, title=title, model_name=model_name, output_type=output_type,
+                     job_id=job_id)
+    click.echo(job_id)
+    if wait:
+        sys.exit(_wait(job_id, timeout_s))
+
+
+def _wait(job_id: str, timeout_s: float) -> int:
+    from worker.api import get_job
+
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        view = get_job(job_id)
+        if view is None:
+            click.echo(f"job {job_id} is not in the ledger", err=True)
+            return 1
+        line = f"{view.state.value} (vidgo: {view.vidgo_status or '-'}, polls: {view.polls})"
+        if line != last:
+            click.echo(line, err=True)
+            last = line
+        if view.state.is_terminal:
+            if view.error:
+                click.echo(f"FAILED [{view.error.code}]: {view.error.message}", err=True)
+                return 1
+            click.echo(view.manifest_path)
+            return 0
+        time.sleep(1.0)
+    click.echo(f"job {job_id} did not finish within {timeout_s:.0f}s", err=True)
+    return 1
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole job as JSON.")
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job's state, attempts, history and last error (needs REDIS_URL)."""
+    from worker.api import get_job
+
+    view = get_job(job_id)
+    if view is None:
+        click.echo(f"no job {job_id} in the ledger", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(view.model_dump(mode="json"), indent=2))
+        return
+    click.echo(f"job {view.job_id}: {view.state.value} (stage {view.stage})")
+    click.echo(f"  request: {json.dumps(view.request)}")
+    click.echo(f"  vidgo task: {view.vidgo_task_id or '-'}  status: {view.vidgo_status or '-'}")
+    click.echo(f"  submits: {view.submit_attempts}  polls: {view.polls}")
+    if view.error:
+        click.echo(f"  error [{view.error.code}]: {view.error.message}")
+    if view.manifest_path:
+        click.echo(f"  manifest: {view.manifest_path}")
+    click.echo("  history:")
+    for entry in view.history:
+        at = time.strftime("%H:%M:%S", time.localtime(entry["at"]))
+        extra = {k: v for k, v in entry.items() if k not in ("at", "from", "to", "event")}
+        click.echo(f"    {at} {entry['event']:18s} {entry.get('from') or '-'} -> "
+                   f"{entry.get('to') or '='} {json.dumps(extra) if extra else ''}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True)
+@click.option("--api-key", default=None, help="Accept only this key (default: any Bearer key).")
+@click.option("--queue-s", default=2.0, show_default=True, help="Seconds a task stays not_started.")
+@click.option("--run-s", default=5.0, show_default=True, help="Seconds a task stays running.")
+@click.option("--callback-shape", default="flat", type=click.Choice(["flat", "wrapped"]))
+@click.option("--public-url", default=None, help="Base URL for stem links (default: request's).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the fault-injection RNG.")
+def emulator(host: str, port: int, api_key: str | None, queue_s: float, run_s: float,
+             callback_shape: str, public_url: str | None, seed: int) -> None:
+    """Serve the bundled Vidgo emulator (admin API under /_emulator/)."""
+    from emulator import EmulatorConfig
+    from emulator.server import serve
+
+    config = EmulatorConfig(api_key=api_key, queue_s=queue_s, run_s=run_s,
+                            callback_shape=callback_shape, public_url=public_url, seed=seed)  # type: ignore[arg-type]
+    click.echo(f"Vidgo emulator on http://{host}:{port}", err=True)
+    serve(config, host, port)
+
+
+@main.command()
+@click.option("--out", "out", default="demo-out", show_default=True, type=click.Path(path_type=Path))
+@click.option("--timeout", "timeout_s", default=300.0, show_default=True)
+def demo(out: Path, timeout_s: float) -> None:
+    """Separate a few generated tracks end to end on a private Redis and the emulator."""
+    from worker.demo import run_demo
+
+    sys.exit(run_demo(out, timeout_s=timeout_s))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""``vidgo-stems demo``: the whole pipeline on embedded defaults, end to end, on one machine.
+
+Starts a private Redis (unless REDIS_URL is set), the bundled Vidgo emulator and a Celery worker;
+writes three short music tracks, serves them over HTTP, separates them with a mix of model names
+and output types, shows progress, and leaves stems and manifests under ``OUT/stems``. Everything
+it started is stopped on the way out; the exit code is 0 only when every job is DONE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from worker import tracks
+from worker.ledger import JobState
+from worker.local import FileServer, WorkerProcess
+from worker.redis_server import RedisServer, free_port
+
+JOBS = [
+    ("groove", "base", "general"),
+    ("ballad", "enhanced", "vocals"),
+    ("beat", "instrumental", "drums"),
+    ("ballad", "base", "general"),
+    ("groove", "enhanced", "bass"),
+]
+
+
+@contextlib.contextmanager
+def _redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
+    """Run the demo; returns the process exit code."""
+    from emulator import EmulatorConfig
+    from emulator.server import BackgroundEmulator
+
+    out = out.resolve()
+    track_dir = out / "tracks"
+    for name in sorted({name for name, _, _ in JOBS}):
+        tracks.write_track(track_dir / f"{name}.wav", name)
+    _say(f"wrote {len({n for n, _, _ in JOBS})} tracks under {track_dir}")
+    api_key = secrets.token_urlsafe(16)
+    emulator_config = EmulatorConfig(api_key=api_key, queue_s=1.0, run_s=3.0)
+    with (
+        _redis_url() as redis_url,
+        FileServer(track_dir) as files,
+        BackgroundEmulator(emulator_config, free_port()) as emu,
+    ):
+        env = {
+            "REDIS_URL": redis_url,
+            "VIDGO_API_KEY": api_key,
+            "VIDGO_BASE_URL": emu.url,
+            "STEMS_DIR": str(out / "stems"),
+            "VIDGO_STEMS_REDIS_KEY_PREFIX": f"vidgo-stems-demo-{secrets.token_hex(4)}",
+            "VIDGO_STEMS_QUEUE_NAME": f"vidgo-demo-{secrets.token_hex(4)}",
+        }
+        os.environ.update(env)
+        from worker.settings import get_settings
+
+        get_settings.cache_clear()
+        _say(f"redis {redis_url}, emulator {emu.url}, stems -> {out / 'stems'}")
+        log_path = out / "worker.log"
+        with open(log_path, "wb") as log, WorkerProcess(env, log=log, loglevel="INFO"):
+            return _separate(files.url, timeout_s)
+
+
+def _separate(files_url: str, timeout_s: float) -> int:
+    from worker.api import enqueue, get_job
+
+    job_ids = []
+    for name, model_name, output_type in JOBS:
+        job_id = enqueue(
+            f"{files_url}/{name}.wav", title=f"{name} ({model_name}/{output_type})",
+            model_name=model_name, output_type=output_type,
+        )
+        job_ids.append(job_id)
+        _say(f"enqueued {job_id}  {name:7s} model={model_name:12s} output={output_type}")
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        views = {job_id: get_job(job_id) for job_id in job_ids}
+        states = {j: v.state.value if v else "?" for j, v in views.items()}
+        if states != last:
+            done = sum(s in ("DONE", "FAILED") for s in states.values())
+            counts = ", ".join(f"{s}={list(states.values()).count(s)}" for s in sorted(set(states.values())))
+            _say(f"[{done}/{len(job_ids)} finished] {counts}")
+            last = states
+        if all(v is not None and v.state.is_terminal for v in views.values()):
+            break
+        time.sleep(0.5)
+    return _report(job_ids)
+
+
+def _report(job_ids: list[str]) -> int:
+    from worker.api import get_job
+
+    ok = True
+    _say("")
+    for job_id in job_ids:
+        view = get_job(job_id)
+        if view is None or view.state is not JobState.DONE:
+            ok = False
+            reason = view.error.message if view and view.error else "did not finish in time"
+            _say(f"  {job_id}  {view.state.value if view else '?'}: {reason}")
+            continue
+        stems = ", ".join(sorted(view.stems))
+        _say(f"  {job_id}  DONE  stems: {stems}\n      manifest: {view.manifest_path}")
+    _say("all jobs DONE" if ok else "some jobs did not finish")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo(Path(sys.argv[1] if len(sys.argv) > 1 else "demo-out")))
