@@ -8,12 +8,13 @@ plus ``VIDGO_BASE_URL``); every other knob is ``VIDGO_STEMS_<FIELD>``. Tests bui
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from worker.errors import ConfigError
 
@@ -47,7 +48,9 @@ class Settings(BaseSettings):
     # Public base URL under which Vidgo can reach our callback endpoint; None sends no callback.
     public_callback_base_url: str | None = None
     # Hosts stems may be downloaded from; the host of vidgo_base_url is always added.
-    allowed_stem_hosts: list[str] = Field(default_factory=lambda: ["storage.vidgo.ai"])
+    allowed_stem_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["storage.vidgo.ai"]
+    )
 
     # Poll schedule: first poll after poll_initial_s, then x poll_backoff_factor up to poll_max_s.
     poll_initial_s: float = Field(default=3.0, gt=0)
@@ -139,6 +142,8 @@ def load_settings(**overrides: object) -> Settings:
             f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
 
 
 @lru_cache(maxsize=1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
@@ -99,7 +100,7 @@ class VidgoClient:
 
     def task_status(self, task_id: str) -> TaskDetail:
         """The generic status endpoint; only its ``progress`` is of use for music tasks."""
-        path = "/api/generate/status/" + httpx.URL(path=task_id).raw_path.decode()
+        path = "/api/generate/status/" + quote(task_id, safe="")
         return parse_detail(self._call("GET", path, what="task status"))
 
     def balance(self) -> int:

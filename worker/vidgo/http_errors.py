@@ -82,7 +82,14 @@ def error_for_status(
 
 
 # Exceptions raised before a single byte of the request left: resending is always safe.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_NOT_SENT = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+    httpx.ProxyError,
+)
 
 
 def error_for_transport(exc: httpx.HTTPError, *, what: str) -> RetryableError:

@@ -1,0 +1,84 @@
+"""Request validation at enqueue, fingerprints, job ids and settings errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from worker.errors import ConfigError, InvalidRequest
+from worker.models import parse_request, validate_job_id
+from worker.settings import load_settings
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/a.mp3", "file:///etc/passwd", "example.com/a.mp3",
+                                 "https://", "http://exa mple.com/a.mp3", ""])
+def test_bad_audio_urls_are_refused_with_a_reason(url):
+    with pytest.raises(InvalidRequest, match="audio_url"):
+        parse_request({"audio_url": url})
+
+
+def test_unknown_model_name_names_the_allowed_values():
+    with pytest.raises(InvalidRequest, match="model_name 'turbo' is not one of: base, enhanced, instrumental"):
+        parse_request({"audio_url": "https://a.example/x.mp3", "model_name": "turbo"})
+
+
+def test_unknown_output_type_names_the_allowed_values():
+    with pytest.raises(InvalidRequest,
+                       match="output_type 'choir' is not one of: general, bass, drums, other, piano, guitar, vocals"):
+        parse_request({"audio_url": "https://a.example/x.mp3", "output_type": "choir"})
+
+
+def test_unknown_fields_are_refused():
+    with pytest.raises(InvalidRequest, match="speed"):
+        parse_request({"audio_url": "https://a.example/x.mp3", "speed": 2})
+
+
+def test_fingerprint_ignores_case_of_scheme_and_host_and_the_title():
+    a = parse_request({"audio_url": "HTTPS://CDN.Example/Track.mp3", "title": "one"})
+    b = parse_request({"audio_url": "https://cdn.example/Track.mp3", "title": "two"})
+    assert a.fingerprint() == b.fingerprint()
+
+
+def test_fingerprint_differs_by_path_model_and_output():
+    base = parse_request({"audio_url": "https://cdn.example/a.mp3"})
+    others = [parse_request({"audio_url": "https://cdn.example/A.mp3"}),
+              parse_request({"audio_url": "https://cdn.example/a.mp3", "model_name": "enhanced"}),
+              parse_request({"audio_url": "https://cdn.example/a.mp3", "output_type": "bass"})]
+    assert len({base.fingerprint(), *(o.fingerprint() for o in others)}) == 4
+
+
+@pytest.mark.parametrize("job_id", ["../etc", "a/b", ".hidden", "", "x" * 65, "a b", "a\x00b", "é"])
+def test_unsafe_job_ids_are_refused(job_id):
+    with pytest.raises(InvalidRequest, match="invalid job id"):
+        validate_job_id(job_id)
+
+
+def test_missing_api_key_error_names_the_variable():
+    with pytest.raises(ConfigError, match="VIDGO_API_KEY is not set"):
+        load_settings().require_api_key()
+
+
+def test_missing_redis_url_error_names_the_variable():
+    with pytest.raises(ConfigError, match="REDIS_URL is not set"):
+        load_settings().require_redis_url()
+
+
+def test_malformed_setting_names_the_environment_variable(monkeypatch):
+    monkeypatch.setenv("VIDGO_STEMS_POLL_INITIAL_S", "soon")
+    with pytest.raises(ConfigError, match="VIDGO_STEMS_POLL_INITIAL_S"):
+        load_settings()
+
+
+def test_malformed_base_url_names_the_environment_variable(monkeypatch):
+    monkeypatch.setenv("VIDGO_BASE_URL", "api.vidgo.ai")
+    with pytest.raises(ConfigError, match="VIDGO_BASE_URL"):
+        load_settings()
+
+
+def test_settings_read_conventional_names_and_keep_the_key_secret(monkeypatch):
+    monkeypatch.setenv("VIDGO_API_KEY", "sk-abc")
+    monkeypatch.setenv("REDIS_URL", "redis://h:1/0")
+    monkeypatch.setenv("VIDGO_STEMS_ALLOWED_STEM_HOSTS", "a.example, B.example")
+    settings = load_settings()
+    assert settings.require_api_key().get_secret_value() == "sk-abc"
+    assert "sk-abc" not in repr(settings)
+    assert settings.stem_hosts == {"a.example", "b.example", "api.vidgo.ai"}

@@ -1,0 +1,335 @@
+"""Stage functions without Celery: fakeredis ledger, MockTransport Vidgo and storage."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import random
+
+import fakeredis
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from worker import errors
+from worker.ledger import JobState, Ledger
+from worker.models import parse_request
+from worker.stages import (
+    Outcome,
+    StageContext,
+    TaskName,
+    poll_countdown,
+    run_download,
+    run_poll,
+    run_postprocess,
+    run_submit,
+)
+from worker.storage import StemStore
+from worker.vidgo import VidgoClient
+
+S = JobState
+
+
+def wav_bytes(freq=220.0, seconds=0.5, rate=8000, amplitude=0.5):
+    t = np.arange(int(seconds * rate)) / rate
+    buffer = io.BytesIO()
+    sf.write(buffer, amplitude * np.sin(2 * np.pi * freq * t), rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+class FakeVidgo:
+    """Scripted Vidgo: answers are queued per endpoint; calls are recorded."""
+
+    def __init__(self):
+        self.submit_answers = []
+        self.detail_answers = []
+        self.calls = []
+
+    def __call__(self, request):
+        self.calls.append((request.method, request.url.path))
+        queue = self.submit_answers if request.url.path.endswith("submit") else self.detail_answers
+        answer = queue.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def count(self, suffix):
+        return sum(1 for _, path in self.calls if path.endswith(suffix))
+
+
+class Harness:
+    def __init__(self, settings, tmp_path):
+        self.redis = fakeredis.FakeRedis()
+        self.ledger = Ledger(self.redis, prefix="t")
+        self.vidgo = FakeVidgo()
+        self.stems = {}
+        self.stem_status = 200
+        self.sent = []
+        client = VidgoClient(settings, transport=httpx.MockTransport(self.vidgo))
+        http = httpx.Client(transport=httpx.MockTransport(self.serve_stem))
+        self.closers = [client.close, http.close, self.redis.close]
+        self.ctx = StageContext(
+            settings=settings, ledger=self.ledger, store=StemStore(tmp_path / "stems"),
+            dispatch=self.sent.append, vidgo_factory=lambda: client, http_factory=lambda: http,
+            rng=random.Random(1),
+        )
+
+    def serve_stem(self, request):
+        name = request.url.path.rsplit("/", 1)[-1]
+        if self.stem_status != 200:
+            return httpx.Response(self.stem_status)
+        body = self.stems[name]
+        return httpx.Response(200, content=body, headers={"content-length": str(len(body))})
+
+    def enqueue(self, output_type="general"):
+        request = parse_request({"audio_url": "https://cdn.example/a.mp3", "output_type": output_type})
+        self.ledger.create("job1", request, token="t0")
+        return "job1"
+
+    def last_token(self):
+        return self.sent[-1].token
+
+
+@pytest.fixture
+def h(make_settings, tmp_path):
+    harness = Harness(make_settings(poll_initial_s=3, poll_min_interval_s=2), tmp_path)
+    yield harness
+    for close in harness.closers:
+        close()
+
+
+def submitted(task_id="v1"):
+    return httpx.Response(200, json={"code": 200, "data": {"task_id": task_id, "status": "not_started"}})
+
+
+def detail(status, files=(), error_message=None):
+    return httpx.Response(200, json={"code": 200, "data": {
+        "task_id": "v1", "status": status, "files": list(files), "created_time": "2025-11-12T10:30:00",
+        "error_message": error_message}})
+
+
+def stems_file(names, host="storage.vidgo.ai"):
+    return {"vocal_removal": json.dumps({n: f"https://{host}/audio/v1/{n}.wav" for n in names})}
+
+
+def test_submit_persists_the_task_id_and_hands_off_to_poll(h):
+    h.vidgo.submit_answers.append(submitted("v1"))
+    assert run_submit(h.ctx, h.enqueue(), "t0") is Outcome.HANDED_OFF
+    job = h.ledger.get("job1")
+    assert (job.state, job.vidgo_task_id, job.submit_attempts) == (S.SUBMITTED, "v1", 1)
+    assert [(s.task, s.token, s.countdown_s) for s in h.sent] == [(TaskName.POLL, job.token, 3)]
+
+
+def test_a_duplicate_submit_delivery_submits_nothing(h):
+    h.vidgo.submit_answers.append(submitted())
+    job_id = h.enqueue()
+    run_submit(h.ctx, job_id, "t0")
+    assert run_submit(h.ctx, job_id, "t0") is Outcome.STALE
+    assert h.vidgo.count("submit") == 1
+
+
+def test_submit_that_never_left_goes_back_to_queued_for_a_retry(h):
+    h.vidgo.submit_answers.append(httpx.ConnectError("refused"))
+    job_id = h.enqueue()
+    with pytest.raises(errors.VidgoTransportError):
+        run_submit(h.ctx, job_id, "t0")
+    assert h.ledger.get(job_id).state is S.QUEUED
+    h.vidgo.submit_answers.append(submitted())
+    assert run_submit(h.ctx, job_id, "t0") is Outcome.HANDED_OFF
+    assert h.ledger.get(job_id).submit_attempts == 2
+
+
+def test_ambiguous_submit_stops_for_review_by_default(h):
+    h.vidgo.submit_answers.append(httpx.ReadTimeout("lost"))
+    job_id = h.enqueue()
+    with pytest.raises(errors.SubmitAmbiguous, match="AMBIGUOUS_SUBMIT_POLICY"):
+        run_submit(h.ctx, job_id, "t0")
+    assert h.ledger.counters()["ambiguous_submits"] == 1
+    assert "submit_ambiguous" in [e["event"] for e in h.ledger.history(job_id)]
+
+
+def test_ambiguous_submit_retries_once_when_configured(make_settings, tmp_path):
+    h = Harness(make_settings(ambiguous_submit_policy="retry_once"), tmp_path)
+    h.vidgo.submit_answers += [httpx.Response(502, json={}), httpx.ReadTimeout("lost again")]
+    job_id = h.enqueue()
+    with pytest.raises(errors.VidgoUnavailable):
+        run_submit(h.ctx, job_id, "t0")
+    assert h.ledger.get(job_id).state is S.QUEUED
+    with pytest.raises(errors.SubmitAmbiguous):
+        run_submit(h.ctx, job_id, "t0")
+    assert h.vidgo.count("submit") == 2
+    assert h.ledger.get(job_id).extra["ambiguous_submits"] == 2
+
+
+def test_a_delivery_that_finds_its_own_submit_in_flight_is_ambiguous(h):
+    job_id = h.enqueue()
+    h.ledger.advance(job_id, expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="submitting")
+    with pytest.raises(errors.SubmitAmbiguous):
+        run_submit(h.ctx, job_id, "t0")
+    assert h.vidgo.count("submit") == 0
+
+
+def test_permanent_submit_errors_propagate_without_retrying(h):
+    h.vidgo.submit_answers.append(httpx.Response(401, json={"code": 401, "error": {"message": "Invalid API key"}}))
+    with pytest.raises(errors.VidgoAuthError, match="VIDGO_API_KEY"):
+        run_submit(h.ctx, h.enqueue(), "t0")
+
+
+def to_polling(h, output_type="general"):
+    h.vidgo.submit_answers.append(submitted())
+    job_id = h.enqueue(output_type)
+    run_submit(h.ctx, job_id, "t0")
+    return job_id
+
+
+def test_poll_requeues_with_a_growing_countdown_until_finished(h):
+    job_id = to_polling(h)
+    for status in ("not_started", "running", "running", "running"):
+        h.vidgo.detail_answers.append(detail(status))
+        assert run_poll(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
+    countdowns = [s.countdown_s for s in h.sent[1:]]
+    assert all(s.task is TaskName.POLL for s in h.sent[1:])
+    assert countdowns[-1] > countdowns[0] >= 2.0
+    job = h.ledger.get(job_id)
+    assert (job.state, job.polls, job.vidgo_status) == (S.RUNNING, 4, "running")
+
+
+def test_poll_hands_off_to_download_exactly_once(h):
+    job_id = to_polling(h)
+    token = h.last_token()
+    h.vidgo.detail_answers += [detail("finished", [stems_file(["bass", "drums", "piano", "guitar", "vocals", "other"])])] * 2
+    assert run_poll(h.ctx, job_id, token) is Outcome.HANDED_OFF
+    assert run_poll(h.ctx, job_id, token) is Outcome.STALE
+    assert [s.task for s in h.sent].count(TaskName.DOWNLOAD) == 1
+    assert h.ledger.get(job_id).state is S.DOWNLOADING
+
+
+def test_poll_raises_on_a_malformed_vocal_removal(h):
+    job_id = to_polling(h)
+    h.vidgo.detail_answers.append(detail("finished", [{"vocal_removal": "{oops"}]))
+    with pytest.raises(errors.VidgoOutputError) as caught:
+        run_poll(h.ctx, job_id, h.last_token())
+    assert caught.value.code == "vidgo_malformed_stems"
+
+
+def test_poll_repolls_finished_without_files_then_gives_up(h):
+    job_id = to_polling(h)
+    h.vidgo.detail_answers += [detail("finished")] * 3
+    run_poll(h.ctx, job_id, h.last_token())
+    run_poll(h.ctx, job_id, h.last_token())
+    with pytest.raises(errors.VidgoOutputError) as caught:
+        run_poll(h.ctx, job_id, h.last_token())
+    assert caught.value.code == "vidgo_finished_without_output"
+
+
+def test_poll_reports_a_failed_task(h):
+    job_id = to_polling(h)
+    h.vidgo.detail_answers.append(detail("failed", error_message="The audio could not be decoded"))
+    with pytest.raises(errors.VidgoTaskFailed, match="could not be decoded"):
+        run_poll(h.ctx, job_id, h.last_token())
+
+
+def test_poll_gives_up_past_the_deadline(make_settings, tmp_path):
+    h = Harness(make_settings(poll_timeout_s=10), tmp_path)
+    job_id = to_polling(h)
+    h.ctx.clock = lambda: h.ledger.get(job_id).submitted_at + 11
+    h.vidgo.detail_answers.append(detail("running"))
+    with pytest.raises(errors.TaskStalled, match="POLL_TIMEOUT_S"):
+        run_poll(h.ctx, job_id, h.last_token())
+
+
+def test_poll_countdown_respects_floor_and_cap(make_settings):
+    settings = make_settings(poll_initial_s=1, poll_max_s=20, poll_backoff_factor=2,
+                             poll_jitter_ratio=0.2, poll_min_interval_s=2)
+    rng = random.Random(0)
+    values = [poll_countdown(n, settings, rng) for n in range(12)]
+    assert min(values) >= 2.0
+    assert max(values) <= 24.0
+    assert values[-1] >= 16.0
+
+
+def to_downloading(h, names=("vocals",), host="storage.vidgo.ai"):
+    job_id = to_polling(h, "vocals" if names == ("vocals",) else "general")
+    h.vidgo.detail_answers.append(detail("finished", [stems_file(names, host)]))
+    run_poll(h.ctx, job_id, h.last_token())
+    return job_id
+
+
+def test_download_streams_verifies_and_hands_off(h):
+    h.stems["vocals.wav"] = wav_bytes()
+    job_id = to_downloading(h)
+    assert run_download(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
+    path = h.ctx.store.root / job_id / "vocals.wav"
+    assert path.read_bytes() == h.stems["vocals.wav"]
+    stem = h.ledger.get(job_id).stems["vocals"]
+    assert stem["sha256"] == hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
+    assert h.sent[-1].task is TaskName.POSTPROCESS
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".part")]
+
+
+def test_download_refuses_hosts_outside_the_allow_list(h):
+    job_id = to_downloading(h, host="evil.example")
+    with pytest.raises(errors.StemHostNotAllowed, match="evil.example"):
+        run_download(h.ctx, job_id, h.last_token())
+
+
+def test_download_cut_short_is_retryable_and_leaves_no_final_file(h):
+    job_id = to_downloading(h)
+    h.ctx.http_factory = lambda: httpx.Client(transport=httpx.MockTransport(
+        lambda r: httpx.Response(200, content=b"RIFF", headers={"content-length": "1000"})))
+    with pytest.raises(errors.StemDownloadError, match="4 of 1000"):
+        run_download(h.ctx, job_id, h.last_token())
+    assert list((h.ctx.store.root / job_id).iterdir()) == []
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+def test_download_of_an_expired_url_is_reported(h, status):
+    job_id = to_downloading(h)
+    h.stem_status = status
+    with pytest.raises(errors.StemUrlExpired, match="expired"):
+        run_download(h.ctx, job_id, h.last_token())
+
+
+def test_download_on_a_full_disk_fails_clearly_and_leaves_nothing(h, monkeypatch):
+    h.stems["vocals.wav"] = wav_bytes()
+    job_id = to_downloading(h)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(errors.StorageError, match="disk is full"):
+        run_download(h.ctx, job_id, h.last_token())
+    assert list((h.ctx.store.root / job_id).iterdir()) == []
+
+
+def test_postprocess_measures_stems_and_writes_the_manifest(h):
+    h.stems.update({f"{n}.wav": wav_bytes(freq=110 * (i + 1), amplitude=0 if n == "other" else 0.5)
+                    for i, n in enumerate(["bass", "drums", "piano", "guitar", "vocals", "other"])})
+    job_id = to_downloading(h, names=("bass", "drums", "piano", "guitar", "vocals", "other"))
+    run_download(h.ctx, job_id, h.last_token())
+    manifest = run_postprocess(h.ctx, job_id, h.last_token())
+    on_disk = json.loads((h.ctx.store.root / job_id / "manifest.json").read_text())
+    assert manifest == on_disk
+    assert manifest["vidgo_task_id"] == "v1"
+    assert set(manifest["stems"]) == {"bass", "drums", "piano", "guitar", "vocals", "other"}
+    vocals = manifest["stems"]["vocals"]
+    assert vocals["audio"]["sample_rate"] == 8000
+    assert vocals["audio"]["duration_s"] == pytest.approx(0.5)
+    assert vocals["audio"]["peak_dbfs"] == pytest.approx(-6.0, abs=0.1)
+    assert manifest["silent_stems"] == ["other"]
+    job = h.ledger.get(job_id)
+    assert job.state is S.DONE and job.manifest == manifest
+
+
+def test_postprocess_refuses_a_stem_changed_on_disk(h):
+    h.stems["vocals.wav"] = wav_bytes()
+    job_id = to_downloading(h)
+    run_download(h.ctx, job_id, h.last_token())
+    (h.ctx.store.root / job_id / "vocals.wav").write_bytes(b"tampered")
+    with pytest.raises(errors.PermanentError, match="changed since download"):
+        run_postprocess(h.ctx, job_id, h.last_token())
