@@ -148,8 +148,13 @@ async def submit(request: Request) -> Response:
         created_time=state.now_iso(),
         created_mono=time.monotonic(),
     )
-    if state.chance(state.config.faults.task_fail_rate):
-        task.fail_message = state.config.faults.task_fail_message
+    faults = state.config.faults
+    if state.chance(faults.task_fail_rate):
+        task.fail_message = faults.task_fail_message
+    elif state.chance(faults.rate_malformed_stems):
+        task.output_fault = "malformed"
+    elif state.chance(faults.rate_empty_files):
+        task.output_fault = "empty"
     state.tasks[task.task_id] = task
     state.record(
         "submit", task_id=task.task_id, audio_url=task.audio_url, model_name=task.model_name,

@@ -26,6 +26,9 @@ class FaultConfig(BaseModel):
     # Fraction of tasks that end "failed", and the error_message they carry.
     task_fail_rate: float = Field(default=0.0, ge=0, le=1)
     task_fail_message: str = "Audio separation failed, please try again"
+    # Fraction of finished tasks whose vocal_removal is not valid JSON, or whose files are empty.
+    rate_malformed_stems: float = Field(default=0.0, ge=0, le=1)
+    rate_empty_files: float = Field(default=0.0, ge=0, le=1)
 
 
 class EmulatorConfig(BaseModel):

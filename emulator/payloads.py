@@ -20,7 +20,9 @@ def task_data(state: EmulatorState, task: EmuTask, base_url: str) -> dict[str, A
     """The ``data`` object of Query Music Detail (and of callbacks) for ``task``."""
     status = task.status(state.config, time.monotonic())
     files: list[dict[str, Any]] = []
-    if status == "finished":
+    if status == "finished" and task.output_fault == "malformed":
+        files = [{"vocal_removal": "{'bass': 'https://storage.vidgo.ai/audio/bass.mp3'"}]
+    elif status == "finished" and task.output_fault is None:
         pad = " " if state.config.messy_stem_keys else ""
         urls = {
             f"{name}{pad if i % 2 == 0 else ''}": f"{base_url}/storage/{task.task_id}/{name}.wav"

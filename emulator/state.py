@@ -32,6 +32,8 @@ class EmuTask:
     created_time: str
     created_mono: float
     fail_message: str | None = None
+    # None, "malformed" (vocal_removal is not JSON) or "empty" (finished with files: []).
+    output_fault: str | None = None
     stems: dict[str, bytes] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
     ready_mono: float | None = None

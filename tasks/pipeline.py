@@ -74,7 +74,7 @@ class StageTask(Task):  # type: ignore[misc]
         job_id, token = kwargs.get("job_id"), kwargs.get("token")
         if not job_id:
             return
-        if isinstance(exc, RetryableError | TRANSIENT):
+        if isinstance(exc, (RetryableError, *TRANSIENT)):
             code = getattr(exc, "code", "transient_error")
             message = f"{exc} (gave up after {self.request.retries} retries)"
         elif isinstance(exc, VidgoStemsError):

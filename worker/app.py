@@ -39,7 +39,7 @@ def dispatch(step: Step) -> None:
         kwargs={"job_id": step.job_id, "token": step.token},
         countdown=step.countdown_s or None,
         task_id=step.job_id if step.task is TaskName.POSTPROCESS else None,
-        queue=get_settings().queue_name,
+        queue=app.conf.task_default_queue,
     )
 
 

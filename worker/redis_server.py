@@ -64,14 +64,16 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no", "--protected-mode", "yes",
             "--logfile", str(self.dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.dir / "stderr.log", "wb") as stderr:
+            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
-                    err = self.process.stderr.read().decode() if self.process.stderr else ""
-                    raise ConfigError(f"redis-server exited at start: {err.strip()[-300:]}")
+                    err = (self.dir / "stderr.log").read_text(errors="replace").strip()
+                    self.stop()
+                    raise ConfigError(f"redis-server exited at start: {err[-300:]}")
                 with contextlib.suppress(redis.ConnectionError):
                     if client.ping():
                         return self
