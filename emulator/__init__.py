@@ -1,4 +1,4 @@
-"""A local, faithful Vidgo API for the demo and the tests: real HTTP, real audio, fault injection."""
+"""A local, faithful Vidgo API for the demo and tests: real HTTP, real audio, fault injection."""
 
 from emulator.app import create_app
 from emulator.config import EmulatorConfig, FaultConfig

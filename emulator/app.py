@@ -157,13 +157,24 @@ async def submit(request: Request) -> Response:
         task.output_fault = "empty"
     state.tasks[task.task_id] = task
     state.record(
-        "submit", task_id=task.task_id, audio_url=task.audio_url, model_name=task.model_name,
-        output_type=task.output_type, title=task.title, callback_url=task.callback_url,
+        "submit",
+        task_id=task.task_id,
+        audio_url=task.audio_url,
+        model_name=task.model_name,
+        output_type=task.output_type,
+        title=task.title,
+        callback_url=task.callback_url,
     )
     callbacks.start(request.app, task)
     return JSONResponse(
-        {"code": 200, "data": {"task_id": task.task_id, "status": "not_started",
-                               "created_time": task.created_time}}
+        {
+            "code": 200,
+            "data": {
+                "task_id": task.task_id,
+                "status": "not_started",
+                "created_time": task.created_time,
+            },
+        }
     )
 
 
@@ -198,11 +209,19 @@ async def task_status(request: Request) -> Response:
     now = time.monotonic()
     status = task.status(state.config, now)
     state.record("status", task_id=task.task_id, status=status)
-    return JSONResponse({"code": 200, "data": {
-        "task_id": task.task_id, "status": status, "files": [],
-        "created_time": task.created_time, "progress": task.progress(state.config, now),
-        "error_message": task.fail_message if status == "failed" else None,
-    }})
+    return JSONResponse(
+        {
+            "code": 200,
+            "data": {
+                "task_id": task.task_id,
+                "status": status,
+                "files": [],
+                "created_time": task.created_time,
+                "progress": task.progress(state.config, now),
+                "error_message": task.fail_message if status == "failed" else None,
+            },
+        }
+    )
 
 
 async def balance(request: Request) -> Response:
@@ -235,8 +254,13 @@ async def storage(request: Request) -> Response:
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
     state.record(
-        "download", task_id=task.task_id, stem=stem, status=status, bytes=len(body),
-        range=request.headers.get("range"), sha256=task.sha256[stem],
+        "download",
+        task_id=task.task_id,
+        stem=stem,
+        status=status,
+        bytes=len(body),
+        range=request.headers.get("range"),
+        sha256=task.sha256[stem],
     )
     return Response(body, status_code=status, headers=headers)
 
@@ -264,14 +288,20 @@ async def admin_record(request: Request) -> Response:
 async def admin_tasks(request: Request) -> Response:
     state = _state(request)
     now = time.monotonic()
-    return JSONResponse({
-        task_id: {
-            "audio_url": t.audio_url, "model_name": t.model_name, "output_type": t.output_type,
-            "status": t.status(state.config, now), "sha256": t.sha256,
-            "stem_source": t.stem_source, "callback_url": t.callback_url,
+    return JSONResponse(
+        {
+            task_id: {
+                "audio_url": t.audio_url,
+                "model_name": t.model_name,
+                "output_type": t.output_type,
+                "status": t.status(state.config, now),
+                "sha256": t.sha256,
+                "stem_source": t.stem_source,
+                "callback_url": t.callback_url,
+            }
+            for task_id, t in list(state.tasks.items())
         }
-        for task_id, t in list(state.tasks.items())
-    })
+    )
 
 
 async def admin_config(request: Request) -> Response:
@@ -285,17 +315,21 @@ async def admin_config(request: Request) -> Response:
     return JSONResponse(state.config.model_dump())
 
 
-def create_app(config: EmulatorConfig | None = None, *, base_url: str = "http://127.0.0.1") -> Starlette:
-    app = Starlette(routes=[
-        Route("/api/generate/submit", submit, methods=["POST"]),
-        Route("/api/generate/detail/music", music_detail, methods=["GET"]),
-        Route("/api/generate/status/{task_id:path}", task_status, methods=["GET"]),
-        Route("/api/user/balance", balance, methods=["GET"]),
-        Route("/storage/{task_id}/{filename}", storage, methods=["GET"]),
-        Route("/_emulator/record", admin_record, methods=["GET"]),
-        Route("/_emulator/tasks", admin_tasks, methods=["GET"]),
-        Route("/_emulator/config", admin_config, methods=["GET", "POST"]),
-    ])
+def create_app(
+    config: EmulatorConfig | None = None, *, base_url: str = "http://127.0.0.1"
+) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/api/generate/submit", submit, methods=["POST"]),
+            Route("/api/generate/detail/music", music_detail, methods=["GET"]),
+            Route("/api/generate/status/{task_id:path}", task_status, methods=["GET"]),
+            Route("/api/user/balance", balance, methods=["GET"]),
+            Route("/storage/{task_id}/{filename}", storage, methods=["GET"]),
+            Route("/_emulator/record", admin_record, methods=["GET"]),
+            Route("/_emulator/tasks", admin_tasks, methods=["GET"]),
+            Route("/_emulator/config", admin_config, methods=["GET", "POST"]),
+        ]
+    )
     app.state.emulator = EmulatorState(config or EmulatorConfig())
     app.state.background = set()
     app.state.base_url = base_url

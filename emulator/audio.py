@@ -41,7 +41,9 @@ def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
-def split(samples: np.ndarray, sample_rate: int, stems: list[str], model_name: str) -> dict[str, bytes]:
+def split(
+    samples: np.ndarray, sample_rate: int, stems: list[str], model_name: str
+) -> dict[str, bytes]:
     """Band-split ``samples`` into the named stems (WAV bytes each)."""
     gain = MODEL_GAIN.get(model_name, 1.0)
     spectrum = np.fft.rfft(samples, axis=0)
@@ -58,7 +60,9 @@ def split(samples: np.ndarray, sample_rate: int, stems: list[str], model_name: s
     return out
 
 
-def synthesise(seed_text: str, stems: list[str], *, sample_rate: int, duration_s: float) -> dict[str, bytes]:
+def synthesise(
+    seed_text: str, stems: list[str], *, sample_rate: int, duration_s: float
+) -> dict[str, bytes]:
     """A distinct, audible signal per stem, deterministic for ``seed_text``."""
     rng = np.random.default_rng(zlib.crc32(seed_text.encode()))
     t = np.arange(int(sample_rate * duration_s), dtype=np.float32) / sample_rate
@@ -74,7 +78,9 @@ def _voice(stem: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if stem == "drums":
         beat = (t * 2.0) % 1.0
         envelope = np.exp(-beat * 30.0)
-        return (rng.standard_normal(t.size).astype(np.float32) * 0.3 + np.sin(2 * np.pi * 60 * t)) * envelope
+        return (
+            rng.standard_normal(t.size).astype(np.float32) * 0.3 + np.sin(2 * np.pi * 60 * t)
+        ) * envelope
     if stem == "vocals":
         vibrato = 1.0 + 0.01 * np.sin(2 * np.pi * 5.0 * t)
         return np.sin(2 * np.pi * 220.0 * t * vibrato) * 0.6
@@ -83,4 +89,6 @@ def _voice(stem: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.sin(2 * np.pi * 440.0 * t) * np.exp(-note * 4.0)
     if stem == "guitar":
         return np.sign(np.sin(2 * np.pi * 330.0 * t)) * 0.2
-    return np.sin(2 * np.pi * 660.0 * t) * 0.2 + rng.standard_normal(t.size).astype(np.float32) * 0.01
+    return (
+        np.sin(2 * np.pi * 660.0 * t) * 0.2 + rng.standard_normal(t.size).astype(np.float32) * 0.01
+    )

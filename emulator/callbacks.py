@@ -53,8 +53,11 @@ async def _render(state: EmulatorState, task: EmuTask) -> None:
     except (httpx.HTTPError, ValueError) as exc:
         log.info("task %s: input not usable (%s); synthesising stems", task.task_id, exc)
         stems = await asyncio.to_thread(
-            audio.synthesise, task.task_id, names,
-            sample_rate=config.sample_rate, duration_s=config.synth_duration_s,
+            audio.synthesise,
+            task.task_id,
+            names,
+            sample_rate=config.sample_rate,
+            duration_s=config.synth_duration_s,
         )
         task.set_stems(stems, "synthesised")
 
@@ -71,7 +74,12 @@ async def _call_back(app: Starlette, state: EmulatorState, task: EmuTask) -> Non
                 status: int | str = response.status_code
             except httpx.HTTPError as exc:
                 status = type(exc).__name__
-            state.record("callback", task_id=task.task_id, attempt=attempt, status=status,
-                         shape=state.config.callback_shape)
+            state.record(
+                "callback",
+                task_id=task.task_id,
+                attempt=attempt,
+                status=status,
+                shape=state.config.callback_shape,
+            )
             if isinstance(status, int) and (200 <= status < 300 or 400 <= status < 500):
                 return

@@ -40,9 +40,13 @@ def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> flo
 def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
     """Mark the job FAILED (guarded by the step token) with a stable code and a human message."""
     return runtime().ledger.advance(
-        job_id, expect=ACTIVE_STATES, token=token, to=JobState.FAILED,
+        job_id,
+        expect=ACTIVE_STATES,
+        token=token,
+        to=JobState.FAILED,
         fields={"error_code": code, "error_message": message},
-        event="failed", detail={"error": code},
+        event="failed",
+        detail={"error": code},
     )
 
 
@@ -61,7 +65,11 @@ class StageTask(Task):  # type: ignore[misc]
             countdown = retry_countdown(self.request.retries, exc, self._rng)
             log.warning(
                 "%s job %s: %s; retry %d in %.1fs",
-                self.name, kwargs.get("job_id"), exc, self.request.retries + 1, countdown,
+                self.name,
+                kwargs.get("job_id"),
+                exc,
+                self.request.retries + 1,
+                countdown,
             )
             runtime().ledger.bump_counter("retries")
             raise self.retry(

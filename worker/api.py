@@ -74,7 +74,8 @@ class JobView(BaseModel):
             manifest_path=job.manifest_path,
             manifest=job.manifest,
             error=JobError(code=job.error_code, message=job.error_message or "")
-            if job.error_code else None,
+            if job.error_code
+            else None,
             created_at=job.created_at,
             updated_at=job.updated_at,
             history=history,
@@ -96,8 +97,12 @@ def enqueue(
     one Vidgo submission. Raises InvalidRequest, naming the allowed values, for bad input.
     """
     request = parse_request(
-        {"audio_url": audio_url, "title": title, "model_name": model_name,
-         "output_type": output_type}
+        {
+            "audio_url": audio_url,
+            "title": title,
+            "model_name": model_name,
+            "output_type": output_type,
+        }
     )
     job_id = validate_job_id(job_id) if job_id is not None else request.fingerprint()
     ledger = ledger or runtime().ledger

@@ -57,7 +57,12 @@ def analyse(path: Path) -> AudioFacts:
                     peak = max(peak, float(np.max(np.abs(block))))
                     sum_squares += float(np.sum(np.square(block, dtype=np.float64)))
                     samples += block.size
-            frames, rate, channels, fmt = audio.frames, audio.samplerate, audio.channels, audio.format
+            frames, rate, channels, fmt = (
+                audio.frames,
+                audio.samplerate,
+                audio.channels,
+                audio.format,
+            )
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise StemUndecodable(f"{path.name} is not decodable audio: {exc}") from None
     rms = math.sqrt(sum_squares / samples) if samples else 0.0

@@ -35,14 +35,20 @@ class _Group(click.Group):
 @click.option("--log-level", default="WARNING", show_default=True)
 def main(log_level: str) -> None:
     """Turn audio URLs into stems through Vidgo, on Celery and Redis."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @main.command()
 @click.option("--concurrency", "-c", default=4, show_default=True, help="Processes (or threads).")
-@click.option("--pool", default="prefork", show_default=True,
-              type=click.Choice(["prefork", "threads", "solo"]))
+@click.option(
+    "--pool",
+    default="prefork",
+    show_default=True,
+    type=click.Choice(["prefork", "threads", "solo"]),
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(concurrency: int, pool: str, loglevel: str) -> None:
     """Run a Celery worker for the pipeline (needs REDIS_URL and VIDGO_API_KEY)."""
@@ -53,31 +59,53 @@ def worker(concurrency: int, pool: str, loglevel: str) -> None:
     settings.require_api_key()
     from worker.app import app
 
-    app.worker_main([
-        "worker", "--queues", settings.queue_name, "--concurrency", str(concurrency),
-        "--pool", pool, "--loglevel", loglevel,
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            settings.queue_name,
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--loglevel",
+            loglevel,
+        ]
+    )
 
 
 @main.command()
 @click.argument("audio_url")
 @click.option("--title", default=None)
-@click.option("--model-name", default="base", show_default=True,
-              help="base, enhanced or instrumental")
-@click.option("--output-type", default="general", show_default=True,
-              help="general, bass, drums, other, piano, guitar or vocals")
-@click.option("--job-id", default=None, help="Your own job id (default: the request's fingerprint).")
+@click.option(
+    "--model-name", default="base", show_default=True, help="base, enhanced or instrumental"
+)
+@click.option(
+    "--output-type",
+    default="general",
+    show_default=True,
+    help="general, bass, drums, other, piano, guitar or vocals",
+)
+@click.option(
+    "--job-id", default=None, help="Your own job id (default: the request's fingerprint)."
+)
 @click.option("--wait/--no-wait", default=False, help="Show progress until the job ends.")
 @click.option("--timeout", "timeout_s", default=3600.0, show_default=True)
 def separate(
-    audio_url: str, title: str | None, model_name: str, output_type: str,
-    job_id: str | None, wait: bool, timeout_s: float,
+    audio_url: str,
+    title: str | None,
+    model_name: str,
+    output_type: str,
+    job_id: str | None,
+    wait: bool,
+    timeout_s: float,
 ) -> None:
     """Enqueue AUDIO_URL and print its job id (needs REDIS_URL)."""
     from worker.api import enqueue
 
-    job_id = enqueue(audio_url, title=title, model_name=model_name, output_type=output_type,
-                     job_id=job_id)
+    job_id = enqueue(
+        audio_url, title=title, model_name=model_name, output_type=output_type, job_id=job_id
+    )
     click.echo(job_id)
     if wait:
         sys.exit(_wait(job_id, timeout_s))
@@ -134,8 +162,10 @@ def status(job_id: str, as_json: bool) -> None:
     for entry in view.history:
         at = time.strftime("%H:%M:%S", time.localtime(entry["at"]))
         extra = {k: v for k, v in entry.items() if k not in ("at", "from", "to", "event")}
-        click.echo(f"    {at} {entry['event']:18s} {entry.get('from') or '-'} -> "
-                   f"{entry.get('to') or '='} {json.dumps(extra) if extra else ''}")
+        click.echo(
+            f"    {at} {entry['event']:18s} {entry.get('from') or '-'} -> "
+            f"{entry.get('to') or '='} {json.dumps(extra) if extra else ''}"
+        )
 
 
 @main.command()
@@ -147,20 +177,36 @@ def status(job_id: str, as_json: bool) -> None:
 @click.option("--callback-shape", default="flat", type=click.Choice(["flat", "wrapped"]))
 @click.option("--public-url", default=None, help="Base URL for stem links (default: request's).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the fault-injection RNG.")
-def emulator(host: str, port: int, api_key: str | None, queue_s: float, run_s: float,
-             callback_shape: str, public_url: str | None, seed: int) -> None:
+def emulator(
+    host: str,
+    port: int,
+    api_key: str | None,
+    queue_s: float,
+    run_s: float,
+    callback_shape: str,
+    public_url: str | None,
+    seed: int,
+) -> None:
     """Serve the bundled Vidgo emulator (admin API under /_emulator/)."""
     from emulator import EmulatorConfig
     from emulator.server import serve
 
-    config = EmulatorConfig(api_key=api_key, queue_s=queue_s, run_s=run_s,
-                            callback_shape=callback_shape, public_url=public_url, seed=seed)  # type: ignore[arg-type]
+    config = EmulatorConfig(
+        api_key=api_key,
+        queue_s=queue_s,
+        run_s=run_s,
+        callback_shape=callback_shape,
+        public_url=public_url,
+        seed=seed,
+    )
     click.echo(f"Vidgo emulator on http://{host}:{port}", err=True)
     serve(config, host, port)
 
 
 @main.command()
-@click.option("--out", "out", default="demo-out", show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out", "out", default="demo-out", show_default=True, type=click.Path(path_type=Path)
+)
 @click.option("--timeout", "timeout_s", default=300.0, show_default=True)
 def demo(out: Path, timeout_s: float) -> None:
     """Separate a few generated tracks end to end on a private Redis and the emulator."""

@@ -84,8 +84,10 @@ def _separate(files_url: str, timeout_s: float) -> int:
     job_ids = []
     for name, model_name, output_type in JOBS:
         job_id = enqueue(
-            f"{files_url}/{name}.wav", title=f"{name} ({model_name}/{output_type})",
-            model_name=model_name, output_type=output_type,
+            f"{files_url}/{name}.wav",
+            title=f"{name} ({model_name}/{output_type})",
+            model_name=model_name,
+            output_type=output_type,
         )
         job_ids.append(job_id)
         _say(f"enqueued {job_id}  {name:7s} model={model_name:12s} output={output_type}")
@@ -96,7 +98,9 @@ def _separate(files_url: str, timeout_s: float) -> int:
         states = {j: v.state.value if v else "?" for j, v in views.items()}
         if states != last:
             done = sum(s in ("DONE", "FAILED") for s in states.values())
-            counts = ", ".join(f"{s}={list(states.values()).count(s)}" for s in sorted(set(states.values())))
+            counts = ", ".join(
+                f"{s}={list(states.values()).count(s)}" for s in sorted(set(states.values()))
+            )
             _say(f"[{done}/{len(job_ids)} finished] {counts}")
             last = states
         if all(v is not None and v.state.is_terminal for v in views.values()):

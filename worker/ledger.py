@@ -145,8 +145,8 @@ class JobRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_hash(cls, job_id: str, raw: Mapping[bytes, bytes]) -> JobRecord:
-        values = {k.decode(): v.decode() for k, v in raw.items()}
+    def from_hash(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord:
+        values = {_text(k): _text(v) for k, v in raw.items()}
         decoded: dict[str, Any] = {}
         for key, value in values.items():
             if key in ("state", "token"):
@@ -203,14 +203,16 @@ class Ledger:
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
-        raw = self._redis.hgetall(self.job_key(job_id))
+        raw: Mapping[Any, Any] = self._redis.hgetall(self.job_key(job_id))
         return JobRecord.from_hash(job_id, raw) if raw else None
 
     def history(self, job_id: str) -> list[dict[str, Any]]:
-        return [json.loads(item) for item in self._redis.lrange(self.history_key(job_id), 0, -1)]
+        items: list[Any] = self._redis.lrange(self.history_key(job_id), 0, -1)
+        return [json.loads(item) for item in items]
 
     def counters(self) -> dict[str, int]:
-        return {k.decode(): int(v) for k, v in self._redis.hgetall(self.counters_key).items()}
+        raw: Mapping[Any, Any] = self._redis.hgetall(self.counters_key)
+        return {_text(k): int(v) for k, v in raw.items()}
 
     def bump_counter(self, name: str, by: int = 1) -> None:
         self._redis.hincrby(self.counters_key, name, by)
@@ -283,9 +285,11 @@ class Ledger:
     def active_job_ids(self, *, older_than_s: float = 0.0, limit: int = 1000) -> list[str]:
         """Ids of non-terminal jobs not updated for ``older_than_s`` seconds, oldest first."""
         cutoff = self._clock() - older_than_s
-        keys = self._redis.zrangebyscore(self.active_key, "-inf", cutoff, start=0, num=limit)
+        keys: list[Any] = self._redis.zrangebyscore(
+            self.active_key, "-inf", cutoff, start=0, num=limit
+        )
         prefix = self.job_key("")
-        return [k.decode().removeprefix(prefix) for k in keys]
+        return [_text(k).removeprefix(prefix) for k in keys]
 
 
 def _pairs(mapping: Mapping[str, Any]) -> list[Any]:
@@ -293,3 +297,7 @@ def _pairs(mapping: Mapping[str, Any]) -> list[Any]:
     for key, value in mapping.items():
         out.extend((key, value))
     return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

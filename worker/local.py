@@ -60,17 +60,31 @@ class WorkerProcess:
     ) -> None:
         self.env = {**os.environ, **env}
         self.args = [
-            sys.executable, "-m", "celery", "-A", "worker.app", "worker",
-            "--pool", pool, "--concurrency", str(concurrency), "--loglevel", loglevel,
-            "--hostname", f"{name}-{os.getpid()}-{free_port()}@%h",
-            "--without-gossip", "--without-mingle",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool",
+            pool,
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            loglevel,
+            "--hostname",
+            f"{name}-{os.getpid()}-{free_port()}@%h",
+            "--without-gossip",
+            "--without-mingle",
         ]
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProcess:
         self.process = subprocess.Popen(
-            self.args, env=self.env, stdout=self.log or subprocess.DEVNULL,
+            self.args,
+            env=self.env,
+            stdout=self.log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
             start_new_session=True,
         )

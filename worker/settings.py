@@ -8,8 +8,8 @@ plus ``VIDGO_BASE_URL``); every other knob is ``VIDGO_STEMS_<FIELD>``. Tests bui
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Literal
 from pathlib import Path
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -162,4 +162,6 @@ _CONVENTIONAL = {
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
     field = str(loc[0]) if loc else "?"
-    return _CONVENTIONAL.get(field.lower(), field if field.isupper() else f"VIDGO_STEMS_{field.upper()}")
+    return _CONVENTIONAL.get(
+        field.lower(), field if field.isupper() else f"VIDGO_STEMS_{field.upper()}"
+    )

@@ -16,16 +16,19 @@ BEAT_S = 0.5
 
 def _notes(t: np.ndarray, freqs: list[float], step_s: float) -> np.ndarray:
     index = (t // step_s).astype(int) % len(freqs)
-    return np.asarray(freqs, dtype=np.float64)[index]
+    picked: np.ndarray = np.asarray(freqs, dtype=np.float64)[index]
+    return picked
 
 
 def _phase(freq: np.ndarray, rate: int) -> np.ndarray:
-    return 2 * np.pi * np.cumsum(freq) / rate
+    phase: np.ndarray = 2 * np.pi * np.cumsum(freq) / rate
+    return phase
 
 
 def bass(t: np.ndarray, rate: int) -> np.ndarray:
     freq = _notes(t, [55.0, 65.4, 73.4, 82.4], BEAT_S * 2)
-    return np.sin(_phase(freq, rate)) * 0.5
+    tone: np.ndarray = np.sin(_phase(freq, rate)) * 0.5
+    return tone
 
 
 def drums(t: np.ndarray, rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -41,7 +44,11 @@ def melody(t: np.ndarray, rate: int) -> np.ndarray:
     freq = _notes(t, [440.0, 523.3, 659.3, 880.0, 659.3, 523.3], BEAT_S)
     phase = _phase(freq, rate)
     envelope = np.exp(-(t % BEAT_S) * 3.0)
-    return sum(np.sin(phase * k) / k for k in range(1, 5)) * envelope * 0.3
+    tone = np.zeros_like(t)
+    for k in range(1, 5):
+        tone += np.sin(phase * k) / k
+    out: np.ndarray = tone * envelope * 0.3
+    return out
 
 
 def voice(t: np.ndarray, rate: int) -> np.ndarray:
@@ -50,10 +57,11 @@ def voice(t: np.ndarray, rate: int) -> np.ndarray:
     out = np.zeros_like(t)
     for k in range(1, 16):
         freq = 180.0 * k
-        weight = sum(np.exp(-((freq - f) / 150.0) ** 2) for f in (700.0, 1200.0, 2600.0))
+        weight = sum(np.exp(-(((freq - f) / 150.0) ** 2)) for f in (700.0, 1200.0, 2600.0))
         out += np.sin(phase * k) * weight
     syllables = 0.5 + 0.5 * np.sin(2 * np.pi * 2.0 * t) ** 2
-    return out / 6.0 * syllables
+    shaped: np.ndarray = out / 6.0 * syllables
+    return shaped
 
 
 MIXES: dict[str, dict[str, float]] = {
@@ -67,8 +75,12 @@ def render(name: str, *, seconds: float = 6.0, rate: int = 44_100, seed: int = 7
     """A stereo float32 mix of the four parts, balanced as ``MIXES[name]`` says."""
     t = np.arange(int(seconds * rate)) / rate
     rng = np.random.default_rng(seed)
-    parts = {"bass": bass(t, rate), "drums": drums(t, rate, rng), "melody": melody(t, rate),
-             "voice": voice(t, rate)}
+    parts = {
+        "bass": bass(t, rate),
+        "drums": drums(t, rate, rng),
+        "melody": melody(t, rate),
+        "voice": voice(t, rate),
+    }
     pans = {"bass": 0.5, "drums": 0.5, "melody": 0.3, "voice": 0.6}
     left = sum(parts[k] * g * (1 - pans[k]) for k, g in MIXES[name].items())
     right = sum(parts[k] * g * pans[k] for k, g in MIXES[name].items())

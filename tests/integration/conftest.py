@@ -95,8 +95,9 @@ def redis_server():
 
 @pytest.fixture(scope="session")
 def emulator():
-    config = EmulatorConfig(api_key=API_KEY, queue_s=0.3, run_s=0.6, sample_rate=22050,
-                            synth_duration_s=1.0)
+    config = EmulatorConfig(
+        api_key=API_KEY, queue_s=0.3, run_s=0.6, sample_rate=22050, synth_duration_s=1.0
+    )
     with BackgroundEmulator(config, free_port()) as server:
         emu = Emulator(server.url)
         yield emu
@@ -131,13 +132,20 @@ def stack(redis_server, emulator, tracks_url, tmp_path_factory):
         "VIDGO_STEMS_RETRY_BACKOFF_BASE_S": "0.2",
         "VIDGO_STEMS_RETRY_BACKOFF_MAX_S": "2",
     }
-    app.conf.update(broker_url=redis_server.url, result_backend=redis_server.url,
-                    task_default_queue=queue)
+    app.conf.update(
+        broker_url=redis_server.url, result_backend=redis_server.url, task_default_queue=queue
+    )
     client = redis.Redis.from_url(redis_server.url)
     log_path = tmp_path_factory.mktemp("logs") / "worker.log"
-    with open(log_path, "wb") as log, WorkerProcess(env, concurrency=2, log=log, loglevel="INFO") as worker:
-        wait_for(lambda: worker.alive and app.control.ping(timeout=0.5), timeout_s=60,
-                 what="the Celery worker to answer a ping")
+    with (
+        open(log_path, "wb") as log,
+        WorkerProcess(env, concurrency=2, log=log, loglevel="INFO") as worker,
+    ):
+        wait_for(
+            lambda: worker.alive and app.control.ping(timeout=0.5),
+            timeout_s=60,
+            what="the Celery worker to answer a ping",
+        )
         yield Stack(Ledger(client, prefix=prefix), emulator, tracks_url, stems_dir, log_path)
     client.close()
 

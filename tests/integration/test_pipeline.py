@@ -44,7 +44,9 @@ def assert_done_and_verified(stack, job_id, expected_stems):
     return view, manifest
 
 
-@pytest.mark.parametrize("output_type", ["general", "bass", "drums", "other", "piano", "guitar", "vocals"])
+@pytest.mark.parametrize(
+    "output_type", ["general", "bass", "drums", "other", "piano", "guitar", "vocals"]
+)
 def test_pipeline_completes_each_output_type(stack, output_type):
     url = stack.track_url()
     job_id = stack.enqueue(url, output_type=output_type, title=f"t {output_type}")
@@ -116,12 +118,21 @@ def test_malformed_vocal_removal_fails_with_a_stable_code_and_no_retry_loop(stac
     assert len(submissions_for(stack, url)) == 1
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"audio_url": "ftp://example.com/a.mp3"}, "http:// or https://"),
-    ({"audio_url": "not a url"}, "audio_url"),
-    ({"audio_url": "https://example.com/a.mp3", "model_name": "turbo"}, "base, enhanced, instrumental"),
-    ({"audio_url": "https://example.com/a.mp3", "output_type": "choir"}, "general, bass, drums"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"audio_url": "ftp://example.com/a.mp3"}, "http:// or https://"),
+        ({"audio_url": "not a url"}, "audio_url"),
+        (
+            {"audio_url": "https://example.com/a.mp3", "model_name": "turbo"},
+            "base, enhanced, instrumental",
+        ),
+        (
+            {"audio_url": "https://example.com/a.mp3", "output_type": "choir"},
+            "general, bass, drums",
+        ),
+    ],
+)
 def test_bad_input_is_refused_at_enqueue_and_nothing_is_queued(stack, kwargs, message):
     active_before = stack.ledger.active_job_ids()
     submits_before = len(stack.emulator.record("submit"))
@@ -136,10 +147,18 @@ def test_status_command_shows_history_and_error(stack, redis_server):
     with stack.emulator.configured(api_key="a-different-key"):
         job_id = stack.enqueue(stack.track_url())
         stack.wait_terminal(job_id)
-    env = {"REDIS_URL": redis_server.url, "VIDGO_STEMS_REDIS_KEY_PREFIX": stack.ledger._prefix,
-           "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "worker.cli", "status", job_id], env=env,
-                         capture_output=True, text=True, timeout=60)
+    env = {
+        "REDIS_URL": redis_server.url,
+        "VIDGO_STEMS_REDIS_KEY_PREFIX": stack.ledger._prefix,
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "status", job_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert f"job {job_id}: FAILED" in out.stdout
     assert "error [vidgo_auth_failed]" in out.stdout

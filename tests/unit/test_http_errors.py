@@ -31,7 +31,9 @@ STATUS_TABLE = [
 
 @pytest.mark.parametrize(("status", "kind", "retryable"), STATUS_TABLE)
 def test_error_for_status_maps_each_status(status, kind, retryable):
-    err = error_for_status(status, {"code": status, "error": {"message": "m", "type": "t"}}, what="submit")
+    err = error_for_status(
+        status, {"code": status, "error": {"message": "m", "type": "t"}}, what="submit"
+    )
     assert type(err) is kind
     assert isinstance(err, errors.RetryableError) is retryable
     assert isinstance(err, errors.PermanentError) is not retryable
@@ -46,11 +48,15 @@ def test_every_4xx_and_5xx_maps_to_exactly_one_side_of_the_tree():
 
 
 def test_401_points_at_the_api_key_variable():
-    err = error_for_status(401, {"code": 401, "error": {"message": "Invalid API key"}}, what="submit")
+    err = error_for_status(
+        401, {"code": 401, "error": {"message": "Invalid API key"}}, what="submit"
+    )
     assert "VIDGO_API_KEY" in err.message
 
 
-@pytest.mark.parametrize(("status", "maybe"), [(500, True), (502, True), (503, False), (408, False), (504, False)])
+@pytest.mark.parametrize(
+    ("status", "maybe"), [(500, True), (502, True), (503, False), (408, False), (504, False)]
+)
 def test_only_500_and_502_may_have_been_processed(status, maybe):
     assert error_for_status(status, {}, what="submit").maybe_processed is maybe
 
@@ -62,7 +68,10 @@ def test_429_reads_retry_after_seconds():
 
 def test_parse_retry_after_reads_http_dates_and_ignores_garbage():
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now) == 30.0
+    assert (
+        parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now=now)
+        == 30.0
+    )
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
     assert parse_retry_after("-5") == 0.0
@@ -74,11 +83,30 @@ def _all_subclasses(cls):
         yield from _all_subclasses(sub)
 
 
-NOT_SENT = {"ConnectError", "ConnectTimeout", "PoolTimeout", "UnsupportedProtocol",
-            "LocalProtocolError", "ProxyError"}
-MAYBE_SENT = {"ReadTimeout", "WriteTimeout", "ReadError", "WriteError", "RemoteProtocolError",
-              "CloseError", "DecodingError", "TooManyRedirects", "HTTPStatusError",
-              "NetworkError", "ProtocolError", "TimeoutException", "TransportError", "RequestError"}
+NOT_SENT = {
+    "ConnectError",
+    "ConnectTimeout",
+    "PoolTimeout",
+    "UnsupportedProtocol",
+    "LocalProtocolError",
+    "ProxyError",
+}
+MAYBE_SENT = {
+    "ReadTimeout",
+    "WriteTimeout",
+    "ReadError",
+    "WriteError",
+    "RemoteProtocolError",
+    "CloseError",
+    "DecodingError",
+    "TooManyRedirects",
+    "HTTPStatusError",
+    "NetworkError",
+    "ProtocolError",
+    "TimeoutException",
+    "TransportError",
+    "RequestError",
+}
 
 
 def test_transport_table_covers_every_httpx_error():
@@ -89,8 +117,11 @@ def test_transport_table_covers_every_httpx_error():
 @pytest.mark.parametrize("name", sorted(NOT_SENT | MAYBE_SENT))
 def test_error_for_transport_maps_each_httpx_error(name):
     cls = getattr(httpx, name)
-    exc = cls("boom", request=httpx.Request("GET", "https://x")) if name != "HTTPStatusError" else cls(
-        "boom", request=httpx.Request("GET", "https://x"), response=httpx.Response(500))
+    exc = (
+        cls("boom", request=httpx.Request("GET", "https://x"))
+        if name != "HTTPStatusError"
+        else cls("boom", request=httpx.Request("GET", "https://x"), response=httpx.Response(500))
+    )
     err = error_for_transport(exc, what="submit")
     assert isinstance(err, errors.VidgoTransportError)
     assert err.maybe_processed is (name in MAYBE_SENT)

@@ -37,8 +37,17 @@ def test_advance_needs_the_expected_state_and_token(ledger):
 
 def test_a_duplicate_cannot_move_the_job_twice(ledger):
     ledger.create("j1", REQUEST, token="t0")
-    moves = [ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.SUBMITTING,
-                            incr={"submit_attempts": 1}, event="e") for _ in range(3)]
+    moves = [
+        ledger.advance(
+            "j1",
+            expect=S.QUEUED,
+            token="t0",
+            to=S.SUBMITTING,
+            incr={"submit_attempts": 1},
+            event="e",
+        )
+        for _ in range(3)
+    ]
     assert moves == [True, False, False]
     assert ledger.get("j1").submit_attempts == 1
 
@@ -46,16 +55,31 @@ def test_a_duplicate_cannot_move_the_job_twice(ledger):
 def test_handing_off_installs_the_new_token(ledger):
     ledger.create("j1", REQUEST, token="t0")
     ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
-    ledger.advance("j1", expect=S.SUBMITTING, token="t0", to=S.SUBMITTED, new_token="t1",
-                   fields={"vidgo_task_id": "v1"}, event="submitted")
+    ledger.advance(
+        "j1",
+        expect=S.SUBMITTING,
+        token="t0",
+        to=S.SUBMITTED,
+        new_token="t1",
+        fields={"vidgo_task_id": "v1"},
+        event="submitted",
+    )
     job = ledger.get("j1")
     assert (job.token, job.vidgo_task_id) == ("t1", "v1")
     assert not ledger.advance("j1", expect=S.SUBMITTED, token="t0", to=S.RUNNING, event="late")
 
 
-@pytest.mark.parametrize(("src", "dst"), [(S.QUEUED, S.DONE), (S.DONE, S.QUEUED), (S.FAILED, S.SUBMITTING),
-                                          (S.DOWNLOADING, S.RUNNING), (S.POSTPROCESSING, S.DOWNLOADING),
-                                          (S.QUEUED, S.DOWNLOADING)])
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        (S.QUEUED, S.DONE),
+        (S.DONE, S.QUEUED),
+        (S.FAILED, S.SUBMITTING),
+        (S.DOWNLOADING, S.RUNNING),
+        (S.POSTPROCESSING, S.DOWNLOADING),
+        (S.QUEUED, S.DOWNLOADING),
+    ],
+)
 def test_illegal_transitions_raise(ledger, src, dst):
     with pytest.raises(IllegalTransition):
         ledger.advance("j1", expect=src, token="t", to=dst, event="e")
@@ -69,12 +93,21 @@ def test_state_machine_never_leaves_a_terminal_state_or_goes_back_past_submit():
 def test_history_records_every_move_in_order(ledger):
     ledger.create("j1", REQUEST, token="t0")
     ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="submitting")
-    ledger.advance("j1", expect=S.SUBMITTING, token="t0", to=S.FAILED, event="failed",
-                   fields={"error_code": "x", "error_message": "y"}, detail={"error": "x"})
+    ledger.advance(
+        "j1",
+        expect=S.SUBMITTING,
+        token="t0",
+        to=S.FAILED,
+        event="failed",
+        fields={"error_code": "x", "error_message": "y"},
+        detail={"error": "x"},
+    )
     history = ledger.history("j1")
     assert [(h["from"], h["to"], h["event"]) for h in history] == [
-        (None, "QUEUED", "enqueued"), ("QUEUED", "SUBMITTING", "submitting"),
-        ("SUBMITTING", "FAILED", "failed")]
+        (None, "QUEUED", "enqueued"),
+        ("QUEUED", "SUBMITTING", "submitting"),
+        ("SUBMITTING", "FAILED", "failed"),
+    ]
     assert history[-1]["error"] == "x"
     assert all(h["at"] > 0 for h in history)
 

@@ -9,21 +9,34 @@ from worker.models import parse_request, validate_job_id
 from worker.settings import load_settings
 
 
-@pytest.mark.parametrize("url", ["ftp://example.com/a.mp3", "file:///etc/passwd", "example.com/a.mp3",
-                                 "https://", "http://exa mple.com/a.mp3", ""])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/a.mp3",
+        "file:///etc/passwd",
+        "example.com/a.mp3",
+        "https://",
+        "http://exa mple.com/a.mp3",
+        "",
+    ],
+)
 def test_bad_audio_urls_are_refused_with_a_reason(url):
     with pytest.raises(InvalidRequest, match="audio_url"):
         parse_request({"audio_url": url})
 
 
 def test_unknown_model_name_names_the_allowed_values():
-    with pytest.raises(InvalidRequest, match="model_name 'turbo' is not one of: base, enhanced, instrumental"):
+    with pytest.raises(
+        InvalidRequest, match="model_name 'turbo' is not one of: base, enhanced, instrumental"
+    ):
         parse_request({"audio_url": "https://a.example/x.mp3", "model_name": "turbo"})
 
 
 def test_unknown_output_type_names_the_allowed_values():
-    with pytest.raises(InvalidRequest,
-                       match="output_type 'choir' is not one of: general, bass, drums, other, piano, guitar, vocals"):
+    with pytest.raises(
+        InvalidRequest,
+        match="output_type 'choir' is not one of: general, bass, drums, other, piano, guitar, vocals",
+    ):
         parse_request({"audio_url": "https://a.example/x.mp3", "output_type": "choir"})
 
 
@@ -40,9 +53,11 @@ def test_fingerprint_ignores_case_of_scheme_and_host_and_the_title():
 
 def test_fingerprint_differs_by_path_model_and_output():
     base = parse_request({"audio_url": "https://cdn.example/a.mp3"})
-    others = [parse_request({"audio_url": "https://cdn.example/A.mp3"}),
-              parse_request({"audio_url": "https://cdn.example/a.mp3", "model_name": "enhanced"}),
-              parse_request({"audio_url": "https://cdn.example/a.mp3", "output_type": "bass"})]
+    others = [
+        parse_request({"audio_url": "https://cdn.example/A.mp3"}),
+        parse_request({"audio_url": "https://cdn.example/a.mp3", "model_name": "enhanced"}),
+        parse_request({"audio_url": "https://cdn.example/a.mp3", "output_type": "bass"}),
+    ]
     assert len({base.fingerprint(), *(o.fingerprint() for o in others)}) == 4
 
 

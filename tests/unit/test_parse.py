@@ -22,9 +22,13 @@ from worker.vidgo.parse import (
 )
 
 URLS = {s: f"https://storage.vidgo.ai/audio/{s}.mp3" for s in ALL_STEMS}
-DATA = {"task_id": "8FDN1I7M7Q68DDG8", "status": "finished",
-        "files": [{"vocal_removal": json.dumps(URLS)}],
-        "created_time": "2025-11-25T08:50:13", "error_message": None}
+DATA = {
+    "task_id": "8FDN1I7M7Q68DDG8",
+    "status": "finished",
+    "files": [{"vocal_removal": json.dumps(URLS)}],
+    "created_time": "2025-11-25T08:50:13",
+    "error_message": None,
+}
 
 
 def test_unwrap_data_accepts_wrapped_and_flat_bodies():
@@ -42,7 +46,9 @@ def test_parse_detail_wrapped_and_flat_give_the_same_record():
 
 
 def test_parse_submit_without_status_means_not_started():
-    result = parse_submit({"code": 200, "data": {"task_id": "abc", "created_time": "2025-11-12T10:30:00"}})
+    result = parse_submit(
+        {"code": 200, "data": {"task_id": "abc", "created_time": "2025-11-12T10:30:00"}}
+    )
     assert result.status is VidgoStatus.NOT_STARTED
     assert result.task_id == "abc"
 
@@ -91,15 +97,20 @@ def test_stems_from_an_already_decoded_object():
 
 
 def test_stems_from_single_quoted_json_with_stray_spaces_in_keys():
-    raw = "{'bass ': '%s', ' vocals': '%s'}" % (URLS["bass"], URLS["vocals"])
+    raw = f"{{'bass ': '{URLS['bass']}', ' vocals': '{URLS['vocals']}'}}"
     found = extract_stem_urls([{"vocal_removal": raw}], ("bass", "vocals"))
     assert found.urls == {"bass": URLS["bass"], "vocals": URLS["vocals"]}
 
 
 def test_stems_are_collected_from_every_files_element():
-    files = [{"vocal_removal": json.dumps({"bass": URLS["bass"]})},
-             {"vocal_removal": json.dumps({"drums": URLS["drums"]})}]
-    assert extract_stem_urls(files, ("bass", "drums")).urls == {"bass": URLS["bass"], "drums": URLS["drums"]}
+    files = [
+        {"vocal_removal": json.dumps({"bass": URLS["bass"]})},
+        {"vocal_removal": json.dumps({"drums": URLS["drums"]})},
+    ]
+    assert extract_stem_urls(files, ("bass", "drums")).urls == {
+        "bass": URLS["bass"],
+        "drums": URLS["drums"],
+    }
 
 
 def test_empty_and_null_values_mean_the_stem_is_absent():
@@ -133,7 +144,10 @@ def test_finished_with_empty_files_gives_no_urls():
 
 
 def test_error_message_of_reads_every_envelope():
-    assert error_message_of({"code": 409, "error": {"message": "exists", "type": "conflict_error"}}) == "exists"
+    assert (
+        error_message_of({"code": 409, "error": {"message": "exists", "type": "conflict_error"}})
+        == "exists"
+    )
     assert error_message_of({"detail": "Task not found"}) == "Task not found"
     assert error_message_of({"msg": "m"}) == "m"
     assert error_message_of("plain") is None

@@ -7,6 +7,13 @@ from worker.stages.postprocess import run_postprocess
 from worker.stages.submit import run_submit
 
 __all__ = [
-    "Outcome", "StageContext", "Step", "TaskName", "poll_countdown",
-    "run_download", "run_poll", "run_postprocess", "run_submit",
+    "Outcome",
+    "StageContext",
+    "Step",
+    "TaskName",
+    "poll_countdown",
+    "run_download",
+    "run_poll",
+    "run_postprocess",
+    "run_submit",
 ]

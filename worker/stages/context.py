@@ -87,7 +87,9 @@ def load_current(
     if job.token != token or job.state not in allowed:
         log.info(
             "%s: job %s is %s with another step token; stale delivery dropped",
-            stage, job_id, job.state.value,
+            stage,
+            job_id,
+            job.state.value,
         )
         return None
     return job
@@ -108,8 +110,15 @@ def hand_off(
     """Move ``job`` to ``to`` under a fresh token, then dispatch ``next_task`` with that token."""
     token = new_token()
     moved = ctx.ledger.advance(
-        job.job_id, expect=job.state, token=job.token, to=to, new_token=token,
-        fields=fields, incr=incr, event=event, detail=detail,
+        job.job_id,
+        expect=job.state,
+        token=job.token,
+        to=to,
+        new_token=token,
+        fields=fields,
+        incr=incr,
+        event=event,
+        detail=detail,
     )
     if not moved:
         log.info("job %s moved on while %s ran; not handing off", job.job_id, event)
@@ -117,6 +126,11 @@ def hand_off(
     ctx.dispatch(Step(next_task, job.job_id, token, countdown_s))
     log.info(
         "job %s %s -> %s (vidgo task %s, next %s in %.1fs)",
-        job.job_id, job.state.value, to.value, job.vidgo_task_id, next_task.value, countdown_s,
+        job.job_id,
+        job.state.value,
+        to.value,
+        job.vidgo_task_id,
+        next_task.value,
+        countdown_s,
     )
     return Outcome.HANDED_OFF

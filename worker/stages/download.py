@@ -39,8 +39,12 @@ class StemFile:
     source_host: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "bytes": self.bytes, "sha256": self.sha256,
-                "source_host": self.source_host}
+        return {
+            "file": self.file,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "source_host": self.source_host,
+        }
 
 
 def check_stem_url(url: str, allowed_hosts: frozenset[str]) -> str:
@@ -69,7 +73,7 @@ def download_stem(
     allowed_hosts: frozenset[str],
     max_bytes: int,
 ) -> StemFile:
-    """Stream ``url`` into ``dest`` atomically. Raises StemDownloadError (retryable) or permanent."""
+    """Stream ``url`` into ``dest`` atomically; raises StemDownloadError or a permanent error."""
     host = check_stem_url(url, allowed_hosts)
     digest = hashlib.sha256()
     size = 0
@@ -109,7 +113,9 @@ def _check_response(response: httpx.Response, name: str) -> None:
             "(Vidgo keeps stems 24 h)"
         )
     if status != 200:
-        raise StemDownloadError(f"{name}: storage answered {status}; will retry", status_code=status)
+        raise StemDownloadError(
+            f"{name}: storage answered {status}; will retry", status_code=status
+        )
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -127,13 +133,21 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
     for stem, url in sorted(job.stem_urls.items()):
         dest = folder / stem_filename(stem, url)
         result = download_stem(
-            ctx.http, ctx.store, url, dest,
-            allowed_hosts=ctx.settings.stem_hosts, max_bytes=ctx.settings.max_stem_bytes,
+            ctx.http,
+            ctx.store,
+            url,
+            dest,
+            allowed_hosts=ctx.settings.stem_hosts,
+            max_bytes=ctx.settings.max_stem_bytes,
         )
         stems[stem] = result.as_dict()
         log.info("job %s: stem %s saved (%d bytes)", job_id, stem, result.bytes)
     return hand_off(
-        ctx, job, to=JobState.POSTPROCESSING, next_task=TaskName.POSTPROCESS, event="downloaded",
+        ctx,
+        job,
+        to=JobState.POSTPROCESSING,
+        next_task=TaskName.POSTPROCESS,
+        event="downloaded",
         fields={"stems": stems, "downloaded_at": ctx.clock()},
         detail={"bytes": sum(s["bytes"] for s in stems.values())},
     )

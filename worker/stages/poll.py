@@ -21,7 +21,7 @@ STATES = (JobState.SUBMITTED, JobState.RUNNING)
 
 
 def poll_countdown(polls_so_far: int, settings: Settings, rng: random.Random) -> float:
-    """Seconds until the next poll: grows geometrically to a cap, jittered, never below the floor."""
+    """Seconds to the next poll: grows geometrically to a cap, jittered, never below the floor."""
     base = settings.poll_initial_s * settings.poll_backoff_factor ** min(polls_so_far, 64)
     base = min(base, settings.poll_max_s)
     jitter = base * settings.poll_jitter_ratio
@@ -55,9 +55,11 @@ def run_poll(ctx: StageContext, job_id: str, token: str) -> Outcome:
 def _again(ctx: StageContext, job: JobRecord, detail: TaskDetail, *, event: str) -> Outcome:
     running = detail.status is VidgoStatus.RUNNING or job.state is JobState.RUNNING
     return hand_off(
-        ctx, job,
+        ctx,
+        job,
         to=JobState.RUNNING if running else JobState.SUBMITTED,
-        next_task=TaskName.POLL, event=event,
+        next_task=TaskName.POLL,
+        event=event,
         countdown_s=poll_countdown(job.polls, ctx.settings, ctx.rng),
         fields={"vidgo_status": detail.raw_status, "vidgo_progress": detail.progress},
         incr={"polls": 1, **({"empty_finished_polls": 1} if event == "finished_empty" else {})},
@@ -77,8 +79,11 @@ def _finished(ctx: StageContext, job: JobRecord, detail: TaskDetail) -> Outcome:
             job_id=job.job_id,
         )
     return hand_off(
-        ctx, job,
-        to=JobState.DOWNLOADING, next_task=TaskName.DOWNLOAD, event="finished",
+        ctx,
+        job,
+        to=JobState.DOWNLOADING,
+        next_task=TaskName.DOWNLOAD,
+        event="finished",
         fields={
             "stem_urls": stems.urls,
             "vidgo_status": detail.raw_status,

@@ -94,9 +94,13 @@ def run_postprocess(ctx: StageContext, job_id: str, token: str) -> dict[str, Any
     manifest_path = folder / MANIFEST_NAME
     ctx.store.write_json(manifest_path, manifest)
     if not ctx.ledger.advance(
-        job_id, expect=JobState.POSTPROCESSING, token=token, to=JobState.DONE,
+        job_id,
+        expect=JobState.POSTPROCESSING,
+        token=token,
+        to=JobState.DONE,
         fields={"manifest": manifest, "manifest_path": str(manifest_path), "done_at": done_at},
-        event="done", detail={"manifest": str(manifest_path)},
+        event="done",
+        detail={"manifest": str(manifest_path)},
     ):
         return None
     log.info("job %s DONE (vidgo task %s): %s", job_id, job.vidgo_task_id, manifest_path)

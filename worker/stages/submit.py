@@ -30,8 +30,12 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
     if job.state is JobState.SUBMITTING:
         _ambiguous(ctx, job, "a worker stopped while this job's submit was in flight", None)
     elif not ctx.ledger.advance(
-        job_id, expect=JobState.QUEUED, token=token, to=JobState.SUBMITTING,
-        incr={"submit_attempts": 1}, event="submitting",
+        job_id,
+        expect=JobState.QUEUED,
+        token=token,
+        to=JobState.SUBMITTING,
+        incr={"submit_attempts": 1},
+        event="submitting",
     ):
         return Outcome.STALE
     try:
@@ -40,14 +44,21 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         if exc.maybe_processed:
             _ambiguous(ctx, job, str(exc), exc)
         ctx.ledger.advance(
-            job_id, expect=JobState.SUBMITTING, token=token, to=JobState.QUEUED,
-            event="submit_retry", detail={"error": exc.code, "message": exc.message},
+            job_id,
+            expect=JobState.SUBMITTING,
+            token=token,
+            to=JobState.QUEUED,
+            event="submit_retry",
+            detail={"error": exc.code, "message": exc.message},
         )
         raise
     now = ctx.clock()
     return hand_off(
-        ctx, _with_state(job, JobState.SUBMITTING),
-        to=JobState.SUBMITTED, next_task=TaskName.POLL, event="submitted",
+        ctx,
+        _with_state(job, JobState.SUBMITTING),
+        to=JobState.SUBMITTED,
+        next_task=TaskName.POLL,
+        event="submitted",
         countdown_s=ctx.settings.poll_initial_s,
         fields={
             "vidgo_task_id": result.task_id,
@@ -59,17 +70,19 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
     )
 
 
-def _ambiguous(
-    ctx: StageContext, job: JobRecord, reason: str, exc: RetryableError | None
-) -> None:
+def _ambiguous(ctx: StageContext, job: JobRecord, reason: str, exc: RetryableError | None) -> None:
     """Apply the ambiguous-submit policy: raise to retry (once) or raise SubmitAmbiguous."""
     ctx.ledger.bump_counter("ambiguous_submits")
     earlier = int(job.extra.get("ambiguous_submits", 0))
     retry = ctx.settings.ambiguous_submit_policy == "retry_once" and earlier < 1
     ctx.ledger.advance(
-        job.job_id, expect=JobState.SUBMITTING, token=job.token,
-        to=JobState.QUEUED if retry else None, incr={"ambiguous_submits": 1},
-        event="submit_ambiguous", detail={"reason": reason, "retrying": retry},
+        job.job_id,
+        expect=JobState.SUBMITTING,
+        token=job.token,
+        to=JobState.QUEUED if retry else None,
+        incr={"ambiguous_submits": 1},
+        event="submit_ambiguous",
+        detail={"reason": reason, "retrying": retry},
     )
     log.warning("job %s: ambiguous submit (%s); retrying=%s", job.job_id, reason, retry)
     if retry and exc is not None:

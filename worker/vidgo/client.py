@@ -86,7 +86,9 @@ class VidgoClient:
     def submit(self, request: JobRequest, *, callback_url: str | None = None) -> SubmitResult:
         """Create a separation task. Raises a RetryableError or PermanentError on failure."""
         body = self._call(
-            "POST", "/api/generate/submit", what="submit",
+            "POST",
+            "/api/generate/submit",
+            what="submit",
             json=submit_payload(request, callback_url=callback_url),
         )
         return parse_submit(body)
@@ -121,7 +123,7 @@ class VidgoClient:
             raise error_for_status(response.status_code, body, response.headers, what=what)
         code = body_code(body)
         if code not in (None, 0, 200):
-            raise error_for_status(code, body, response.headers, what=what)  # type: ignore[arg-type]
+            raise error_for_status(code, body, response.headers, what=what)
         if not isinstance(body, dict):
             raise VidgoProtocolError(f"Vidgo {what} answered 200 with a non-object body")
         return body

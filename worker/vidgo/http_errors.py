@@ -98,7 +98,8 @@ def error_for_transport(exc: httpx.HTTPError, *, what: str) -> RetryableError:
     kind = type(exc).__name__
     detail = "before the request was sent" if not maybe else "after the request may have arrived"
     return VidgoTransportError(
-        f"Vidgo {what} failed with {kind} {detail}: {exc}" if str(exc) else
-        f"Vidgo {what} failed with {kind} {detail}",
+        f"Vidgo {what} failed with {kind} {detail}: {exc}"
+        if str(exc)
+        else f"Vidgo {what} failed with {kind} {detail}",
         maybe_processed=maybe,
     )

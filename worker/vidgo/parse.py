@@ -152,9 +152,7 @@ def _decode_stem_map(value: Any) -> Mapping[str, Any]:
         try:  # the internal draft shows single-quoted JSON
             decoded = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            raise VidgoOutputError(
-                f"vocal_removal is not valid JSON: {value[:120]!r}"
-            ) from None
+            raise VidgoOutputError(f"vocal_removal is not valid JSON: {value[:120]!r}") from None
     if not isinstance(decoded, Mapping):
         raise VidgoOutputError(f"vocal_removal should decode to an object, got {decoded!r:.120}")
     return decoded

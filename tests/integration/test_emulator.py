@@ -1,0 +1,252 @@
+"""The emulator answers as Vidgo's documents say: shapes, errors, timeline, storage, callbacks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from emulator import EmulatorConfig
+from emulator.server import BackgroundEmulator
+from worker import tracks
+from worker.local import FileServer, wait_for
+from worker.models import ALL_STEMS
+from worker.redis_server import free_port
+from worker.vidgo.parse import extract_stem_urls, parse_detail
+
+AUTH = {"Authorization": "Bearer k"}
+
+
+def running_emulator(**config):
+    settings = {
+        "api_key": "k",
+        "queue_s": 0.05,
+        "run_s": 0.1,
+        "synth_duration_s": 0.2,
+        "sample_rate": 8000,
+        **config,
+    }
+    return BackgroundEmulator(EmulatorConfig(**settings), free_port())
+
+
+@pytest.fixture
+def emu():
+    with running_emulator() as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+def submit(client, **inputs):
+    body = {
+        "model": "upload-and-separate-vocals",
+        "input": {"audio_url": "http://127.0.0.1:9/unreachable.mp3", **inputs},
+    }
+    return client.post("/api/generate/submit", json=body, headers=AUTH)
+
+
+def finished(client, task_id):
+    def check():
+        data = client.get(
+            "/api/generate/detail/music", params={"task_id": task_id}, headers=AUTH
+        ).json()
+        return data if data["data"]["status"] == "finished" else None
+
+    return wait_for(check, timeout_s=10, interval_s=0.02, what="the emulated task to finish")
+
+
+def test_submit_answers_with_a_task_id_and_not_started(emu):
+    answer = submit(emu).json()
+    assert answer["code"] == 200
+    assert answer["data"]["status"] == "not_started"
+    assert answer["data"]["task_id"].startswith("task-unified-")
+    assert "T" in answer["data"]["created_time"] and "+" not in answer["data"]["created_time"]
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic k"}]
+)
+def test_requests_without_the_key_get_401_in_the_error_envelope(emu, headers):
+    answer = emu.get("/api/user/balance", headers=headers)
+    assert answer.status_code == 401
+    assert answer.json() == {
+        "code": 401,
+        "error": {"message": "Invalid API key", "type": "authentication_error"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("inputs", "needle"),
+    [
+        ({"model_name": "turbo"}, "model_name"),
+        ({"output_type": "choir"}, "output_type"),
+        ({"audio_url": "ftp://x/a.mp3"}, "audio_url"),
+    ],
+)
+def test_submit_validation_errors(emu, inputs, needle):
+    answer = submit(emu, **inputs)
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "validation_error"
+    assert needle in answer.json()["error"]["message"]
+
+
+def test_strict_mode_requires_a_public_https_callback(emu):
+    emu.post("/_emulator/config", json={"strict_callback_url": True})
+    assert "required" in submit(emu).json()["error"]["message"]
+    body = {
+        "model": "upload-and-separate-vocals",
+        "callback_url": "http://10.0.0.1/cb",
+        "input": {"audio_url": "https://a.example/x.mp3"},
+    }
+    assert emu.post("/api/generate/submit", json=body, headers=AUTH).status_code == 400
+
+
+def test_unknown_task_ids_get_404_in_each_endpoints_shape(emu):
+    detail = emu.get("/api/generate/detail/music", params={"task_id": "nope"}, headers=AUTH)
+    status = emu.get("/api/generate/status/nope", headers=AUTH)
+    assert detail.status_code == status.status_code == 404
+    assert detail.json()["error"]["type"] == "resource_not_found_error"
+    assert status.json() == {"detail": "Task not found"}
+
+
+def test_timeline_and_vocal_removal_as_a_json_string(emu):
+    task_id = submit(emu, output_type="general").json()["data"]["task_id"]
+    first = emu.get("/api/generate/detail/music", params={"task_id": task_id}, headers=AUTH).json()
+    assert first["data"]["status"] in ("not_started", "running")
+    assert first["data"]["files"] == []
+    done = finished(emu, task_id)
+    [item] = done["data"]["files"]
+    assert isinstance(item["vocal_removal"], str)
+    urls = extract_stem_urls(parse_detail(done).files, ALL_STEMS).urls
+    assert set(urls) == set(ALL_STEMS)
+    assert done["data"]["error_message"] is None
+
+
+def test_single_stem_output_type_returns_one_key(emu):
+    task_id = submit(emu, output_type="drums").json()["data"]["task_id"]
+    item = finished(emu, task_id)["data"]["files"][0]
+    assert list(json.loads(item["vocal_removal"])) == ["drums"]
+
+
+def test_status_endpoint_has_progress_and_no_file_urls(emu):
+    task_id = submit(emu).json()["data"]["task_id"]
+    finished(emu, task_id)
+    data = emu.get(f"/api/generate/status/{task_id}", headers=AUTH).json()["data"]
+    assert data["progress"] == 100 and data["files"] == []
+
+
+def test_stems_are_served_whole_and_by_range_and_recorded(emu):
+    task_id = submit(emu, output_type="bass").json()["data"]["task_id"]
+    finished(emu, task_id)
+    whole = emu.get(f"/storage/{task_id}/bass.wav")
+    part = emu.get(f"/storage/{task_id}/bass.wav", headers={"Range": "bytes=10-19"})
+    tail = emu.get(f"/storage/{task_id}/bass.wav", headers={"Range": "bytes=-5"})
+    assert whole.status_code == 200 and whole.content[:4] == b"RIFF"
+    assert part.status_code == 206 and part.content == whole.content[10:20]
+    assert part.headers["content-range"] == f"bytes 10-19/{len(whole.content)}"
+    assert tail.content == whole.content[-5:]
+    assert (
+        emu.get(f"/storage/{task_id}/bass.wav", headers={"Range": "bytes=99999999-"}).status_code
+        == 416
+    )
+    sha = emu.get("/_emulator/tasks").json()[task_id]["sha256"]["bass"]
+    assert sha == hashlib.sha256(whole.content).hexdigest()
+    downloads = emu.get("/_emulator/record", params={"kind": "download"}).json()
+    assert [d["status"] for d in downloads] == [200, 206, 206]
+
+
+def test_stem_urls_expire(emu):
+    emu.post("/_emulator/config", json={"stem_ttl_s": 0.0})
+    task_id = submit(emu, output_type="bass").json()["data"]["task_id"]
+    finished(emu, task_id)
+    assert emu.get(f"/storage/{task_id}/bass.wav").status_code == 410
+
+
+def test_injected_faults_use_the_documented_shapes(emu):
+    emu.post("/_emulator/config", json={"faults": {"rate_429": 1.0, "retry_after_s": 3}})
+    answer = emu.get("/api/user/balance", headers=AUTH)
+    assert answer.status_code == 429
+    assert answer.headers["retry-after"] == "3"
+    assert answer.json()["error"]["type"] == "rate_limit_error"
+    emu.post(
+        "/_emulator/config",
+        json={"faults": {"rate_429": 0.0, "rate_5xx": 1.0, "status_5xx": [502]}},
+    )
+    assert emu.get("/api/user/balance", headers=AUTH).status_code == 502
+
+
+def test_balance_is_charged_per_submission(emu):
+    before = emu.get("/api/user/balance", headers=AUTH).json()["data"]["credits_amount"]
+    submit(emu)
+    after = emu.get("/api/user/balance", headers=AUTH).json()["data"]["credits_amount"]
+    assert before - after == 2
+
+
+def test_stems_derive_from_a_fetchable_input(emu, tmp_path):
+    tracks.write_track(tmp_path / "groove.wav", "groove", seconds=0.5, rate=8000)
+    with FileServer(tmp_path) as files:
+        task_id = submit(emu, output_type="bass", audio_url=f"{files.url}/groove.wav").json()[
+            "data"
+        ]["task_id"]
+        finished(emu, task_id)
+    assert emu.get("/_emulator/tasks").json()[task_id]["stem_source"] == "input"
+
+
+def test_unreachable_input_falls_back_to_synthesised_stems(emu):
+    task_id = submit(emu, output_type="vocals").json()["data"]["task_id"]
+    finished(emu, task_id)
+    assert emu.get("/_emulator/tasks").json()[task_id]["stem_source"] == "synthesised"
+
+
+class Receiver:
+    """A callback receiver on a free port that records every POST body."""
+
+    def __init__(self):
+        self.bodies = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("content-length", 0))
+                outer.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/cb?token=x"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("shape", ["flat", "wrapped"])
+def test_callbacks_are_sent_in_the_configured_shape(shape):
+    receiver = Receiver()
+    try:
+        with (
+            running_emulator(callback_shape=shape) as server,
+            httpx.Client(base_url=server.url) as client,
+        ):
+            body = {
+                "model": "upload-and-separate-vocals",
+                "callback_url": receiver.url,
+                "input": {"audio_url": "http://127.0.0.1:9/x.mp3", "output_type": "vocals"},
+            }
+            client.post("/api/generate/submit", json=body, headers=AUTH)
+            wait_for(lambda: receiver.bodies, timeout_s=10, interval_s=0.02, what="a callback")
+            record = client.get("/_emulator/record", params={"kind": "callback"}).json()
+    finally:
+        receiver.close()
+    first = receiver.bodies[0]
+    data = first["data"] if shape == "wrapped" else first
+    assert ("code" in first) is (shape == "wrapped")
+    assert data["status"] == "finished"
+    assert "vocal_removal" in data["files"][0]
+    assert record[0]["status"] == 200 and record[0]["shape"] == shape
