@@ -142,6 +142,7 @@ class JobRecord:
     manifest_path: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    callback_token: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -227,6 +228,7 @@ class Ledger:
             "request": json.dumps(request.model_dump(mode="json")),
             "created_at": json.dumps(now),
             "updated_at": json.dumps(now),
+            "callback_token": json.dumps(secrets.token_urlsafe(24)),
         }
         entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
         created, _ = self._create(

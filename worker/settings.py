@@ -45,7 +45,8 @@ class Settings(BaseSettings):
         default=Path("stems"), validation_alias=AliasChoices("STEMS_DIR", "stems_dir")
     )
 
-    # Public base URL under which Vidgo can reach our callback endpoint; None sends no callback.
+    # Public base URL under which Vidgo can reach our callback endpoint; None sends no callback
+    # URL (polling alone then finds every result).
     public_callback_base_url: str | None = None
     # Hosts stems may be downloaded from; the host of vidgo_base_url is always added.
     allowed_stem_hosts: Annotated[list[str], NoDecode] = Field(
@@ -88,7 +89,6 @@ class Settings(BaseSettings):
     job_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
     queue_name: str = "vidgo"
     redis_key_prefix: str = "vidgo-stems"
-    log_level: str = "INFO"
 
     @field_validator("vidgo_base_url", "public_callback_base_url")
     @classmethod

@@ -367,3 +367,42 @@ def test_postprocess_refuses_a_stem_changed_on_disk(h):
     (h.ctx.store.root / job_id / "vocals.wav").write_bytes(b"tampered")
     with pytest.raises(errors.PermanentError, match="changed since download"):
         run_postprocess(h.ctx, job_id, h.last_token())
+
+
+def test_submit_sends_no_callback_url_without_a_public_base(h):
+    bodies = []
+    h.vidgo.submit_answers.append(submitted())
+    original = h.vidgo.__call__
+
+    def capture(request):
+        bodies.append(json.loads(request.content))
+        return original(request)
+
+    h.ctx.vidgo_factory = lambda: VidgoClient(
+        h.ctx.settings, transport=httpx.MockTransport(capture)
+    )
+    run_submit(h.ctx, h.enqueue(), "t0")
+    assert "callback_url" not in bodies[0]
+
+
+def test_submit_sends_a_tokened_callback_url_under_the_public_base(make_settings, tmp_path):
+    h = Harness(make_settings(public_callback_base_url="https://hooks.example.com/"), tmp_path)
+    bodies = []
+    h.vidgo.submit_answers.append(submitted())
+    original = h.vidgo.__call__
+
+    def capture(request):
+        bodies.append(json.loads(request.content))
+        return original(request)
+
+    h.ctx.vidgo_factory = lambda: VidgoClient(
+        h.ctx.settings, transport=httpx.MockTransport(capture)
+    )
+    job_id = h.enqueue()
+    run_submit(h.ctx, job_id, "t0")
+    token = h.ledger.get(job_id).callback_token
+    assert len(token) >= 32
+    assert (
+        bodies[0]["callback_url"]
+        == f"https://hooks.example.com/v1/vidgo/callback/{job_id}?token={token}"
+    )

@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from worker.errors import RetryableError, SubmitAmbiguous
 from worker.ledger import JobRecord, JobState
+from worker.settings import Settings
 from worker.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
     ):
         return Outcome.STALE
     try:
-        result = ctx.vidgo.submit(job.request)
+        result = ctx.vidgo.submit(job.request, callback_url=callback_url_for(ctx.settings, job))
     except RetryableError as exc:
         if exc.maybe_processed:
             _ambiguous(ctx, job, str(exc), exc)
@@ -67,6 +68,16 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
             "submitted_at": now,
         },
         detail={"vidgo_task_id": result.task_id},
+    )
+
+
+def callback_url_for(settings: Settings, job: JobRecord) -> str | None:
+    """The URL Vidgo should call back, with the job's unguessable token; None when unset."""
+    if not settings.public_callback_base_url or not job.callback_token:
+        return None
+    return (
+        f"{settings.public_callback_base_url}/v1/vidgo/callback/{job.job_id}"
+        f"?token={job.callback_token}"
     )
 
 
