@@ -18,8 +18,13 @@ def test_demo_runs_without_redis_on_path_and_leaves_verified_manifests(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIDGO", "REDIS", "STEMS"))}
     env["PATH"] = str(Path(sys.executable).parent)
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "worker.cli", "demo", "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "demo", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "all jobs DONE" in done.stdout
     manifests = sorted(out.glob("stems/*/manifest.json"))

@@ -369,35 +369,31 @@ def test_postprocess_refuses_a_stem_changed_on_disk(h):
         run_postprocess(h.ctx, job_id, h.last_token())
 
 
-def test_submit_sends_no_callback_url_without_a_public_base(h):
+def capture_submit_bodies(h):
+    """Route the harness's Vidgo through a recorder of submitted JSON bodies."""
     bodies = []
-    h.vidgo.submit_answers.append(submitted())
-    original = h.vidgo.__call__
+    scripted = h.vidgo
 
     def capture(request):
         bodies.append(json.loads(request.content))
-        return original(request)
+        return scripted(request)
 
     h.ctx.vidgo_factory = lambda: VidgoClient(
         h.ctx.settings, transport=httpx.MockTransport(capture)
     )
+    h.vidgo.submit_answers.append(submitted())
+    return bodies
+
+
+def test_submit_sends_no_callback_url_without_a_public_base(h):
+    bodies = capture_submit_bodies(h)
     run_submit(h.ctx, h.enqueue(), "t0")
     assert "callback_url" not in bodies[0]
 
 
 def test_submit_sends_a_tokened_callback_url_under_the_public_base(make_settings, tmp_path):
     h = Harness(make_settings(public_callback_base_url="https://hooks.example.com/"), tmp_path)
-    bodies = []
-    h.vidgo.submit_answers.append(submitted())
-    original = h.vidgo.__call__
-
-    def capture(request):
-        bodies.append(json.loads(request.content))
-        return original(request)
-
-    h.ctx.vidgo_factory = lambda: VidgoClient(
-        h.ctx.settings, transport=httpx.MockTransport(capture)
-    )
+    bodies = capture_submit_bodies(h)
     job_id = h.enqueue()
     run_submit(h.ctx, job_id, "t0")
     token = h.ledger.get(job_id).callback_token
