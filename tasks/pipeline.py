@@ -15,7 +15,7 @@ import redis.exceptions
 from celery import Task
 
 from worker.app import app, runtime
-from worker.errors import PermanentError, RetryableError, VidgoStemsError
+from worker.errors import PermanentError, RetryableError, VidgoRateLimited, VidgoStemsError
 from worker.ledger import ACTIVE_STATES, JobState
 from worker.stages import run_download, run_poll, run_postprocess, run_submit
 
@@ -50,6 +50,14 @@ def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
     )
 
 
+def _cool_down_everyone(exc: VidgoRateLimited) -> None:
+    """A 429 seen here holds off every worker, not only this one."""
+    rt = runtime()
+    seconds = exc.retry_after_s or rt.settings.rate_limit_cooldown_s
+    if rt.gate.cool_down(seconds, exc.message):
+        rt.ledger.bump_counter("rate_limit_cooldowns")
+
+
 class StageTask(Task):  # type: ignore[misc]
     """Base of the pipeline tasks: retries retryable errors, fails the job on anything else."""
 
@@ -62,6 +70,8 @@ class StageTask(Task):  # type: ignore[misc]
         try:
             return super().__call__(*args, **kwargs)
         except (RetryableError, *TRANSIENT) as exc:
+            if isinstance(exc, VidgoRateLimited):
+                _cool_down_everyone(exc)
             countdown = retry_countdown(self.request.retries, exc, self._rng)
             log.warning(
                 "%s job %s: %s; retry %d in %.1fs",

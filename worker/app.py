@@ -16,9 +16,17 @@ from functools import cached_property
 import httpx
 import redis
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
+from worker.gate import VidgoGate
 from worker.ledger import Ledger
+from worker.recovery import SweepThread
 from worker.settings import Settings, get_settings
 from worker.stages.context import StageContext, Step, TaskName
 from worker.storage import StemStore
@@ -63,6 +71,10 @@ class Runtime:
         )
 
     @cached_property
+    def gate(self) -> VidgoGate:
+        return VidgoGate(self.redis, prefix=self.settings.redis_key_prefix)
+
+    @cached_property
     def vidgo(self) -> VidgoClient:
         return VidgoClient(self.settings)
 
@@ -80,6 +92,7 @@ class Runtime:
             return StageContext(
                 settings=self.settings,
                 ledger=self.ledger,
+                gate=self.gate,
                 store=StemStore(self.settings.stems_dir),
                 dispatch=dispatch,
                 vidgo_factory=lambda: self.vidgo,
@@ -132,3 +145,21 @@ def _init_process(**_: object) -> None:
 def _close_process(**_: object) -> None:
     if _runtime is not None and _runtime_pid == os.getpid():
         _runtime.close()
+
+
+_sweeper: SweepThread | None = None
+
+
+@worker_ready.connect
+def _start_sweep(**_: object) -> None:
+    """Every worker sweeps for lost jobs at start and then periodically (one at a time)."""
+    global _sweeper
+    rt = runtime()
+    _sweeper = SweepThread(rt.redis, rt.ledger, dispatch, rt.settings)
+    _sweeper.start()
+
+
+@worker_shutdown.connect
+def _stop_sweep(**_: object) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()

@@ -43,19 +43,21 @@ class JobState(StrEnum):
 S = JobState
 ACTIVE_STATES = frozenset(s for s in JobState if not s.is_terminal)
 
-#: Every legal move. A self-move hands the baton on without changing state (a poll re-queueing).
+#: Every legal move.
 TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
     {
         (S.QUEUED, S.SUBMITTING),
-        (S.SUBMITTING, S.QUEUED),  # the submit never left: safe to try again
+        (S.SUBMITTING, S.QUEUED),  # the submit never left, or submits are paused: try later
         (S.SUBMITTING, S.SUBMITTED),
-        (S.SUBMITTED, S.SUBMITTED),
         (S.SUBMITTED, S.RUNNING),
-        (S.RUNNING, S.RUNNING),
         (S.SUBMITTED, S.DOWNLOADING),
         (S.RUNNING, S.DOWNLOADING),
+        (S.SUBMITTED, S.QUEUED),  # resubmit a failed or stalled Vidgo task
+        (S.RUNNING, S.QUEUED),
         (S.DOWNLOADING, S.POSTPROCESSING),
         (S.POSTPROCESSING, S.DONE),
+        # A self-move hands the baton on: a poll re-queueing, a deferral, the recovery sweep.
+        *((s, s) for s in ACTIVE_STATES),
         *((s, S.FAILED) for s in ACTIVE_STATES),
     }
 )
@@ -135,7 +137,9 @@ class JobRecord:
     submitted_at: float | None = None
     submit_attempts: int = 0
     polls: int = 0
-    empty_finished_polls: int = 0
+    live_task_ids: tuple[str, ...] = ()
+    attempt_empty_polls: dict[str, int] = field(default_factory=dict)
+    next_due_at: float | None = None
     stem_urls: dict[str, str] = field(default_factory=dict)
     stems: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
@@ -160,6 +164,7 @@ class JobRecord:
         kwargs = {k: v for k, v in decoded.items() if k in known}
         kwargs["request"] = JobRequest.model_validate(kwargs["request"])
         kwargs["vidgo_task_ids"] = tuple(kwargs.get("vidgo_task_ids") or ())
+        kwargs["live_task_ids"] = tuple(kwargs.get("live_task_ids") or ())
         return cls(
             job_id=job_id,
             state=JobState(values["state"]),

@@ -60,10 +60,25 @@ class Settings(BaseSettings):
     poll_jitter_ratio: float = Field(default=0.2, ge=0.0, lt=1.0)
     # Vidgo asks for 2-5 s between polls; lower it only against the emulator.
     poll_min_interval_s: float = Field(default=2.0, gt=0)
-    # A Vidgo task that is still not finished after this long is treated as stalled.
-    poll_timeout_s: float = Field(default=3600.0, gt=0)
-    # "finished" with no usable stem URL is re-polled this many times before it counts as final.
+    # A Vidgo task still not_started or running this long after its submit is stalled.
+    stall_timeout_s: float = Field(default=1800.0, gt=0)
+    # "finished" with no usable stem URL is re-polled this many times before the attempt is dead.
     empty_finished_repolls: int = Field(default=2, ge=0)
+    # Vidgo tasks (paid submissions) one job may create: 1 + resubmissions of failed or stalled
+    # tasks. Earlier attempts keep being polled; whichever finishes first wins.
+    max_vidgo_tasks: int = Field(default=3, ge=1)
+    resubmit_backoff_base_s: float = Field(default=30.0, gt=0)
+    resubmit_backoff_max_s: float = Field(default=600.0, gt=0)
+    # Expired stem URLs (403/404/410) are refreshed from Vidgo this many times per job.
+    max_url_refreshes: int = Field(default=2, ge=0)
+    # A 402 (no credits) pauses every submit for this long; jobs wait QUEUED, none fail.
+    credits_pause_s: float = Field(default=300.0, gt=0)
+    # A 429 without Retry-After makes every worker hold off Vidgo for this long.
+    rate_limit_cooldown_s: float = Field(default=5.0, gt=0)
+    # Recovery sweep: how often it runs, and how late past its due time a job must be before it
+    # is re-dispatched from the ledger (its message was lost: Redis restart, killed worker).
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+    sweep_grace_s: float = Field(default=120.0, ge=0)
 
     http_connect_timeout_s: float = Field(default=5.0, gt=0)
     http_read_timeout_s: float = Field(default=30.0, gt=0)
@@ -73,8 +88,9 @@ class Settings(BaseSettings):
     max_stem_bytes: int = Field(default=2 * 1024**3, gt=0)
 
     # A submit whose answer was lost may have been billed: "fail" stops the job for review,
-    # "retry_once" allows one more submit (and so at most one extra charge).
-    ambiguous_submit_policy: Literal["fail", "retry_once"] = "fail"
+    # "retry" submits again, at most ambiguous_submit_retries times per job (each may be charged).
+    ambiguous_submit_policy: Literal["fail", "retry"] = "fail"
+    ambiguous_submit_retries: int = Field(default=1, ge=0)
 
     # Retries of a stage after a retryable error (transport, 408, 429, 5xx).
     task_max_retries: int = Field(default=8, ge=0)

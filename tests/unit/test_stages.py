@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from worker import errors
+from worker.gate import VidgoGate
 from worker.ledger import JobState, Ledger
 from worker.models import parse_request
 from worker.stages import (
@@ -72,9 +73,11 @@ class Harness:
         client = VidgoClient(settings, transport=httpx.MockTransport(self.vidgo))
         http = httpx.Client(transport=httpx.MockTransport(self.serve_stem))
         self.closers = [client.close, http.close, self.redis.close]
+        self.gate = VidgoGate(self.redis, prefix="t")
         self.ctx = StageContext(
             settings=settings,
             ledger=self.ledger,
+            gate=self.gate,
             store=StemStore(tmp_path / "stems"),
             dispatch=self.sent.append,
             vidgo_factory=lambda: client,
@@ -170,8 +173,10 @@ def test_ambiguous_submit_stops_for_review_by_default(h):
     assert "submit_ambiguous" in [e["event"] for e in h.ledger.history(job_id)]
 
 
-def test_ambiguous_submit_retries_once_when_configured(make_settings, tmp_path):
-    h = Harness(make_settings(ambiguous_submit_policy="retry_once"), tmp_path)
+def test_ambiguous_submit_retries_within_the_configured_bound(make_settings, tmp_path):
+    h = Harness(
+        make_settings(ambiguous_submit_policy="retry", ambiguous_submit_retries=1), tmp_path
+    )
     h.vidgo.submit_answers += [httpx.Response(502, json={}), httpx.ReadTimeout("lost again")]
     job_id = h.enqueue()
     with pytest.raises(errors.VidgoUnavailable):
@@ -181,6 +186,7 @@ def test_ambiguous_submit_retries_once_when_configured(make_settings, tmp_path):
         run_submit(h.ctx, job_id, "t0")
     assert h.vidgo.count("submit") == 2
     assert h.ledger.get(job_id).extra["ambiguous_submits"] == 2
+    assert h.ledger.counters()["ambiguous_submits"] == 2
 
 
 def test_a_delivery_that_finds_its_own_submit_in_flight_is_ambiguous(h):
@@ -238,30 +244,140 @@ def test_poll_raises_on_a_malformed_vocal_removal(h):
     assert caught.value.code == "vidgo_malformed_stems"
 
 
-def test_poll_repolls_finished_without_files_then_gives_up(h):
+def poll_once(h, job_id, *answers):
+    h.vidgo.detail_answers += list(answers)
+    return run_poll(h.ctx, job_id, h.last_token())
+
+
+def test_poll_repolls_finished_without_files_then_gives_up_at_the_bound(make_settings, tmp_path):
+    h = Harness(make_settings(max_vidgo_tasks=1, empty_finished_repolls=2), tmp_path)
     job_id = to_polling(h)
-    h.vidgo.detail_answers += [detail("finished")] * 3
-    run_poll(h.ctx, job_id, h.last_token())
-    run_poll(h.ctx, job_id, h.last_token())
-    with pytest.raises(errors.VidgoOutputError) as caught:
-        run_poll(h.ctx, job_id, h.last_token())
+    poll_once(h, job_id, detail("finished"))
+    poll_once(h, job_id, detail("finished"))
+    with pytest.raises(errors.VidgoOutputError, match="MAX_VIDGO_TASKS=1") as caught:
+        poll_once(h, job_id, detail("finished"))
     assert caught.value.code == "vidgo_finished_without_output"
 
 
-def test_poll_reports_a_failed_task(h):
+def test_finished_without_files_is_resubmitted_within_the_bound(h):
     job_id = to_polling(h)
-    h.vidgo.detail_answers.append(detail("failed", error_message="The audio could not be decoded"))
-    with pytest.raises(errors.VidgoTaskFailed, match="could not be decoded"):
-        run_poll(h.ctx, job_id, h.last_token())
+    for _ in range(3):
+        poll_once(h, job_id, detail("finished"))
+    job = h.ledger.get(job_id)
+    assert job.state is S.QUEUED
+    assert h.sent[-1].task is TaskName.SUBMIT and h.sent[-1].countdown_s >= 15
+    assert job.live_task_ids == ()
+    assert h.ledger.counters()["resubmissions"] == 1
 
 
-def test_poll_gives_up_past_the_deadline(make_settings, tmp_path):
-    h = Harness(make_settings(poll_timeout_s=10), tmp_path)
+@pytest.mark.parametrize(
+    "message",
+    [
+        "The audio violates our content policy",
+        "Unsupported audio format",
+        "The audio could not be decoded",
+    ],
+)
+def test_a_task_failed_for_its_input_fails_the_job_without_resubmitting(h, message):
     job_id = to_polling(h)
-    h.ctx.clock = lambda: h.ledger.get(job_id).submitted_at + 11
-    h.vidgo.detail_answers.append(detail("running"))
-    with pytest.raises(errors.TaskStalled, match="POLL_TIMEOUT_S"):
-        run_poll(h.ctx, job_id, h.last_token())
+    with pytest.raises(errors.VidgoTaskFailed, match=message) as caught:
+        poll_once(h, job_id, detail("failed", error_message=message))
+    assert caught.value.code == "vidgo_task_rejected"
+    assert h.vidgo.count("submit") == 1
+
+
+def test_a_task_failed_for_another_reason_is_resubmitted(h):
+    job_id = to_polling(h)
+    assert (
+        poll_once(h, job_id, detail("failed", error_message="GPU worker crashed"))
+        is Outcome.HANDED_OFF
+    )
+    job = h.ledger.get(job_id)
+    assert job.state is S.QUEUED and job.extra["resubmits"] == 1
+    resubmit = next(e for e in h.ledger.history(job_id) if e["event"] == "resubmit")
+    assert "GPU worker crashed" in resubmit["reason"]
+
+
+def test_resubmission_stops_at_max_vidgo_tasks(make_settings, tmp_path):
+    h = Harness(make_settings(max_vidgo_tasks=2), tmp_path)
+    job_id = to_polling(h)
+    poll_once(h, job_id, detail("failed", error_message="transient glitch"))
+    h.vidgo.submit_answers.append(submitted("v2"))
+    run_submit(h.ctx, job_id, h.last_token())
+    with pytest.raises(errors.PermanentError, match="gave up after 2 Vidgo task") as caught:
+        poll_once(h, job_id, detail("failed", error_message="transient glitch"))
+    assert caught.value.code == "vidgo_task_failed"
+    assert h.vidgo.count("submit") == 2
+
+
+def test_a_stalled_task_is_resubmitted_and_still_polled(make_settings, tmp_path):
+    h = Harness(make_settings(stall_timeout_s=10), tmp_path)
+    job_id = to_polling(h)
+    start = h.ledger.get(job_id).submitted_at
+    h.ctx.clock = lambda: start + 11
+    poll_once(h, job_id, detail("running"))
+    job = h.ledger.get(job_id)
+    assert job.state is S.QUEUED and job.live_task_ids == ("v1",)
+    assert h.ledger.counters()["stalls"] == 1
+    h.vidgo.submit_answers.append(submitted("v2"))
+    run_submit(h.ctx, job_id, h.last_token())
+    assert h.ledger.get(job_id).live_task_ids == ("v1", "v2")
+
+
+def test_the_attempt_that_finishes_first_wins(make_settings, tmp_path):
+    h = Harness(make_settings(stall_timeout_s=10), tmp_path)
+    job_id = to_polling(h)
+    start = h.ledger.get(job_id).submitted_at
+    h.ctx.clock = lambda: start + 11
+    poll_once(h, job_id, detail("running"))
+    h.vidgo.submit_answers.append(submitted("v2"))
+    run_submit(h.ctx, job_id, h.last_token())
+    finished_v1 = detail(
+        "finished", [stems_file(["vocals", "bass", "drums", "piano", "guitar", "other"])]
+    )
+    assert poll_once(h, job_id, finished_v1) is Outcome.HANDED_OFF
+    job = h.ledger.get(job_id)
+    assert (job.state, job.vidgo_task_id, job.vidgo_task_ids) == (S.DOWNLOADING, "v1", ("v1", "v2"))
+
+
+def test_a_stall_at_the_bound_fails_the_job(make_settings, tmp_path):
+    h = Harness(make_settings(stall_timeout_s=10, max_vidgo_tasks=1), tmp_path)
+    job_id = to_polling(h)
+    start = h.ledger.get(job_id).submitted_at
+    h.ctx.clock = lambda: start + 11
+    with pytest.raises(errors.PermanentError, match="STALL_TIMEOUT_S") as caught:
+        poll_once(h, job_id, detail("running"))
+    assert caught.value.code == "vidgo_task_stalled"
+
+
+def test_poll_waits_out_a_shared_cooldown_without_calling_vidgo(h):
+    job_id = to_polling(h)
+    h.gate.cool_down(7, "429 elsewhere")
+    assert run_poll(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
+    assert h.vidgo.count("detail/music") == 0
+    assert 6 < h.sent[-1].countdown_s <= 7
+    assert h.ledger.get(job_id).polls == 0
+
+
+def test_submit_is_deferred_during_a_credits_pause(h):
+    h.gate.pause_submits(60, "Insufficient credits")
+    job_id = h.enqueue()
+    assert run_submit(h.ctx, job_id, "t0") is Outcome.HANDED_OFF
+    assert h.vidgo.count("submit") == 0
+    assert h.ledger.get(job_id).state is S.QUEUED
+    assert h.sent[-1].task is TaskName.SUBMIT and h.sent[-1].countdown_s >= 59
+
+
+def test_402_pauses_every_submit_and_keeps_the_job_queued(h):
+    h.vidgo.submit_answers.append(
+        httpx.Response(402, json={"code": 402, "error": {"message": "Insufficient credits"}})
+    )
+    job_id = h.enqueue()
+    assert run_submit(h.ctx, job_id, "t0") is Outcome.HANDED_OFF
+    assert h.ledger.get(job_id).state is S.QUEUED
+    hold = h.gate.submit_pause()
+    assert hold is not None and "Insufficient credits" in hold.reason
+    assert h.ledger.counters()["credit_pauses"] == 1
 
 
 def test_poll_countdown_respects_floor_and_cap(make_settings):
@@ -304,7 +420,7 @@ def test_download_refuses_hosts_outside_the_allow_list(h):
         run_download(h.ctx, job_id, h.last_token())
 
 
-def test_download_cut_short_is_retryable_and_leaves_no_final_file(h):
+def test_download_cut_short_is_retryable_and_keeps_only_a_hidden_part(h):
     job_id = to_downloading(h)
     h.ctx.http_factory = lambda: httpx.Client(
         transport=httpx.MockTransport(
@@ -313,14 +429,29 @@ def test_download_cut_short_is_retryable_and_leaves_no_final_file(h):
     )
     with pytest.raises(errors.StemDownloadError, match="4 of 1000"):
         run_download(h.ctx, job_id, h.last_token())
-    assert list((h.ctx.store.root / job_id).iterdir()) == []
+    assert [p.name for p in (h.ctx.store.root / job_id).iterdir()] == [".vocals.wav.part"]
+
+
+def test_an_expired_url_is_refreshed_from_vidgo_then_downloaded(h):
+    h.stems["vocals.wav"] = wav_bytes()
+    job_id = to_downloading(h)
+    h.stem_status = 410
+    fresh = {"vocal_removal": json.dumps({"vocals": "https://storage.vidgo.ai/fresh/vocals.wav"})}
+    h.vidgo.detail_answers.append(detail("finished", [fresh]))
+    with pytest.raises(errors.RetryableError, match="fresh URLs"):
+        run_download(h.ctx, job_id, h.last_token())
+    job = h.ledger.get(job_id)
+    assert job.stem_urls == {"vocals": "https://storage.vidgo.ai/fresh/vocals.wav"}
+    h.stem_status = 200
+    assert run_download(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
 
 
 @pytest.mark.parametrize("status", [403, 404, 410])
-def test_download_of_an_expired_url_is_reported(h, status):
+def test_an_expired_url_fails_once_refreshes_are_spent(make_settings, tmp_path, status):
+    h = Harness(make_settings(max_url_refreshes=0), tmp_path)
     job_id = to_downloading(h)
     h.stem_status = status
-    with pytest.raises(errors.StemUrlExpired, match="expired"):
+    with pytest.raises(errors.StemUrlExpired, match="MAX_URL_REFRESHES=0"):
         run_download(h.ctx, job_id, h.last_token())
 
 

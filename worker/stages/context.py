@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from worker.gate import VidgoGate
 from worker.ledger import JobRecord, JobState, Ledger, new_token
 from worker.settings import Settings
 from worker.storage import StemStore
@@ -59,6 +60,7 @@ class StageContext:
 
     settings: Settings
     ledger: Ledger
+    gate: VidgoGate
     store: StemStore
     dispatch: Callable[[Step], None]
     vidgo_factory: Callable[[], VidgoClient]
@@ -115,7 +117,7 @@ def hand_off(
         token=job.token,
         to=to,
         new_token=token,
-        fields=fields,
+        fields={**(fields or {}), "next_due_at": ctx.clock() + countdown_s},
         incr=incr,
         event=event,
         detail=detail,

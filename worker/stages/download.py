@@ -1,50 +1,35 @@
-"""Stage 3: stream every stem to disk, verify it, rename it into place, hand off to post-processing.
+"""Stage 3: fetch every stem, verified, into ``STEMS_DIR/<job_id>/``; hand off to post-processing.
 
-Stem URLs come from a remote party, so each one is checked against the allowed hosts before any
-request. A stem is streamed into a hidden temp file while its sha256 is computed, its length is
-checked against Content-Length and ``max_stem_bytes``, and only then renamed to its final name.
-The download client carries no Vidgo credentials.
+Stem URLs come from a remote party, so each is checked against the allowed hosts before any
+request; the download client carries no Vidgo credentials. The transfer itself (resume, length
+and checksum checks, atomic rename) is :func:`worker.fetch.fetch_to_file`. When storage says a URL
+has expired (403/404/410), the task is queried again for fresh URLs, up to ``max_url_refreshes``
+times per job, and the stage is retried with them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import PurePosixPath
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-import httpx
-
-from worker.errors import (
-    StemDownloadError,
-    StemHostNotAllowed,
-    StemUrlExpired,
-    StorageError,
-)
-from worker.ledger import JobState
+from worker.errors import RetryableError, StemHostNotAllowed, StemUrlExpired
+from worker.fetch import fetch_to_file
+from worker.ledger import JobRecord, JobState
+from worker.models import expected_stems
 from worker.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
-from worker.storage import AUDIO_SUFFIXES, StemStore, safe_stem_name
+from worker.storage import AUDIO_SUFFIXES, safe_stem_name
+from worker.vidgo.parse import extract_stem_urls
 
 log = logging.getLogger(__name__)
-CHUNK_BYTES = 1 << 16
 
 
-@dataclass(frozen=True)
-class StemFile:
-    file: str
-    bytes: int
-    sha256: str
-    source_host: str
+class StemUrlsRefreshed(RetryableError):
+    """Raised after expired stem URLs were replaced by fresh ones: try the download again."""
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": self.file,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-            "source_host": self.source_host,
-        }
+    code = "stem_urls_refreshed"
+    retry_after_s = 0.5
 
 
 def check_stem_url(url: str, allowed_hosts: frozenset[str]) -> str:
@@ -64,65 +49,6 @@ def stem_filename(stem: str, url: str) -> str:
     return safe_stem_name(stem) + (suffix if suffix in AUDIO_SUFFIXES else ".audio")
 
 
-def download_stem(
-    http: httpx.Client,
-    store: StemStore,
-    url: str,
-    dest: Path,
-    *,
-    allowed_hosts: frozenset[str],
-    max_bytes: int,
-) -> StemFile:
-    """Stream ``url`` into ``dest`` atomically; raises StemDownloadError or a permanent error."""
-    host = check_stem_url(url, allowed_hosts)
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with http.stream("GET", url) as response:
-            _check_response(response, dest.name)
-            announced = _content_length(response)
-            if announced is not None and announced > max_bytes:
-                raise StorageError(
-                    f"{dest.name} is {announced} bytes, over VIDGO_STEMS_MAX_STEM_BYTES={max_bytes}"
-                )
-            with store.atomic_writer(dest) as out:
-                for chunk in response.iter_bytes(CHUNK_BYTES):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise StorageError(
-                            f"{dest.name} grew past VIDGO_STEMS_MAX_STEM_BYTES={max_bytes}"
-                        )
-                    digest.update(chunk)
-                    out.write(chunk)
-                if announced is not None and size != announced:
-                    raise StemDownloadError(
-                        f"{dest.name}: got {size} of {announced} bytes; the transfer was cut"
-                    )
-    except httpx.HTTPError as exc:
-        raise StemDownloadError(
-            f"{dest.name}: transfer from {host} failed ({type(exc).__name__}); will retry"
-        ) from None
-    return StemFile(file=dest.name, bytes=size, sha256=digest.hexdigest(), source_host=host)
-
-
-def _check_response(response: httpx.Response, name: str) -> None:
-    status = response.status_code
-    if status in (403, 404, 410):
-        raise StemUrlExpired(
-            f"{name}: storage answered {status}; the stem URL has expired or was revoked "
-            "(Vidgo keeps stems 24 h)"
-        )
-    if status != 200:
-        raise StemDownloadError(
-            f"{name}: storage answered {status}; will retry", status_code=status
-        )
-
-
-def _content_length(response: httpx.Response) -> int | None:
-    value = response.headers.get("content-length")
-    return int(value) if value and value.isdigit() else None
-
-
 def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
     """Download every stem of ``job_id`` and hand off to post-processing."""
     job = load_current(ctx, job_id, token, (JobState.DOWNLOADING,), "download")
@@ -131,17 +57,25 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
     folder = ctx.store.job_dir(job_id)
     stems: dict[str, Any] = {}
     for stem, url in sorted(job.stem_urls.items()):
+        host = check_stem_url(url, ctx.settings.stem_hosts)
         dest = folder / stem_filename(stem, url)
-        result = download_stem(
-            ctx.http,
-            ctx.store,
-            url,
-            dest,
-            allowed_hosts=ctx.settings.stem_hosts,
-            max_bytes=ctx.settings.max_stem_bytes,
+        try:
+            fetched = fetch_to_file(ctx.http, url, dest, max_bytes=ctx.settings.max_stem_bytes)
+        except StemUrlExpired as exc:
+            _refresh_urls(ctx, job, exc)
+        stems[stem] = {
+            "file": dest.name,
+            "bytes": fetched.bytes,
+            "sha256": fetched.sha256,
+            "source_host": host,
+        }
+        log.info(
+            "job %s: stem %s saved (%d bytes, resumed at %d)",
+            job_id,
+            stem,
+            fetched.bytes,
+            fetched.resumed_from,
         )
-        stems[stem] = result.as_dict()
-        log.info("job %s: stem %s saved (%d bytes)", job_id, stem, result.bytes)
     return hand_off(
         ctx,
         job,
@@ -151,3 +85,31 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
         fields={"stems": stems, "downloaded_at": ctx.clock()},
         detail={"bytes": sum(s["bytes"] for s in stems.values())},
     )
+
+
+def _refresh_urls(ctx: StageContext, job: JobRecord, expired: StemUrlExpired) -> NoReturn:
+    """Replace expired URLs with fresh ones from Vidgo and raise to retry; re-raise when spent."""
+    refreshes = int(job.extra.get("url_refreshes", 0))
+    if refreshes >= ctx.settings.max_url_refreshes or not job.vidgo_task_id:
+        raise StemUrlExpired(
+            f"{expired.message}; fresh URLs were asked for {refreshes} time(s) "
+            f"(VIDGO_STEMS_MAX_URL_REFRESHES={ctx.settings.max_url_refreshes})",
+            job_id=job.job_id,
+        )
+    detail = ctx.vidgo.music_detail(job.vidgo_task_id)
+    fresh = extract_stem_urls(detail.files, expected_stems(job.request.output_type)).urls
+    if not fresh:
+        raise StemUrlExpired(
+            f"{expired.message}; Vidgo no longer lists the stems", job_id=job.job_id
+        )
+    ctx.ledger.bump_counter("url_refreshes")
+    ctx.ledger.advance(
+        job.job_id,
+        expect=JobState.DOWNLOADING,
+        token=job.token,
+        fields={"stem_urls": fresh},
+        incr={"url_refreshes": 1},
+        event="stem_urls_refreshed",
+        detail={"reason": expired.message},
+    )
+    raise StemUrlsRefreshed(f"{expired.message}; fresh URLs fetched, downloading again")

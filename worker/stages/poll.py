@@ -1,20 +1,31 @@
-"""Stage 2: ask Vidgo how the task is doing; re-queue with a countdown until it is finished.
+"""Stage 2: ask Vidgo how the job's tasks are doing; re-queue with a countdown until one finishes.
 
-Nothing sleeps in a worker slot: a poll that finds the task unfinished hands the baton to a new
-poll message due after :func:`poll_countdown` seconds. A finished task's stem URLs are parsed and
-stored in the ledger, then the job moves to DOWNLOADING, exactly once, whatever the number of polls.
+A job may have several live Vidgo tasks (attempts): a failed or stalled attempt is resubmitted,
+and the earlier ones keep being polled, so whichever finishes first wins and the rest are
+ignored. Nothing sleeps in a worker slot: an unfinished poll hands the baton to a new poll due
+after :func:`poll_countdown` seconds. A finished task's stem URLs go to the ledger and the job
+moves to DOWNLOADING exactly once, however many polls ran.
+
+Per attempt: ``finished`` with URLs wins; ``finished`` without URLs is re-polled a few times,
+then the attempt is dead; ``failed`` with a reason about the input fails the job, any other
+``failed`` kills the attempt; anything else is pending. With no attempt left pending, or the
+newest one stalled past ``stall_timeout_s``, the job is resubmitted while it has fewer than
+``max_vidgo_tasks`` Vidgo tasks, and fails otherwise.
 """
 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
+from typing import Any
 
-from worker.errors import TaskStalled, VidgoOutputError, VidgoTaskFailed
+from worker.errors import PermanentError, TaskStalled, VidgoOutputError, VidgoTaskFailed
 from worker.ledger import JobRecord, JobState
 from worker.models import expected_stems
 from worker.settings import Settings
 from worker.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
-from worker.vidgo import TaskDetail, VidgoStatus
+from worker.vidgo import StemUrls, VidgoStatus
+from worker.vidgo.failures import is_permanent_failure
 from worker.vidgo.parse import extract_stem_urls
 
 STATES = (JobState.SUBMITTED, JobState.RUNNING)
@@ -29,55 +40,126 @@ def poll_countdown(polls_so_far: int, settings: Settings, rng: random.Random) ->
     return round(max(settings.poll_min_interval_s, countdown), 3)
 
 
+def resubmit_countdown(resubmits_so_far: int, settings: Settings, rng: random.Random) -> float:
+    """Backoff before a resubmission: exponential from the base, capped, with full jitter."""
+    ceiling = settings.resubmit_backoff_base_s * 2 ** min(resubmits_so_far, 32)
+    ceiling = min(ceiling, settings.resubmit_backoff_max_s)
+    return round(rng.uniform(ceiling / 2, ceiling), 3)
+
+
+@dataclass
+class Round:
+    """What one poll learnt about every live attempt."""
+
+    winner: tuple[str, StemUrls] | None = None
+    pending: list[str] = field(default_factory=list)
+    dead_reason: tuple[str, str] | None = None  # (code, message) of the last dead attempt
+    empty_polls: dict[str, int] = field(default_factory=dict)
+    statuses: dict[str, str] = field(default_factory=dict)
+    progress: int | None = None
+
+
 def run_poll(ctx: StageContext, job_id: str, token: str) -> Outcome:
-    """Poll ``job_id``'s Vidgo task once. Raises for the base task to retry or fail the job."""
+    """Poll ``job_id``'s live Vidgo tasks once. Raises for the base task to retry or fail."""
     job = load_current(ctx, job_id, token, STATES, "poll")
-    if job is None or job.vidgo_task_id is None:
+    if job is None:
         return Outcome.STALE
-    detail = ctx.vidgo.music_detail(job.vidgo_task_id)
-    if detail.status is VidgoStatus.FINISHED:
-        return _finished(ctx, job, detail)
-    if detail.status is VidgoStatus.FAILED:
-        raise VidgoTaskFailed(
-            f"Vidgo task {job.vidgo_task_id} failed: {detail.error_message or 'no reason given'}",
-            job_id=job_id,
+    hold = ctx.gate.cooldown()
+    if hold is not None:
+        return _again(
+            ctx, job, Round(pending=_live(job)), event="cooldown", wait_s=hold.remaining_s
         )
+    result = _poll_round(ctx, job)
+    if result.winner is not None:
+        return _finished(ctx, job, *result.winner)
+    if not result.pending:
+        code, message = result.dead_reason or ("vidgo_task_failed", "no live Vidgo task")
+        return _resubmit_or_fail(ctx, job, result, code=code, reason=message)
     waited = ctx.clock() - (job.submitted_at or job.created_at)
-    if waited > ctx.settings.poll_timeout_s:
-        raise TaskStalled(
-            f"Vidgo task {job.vidgo_task_id} is still {detail.raw_status} after {waited:.0f}s "
-            f"(VIDGO_STEMS_POLL_TIMEOUT_S={ctx.settings.poll_timeout_s:.0f})",
-            job_id=job_id,
+    if waited > ctx.settings.stall_timeout_s:
+        ctx.ledger.bump_counter("stalls")
+        newest = job.vidgo_task_ids[-1] if job.vidgo_task_ids else "?"
+        return _resubmit_or_fail(
+            ctx,
+            job,
+            result,
+            code=TaskStalled.code,
+            reason=f"Vidgo task {newest} is still {result.statuses.get(newest, 'unfinished')} "
+            f"after {waited:.0f}s (VIDGO_STEMS_STALL_TIMEOUT_S={ctx.settings.stall_timeout_s:g})",
         )
-    return _again(ctx, job, detail, event="polled")
+    return _again(ctx, job, result, event="polled")
 
 
-def _again(ctx: StageContext, job: JobRecord, detail: TaskDetail, *, event: str) -> Outcome:
-    running = detail.status is VidgoStatus.RUNNING or job.state is JobState.RUNNING
+def _live(job: JobRecord) -> list[str]:
+    if job.live_task_ids:
+        return list(job.live_task_ids)
+    return [job.vidgo_task_id] if job.vidgo_task_id else []
+
+
+def _poll_round(ctx: StageContext, job: JobRecord) -> Round:
+    result = Round(empty_polls=dict(job.attempt_empty_polls))
+    wanted = expected_stems(job.request.output_type)
+    for task_id in _live(job):
+        detail = ctx.vidgo.music_detail(task_id)
+        result.statuses[task_id] = detail.raw_status
+        if detail.progress is not None:
+            result.progress = detail.progress
+        if detail.status is VidgoStatus.FINISHED:
+            stems = extract_stem_urls(detail.files, wanted)  # malformed: the job fails
+            if stems.urls:
+                result.winner = (task_id, stems)
+                return result
+            result.empty_polls[task_id] = result.empty_polls.get(task_id, 0) + 1
+            if result.empty_polls[task_id] > ctx.settings.empty_finished_repolls:
+                result.dead_reason = (
+                    "vidgo_finished_without_output",
+                    f"Vidgo task {task_id} finished without any stem URL "
+                    f"after {result.empty_polls[task_id]} polls",
+                )
+                continue
+        elif detail.status is VidgoStatus.FAILED:
+            reason = detail.error_message or "no reason given"
+            if is_permanent_failure(reason):
+                raise VidgoTaskFailed(
+                    f"Vidgo rejected the input (task {task_id}): {reason}",
+                    code="vidgo_task_rejected",
+                    job_id=job.job_id,
+                )
+            result.dead_reason = ("vidgo_task_failed", f"Vidgo task {task_id} failed: {reason}")
+            continue
+        result.pending.append(task_id)
+    return result
+
+
+def _again(
+    ctx: StageContext, job: JobRecord, result: Round, *, event: str, wait_s: float | None = None
+) -> Outcome:
+    statuses = set(result.statuses.values())
+    running = "running" in statuses or job.state is JobState.RUNNING
+    fields: dict[str, Any] = {
+        "live_task_ids": result.pending,
+        "attempt_empty_polls": result.empty_polls,
+    }
+    if result.statuses:
+        fields["vidgo_status"] = result.statuses.get(result.pending[-1], job.vidgo_status)
+    if result.progress is not None:
+        fields["vidgo_progress"] = result.progress
     return hand_off(
         ctx,
         job,
         to=JobState.RUNNING if running else JobState.SUBMITTED,
         next_task=TaskName.POLL,
         event=event,
-        countdown_s=poll_countdown(job.polls, ctx.settings, ctx.rng),
-        fields={"vidgo_status": detail.raw_status, "vidgo_progress": detail.progress},
-        incr={"polls": 1, **({"empty_finished_polls": 1} if event == "finished_empty" else {})},
-        detail={"vidgo_status": detail.raw_status},
+        countdown_s=wait_s
+        if wait_s is not None
+        else poll_countdown(job.polls, ctx.settings, ctx.rng),
+        fields=fields,
+        incr={"polls": 1} if event == "polled" else None,
+        detail={"vidgo_status": result.statuses} if result.statuses else None,
     )
 
 
-def _finished(ctx: StageContext, job: JobRecord, detail: TaskDetail) -> Outcome:
-    stems = extract_stem_urls(detail.files, expected_stems(job.request.output_type))
-    if not stems.urls:
-        if job.empty_finished_polls < ctx.settings.empty_finished_repolls:
-            return _again(ctx, job, detail, event="finished_empty")
-        raise VidgoOutputError(
-            f"Vidgo task {job.vidgo_task_id} finished without any stem URL after "
-            f"{job.empty_finished_polls + 1} polls; not resubmitting (it would be charged again)",
-            code="vidgo_finished_without_output",
-            job_id=job.job_id,
-        )
+def _finished(ctx: StageContext, job: JobRecord, task_id: str, stems: StemUrls) -> Outcome:
     return hand_off(
         ctx,
         job,
@@ -85,12 +167,44 @@ def _finished(ctx: StageContext, job: JobRecord, detail: TaskDetail) -> Outcome:
         next_task=TaskName.DOWNLOAD,
         event="finished",
         fields={
+            "vidgo_task_id": task_id,
+            "live_task_ids": [],
             "stem_urls": stems.urls,
-            "vidgo_status": detail.raw_status,
+            "vidgo_status": "finished",
             "vidgo_progress": 100,
             "finished_at": ctx.clock(),
             **({"extra_stem_keys": sorted(stems.extra)} if stems.extra else {}),
         },
         incr={"polls": 1},
-        detail={"stems": sorted(stems.urls)},
+        detail={"vidgo_task_id": task_id, "stems": sorted(stems.urls)},
+    )
+
+
+def _resubmit_or_fail(
+    ctx: StageContext, job: JobRecord, result: Round, *, code: str, reason: str
+) -> Outcome:
+    """Resubmit with backoff while the job has Vidgo tasks to spare; else fail with ``code``."""
+    paid = len(job.vidgo_task_ids)
+    if paid >= ctx.settings.max_vidgo_tasks:
+        error = PermanentError(
+            f"{reason}; gave up after {paid} Vidgo task(s) "
+            f"(VIDGO_STEMS_MAX_VIDGO_TASKS={ctx.settings.max_vidgo_tasks})",
+            code=code,
+            job_id=job.job_id,
+        )
+        if code == "vidgo_finished_without_output":
+            raise VidgoOutputError(error.message, code=code, job_id=job.job_id)
+        raise error
+    ctx.ledger.bump_counter("resubmissions")
+    resubmits = int(job.extra.get("resubmits", 0))
+    return hand_off(
+        ctx,
+        job,
+        to=JobState.QUEUED,
+        next_task=TaskName.SUBMIT,
+        event="resubmit",
+        countdown_s=resubmit_countdown(resubmits, ctx.settings, ctx.rng),
+        fields={"live_task_ids": result.pending, "attempt_empty_polls": result.empty_polls},
+        incr={"resubmits": 1, "polls": 1},
+        detail={"reason": reason, "error": code, "still_polled": result.pending},
     )

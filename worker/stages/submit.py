@@ -1,11 +1,15 @@
-"""Stage 1: submit the job to Vidgo once, persist the task id, hand off to polling.
+"""Stage 1: submit the job to Vidgo once per attempt, persist the task id, hand off to polling.
 
 QUEUED -> SUBMITTING (compare-and-set, counts the attempt) -> POST -> SUBMITTED with the task id.
 A submit that surely never reached Vidgo goes back to QUEUED and is retried. A submit whose
-answer was lost after it may have landed is *ambiguous*: Vidgo has no idempotency key, so the
-``ambiguous_submit_policy`` decides (``fail``: stop for review; ``retry_once``: one more POST).
-A delivery that finds the job still SUBMITTING under its own token means a worker died mid-POST:
-that is ambiguous too.
+answer was lost after it may have landed is *ambiguous*: Vidgo has no idempotency key, so
+``ambiguous_submit_policy`` decides (``fail``: stop for review; ``retry``: submit again, at most
+``ambiguous_submit_retries`` times). A delivery that finds the job still SUBMITTING under its own
+token means a worker died mid-POST: that is ambiguous too. Every ambiguous submit is counted on
+the job and in the global counters.
+
+Before any POST the shared gate is read: during a rate-limit cool-down or a credits pause the
+job stays QUEUED and the submit is re-queued for when the brake ends. A 402 sets that pause.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from worker.errors import RetryableError, SubmitAmbiguous
+from worker.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
+from worker.gate import Hold
 from worker.ledger import JobRecord, JobState
 from worker.settings import Settings
 from worker.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
@@ -30,7 +35,11 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         return Outcome.STALE
     if job.state is JobState.SUBMITTING:
         _ambiguous(ctx, job, "a worker stopped while this job's submit was in flight", None)
-    elif not ctx.ledger.advance(
+        job = replace(job, state=JobState.QUEUED)
+    hold = ctx.gate.submit_pause() or ctx.gate.cooldown()
+    if hold is not None:
+        return _defer(ctx, job, hold)
+    if not ctx.ledger.advance(
         job_id,
         expect=JobState.QUEUED,
         token=token,
@@ -39,8 +48,11 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         event="submitting",
     ):
         return Outcome.STALE
+    job = replace(job, state=JobState.SUBMITTING)
     try:
         result = ctx.vidgo.submit(job.request, callback_url=callback_url_for(ctx.settings, job))
+    except VidgoCreditsError as exc:
+        return _pause_for_credits(ctx, job, exc)
     except RetryableError as exc:
         if exc.maybe_processed:
             _ambiguous(ctx, job, str(exc), exc)
@@ -54,9 +66,10 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         )
         raise
     now = ctx.clock()
+    extra = job.extra
     return hand_off(
         ctx,
-        _with_state(job, JobState.SUBMITTING),
+        job,
         to=JobState.SUBMITTED,
         next_task=TaskName.POLL,
         event="submitted",
@@ -64,10 +77,12 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         fields={
             "vidgo_task_id": result.task_id,
             "vidgo_task_ids": [*job.vidgo_task_ids, result.task_id],
+            "live_task_ids": [*job.live_task_ids, result.task_id],
             "vidgo_status": result.status.value,
             "submitted_at": now,
+            "first_submitted_at": extra.get("first_submitted_at", now),
         },
-        detail={"vidgo_task_id": result.task_id},
+        detail={"vidgo_task_id": result.task_id, "attempt": len(job.vidgo_task_ids) + 1},
     )
 
 
@@ -81,11 +96,49 @@ def callback_url_for(settings: Settings, job: JobRecord) -> str | None:
     )
 
 
+def _defer(ctx: StageContext, job: JobRecord, hold: Hold) -> Outcome:
+    """Keep the job QUEUED and come back when the cool-down or pause ends."""
+    return hand_off(
+        ctx,
+        job,
+        to=JobState.QUEUED,
+        next_task=TaskName.SUBMIT,
+        event="submit_deferred",
+        countdown_s=hold.remaining_s + ctx.rng.uniform(0, 1),
+        detail={"reason": hold.reason},
+    )
+
+
+def _pause_for_credits(ctx: StageContext, job: JobRecord, exc: VidgoCreditsError) -> Outcome:
+    """402: pause every submit, keep this job QUEUED, and try again when the pause ends."""
+    pause_s = ctx.settings.credits_pause_s
+    ctx.gate.pause_submits(pause_s, exc.message)
+    ctx.ledger.bump_counter("credit_pauses")
+    log.error(
+        "Vidgo has no credits left: every submit is paused for %.0fs (%s); top up, then run "
+        "`vidgo-stems resume-submits` to go on at once",
+        pause_s,
+        exc.message,
+    )
+    return hand_off(
+        ctx,
+        job,
+        to=JobState.QUEUED,
+        next_task=TaskName.SUBMIT,
+        event="submit_paused",
+        countdown_s=pause_s,
+        detail={"reason": exc.message},
+    )
+
+
 def _ambiguous(ctx: StageContext, job: JobRecord, reason: str, exc: RetryableError | None) -> None:
-    """Apply the ambiguous-submit policy: raise to retry (once) or raise SubmitAmbiguous."""
+    """Apply the ambiguous-submit policy: raise to retry, or raise SubmitAmbiguous."""
     ctx.ledger.bump_counter("ambiguous_submits")
     earlier = int(job.extra.get("ambiguous_submits", 0))
-    retry = ctx.settings.ambiguous_submit_policy == "retry_once" and earlier < 1
+    settings = ctx.settings
+    retry = (
+        settings.ambiguous_submit_policy == "retry" and earlier < settings.ambiguous_submit_retries
+    )
     ctx.ledger.advance(
         job.job_id,
         expect=JobState.SUBMITTING,
@@ -99,18 +152,10 @@ def _ambiguous(ctx: StageContext, job: JobRecord, reason: str, exc: RetryableErr
     if retry and exc is not None:
         raise exc
     if retry:
-        raise _RetryAfterAmbiguous(reason)
+        return
     raise SubmitAmbiguous(
         f"the submit may have created a Vidgo task but its answer was lost ({reason}); "
         "check the Vidgo dashboard before re-enqueueing, or set "
-        "VIDGO_STEMS_AMBIGUOUS_SUBMIT_POLICY=retry_once to allow one more submit",
+        "VIDGO_STEMS_AMBIGUOUS_SUBMIT_POLICY=retry to allow another submit",
         job_id=job.job_id,
     )
-
-
-class _RetryAfterAmbiguous(RetryableError):
-    code = "submit_ambiguous_retry"
-
-
-def _with_state(job: JobRecord, state: JobState) -> JobRecord:
-    return replace(job, state=state)

@@ -1,0 +1,147 @@
+"""The shared cool-down and credits pause, failure classification, and the recovery sweep."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from worker.gate import VidgoGate
+from worker.ledger import JobState, Ledger
+from worker.models import parse_request
+from worker.recovery import STEP_FOR_STATE, overdue_by, sweep
+from worker.stages.context import TaskName
+from worker.vidgo.failures import is_permanent_failure
+
+S = JobState
+
+
+@pytest.fixture
+def redis_client():
+    client = fakeredis.FakeRedis()
+    yield client
+    client.close()
+
+
+def test_cooldown_is_shared_and_only_ever_extended(redis_client):
+    one, other = VidgoGate(redis_client, prefix="p"), VidgoGate(redis_client, prefix="p")
+    assert one.cooldown() is None
+    assert one.cool_down(10, "429 Retry-After 10")
+    assert not other.cool_down(2, "shorter 429")
+    hold = other.cooldown()
+    assert 9 < hold.remaining_s <= 10 and hold.reason == "429 Retry-After 10"
+    assert other.cool_down(30, "longer")
+    assert one.cooldown().remaining_s > 29
+
+
+def test_submit_pause_and_resume(redis_client):
+    gate = VidgoGate(redis_client, prefix="p")
+    gate.pause_submits(300, "Insufficient credits")
+    assert gate.submit_pause().reason == "Insufficient credits"
+    assert gate.cooldown() is None
+    gate.resume_submits()
+    assert gate.submit_pause() is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "The prompt violates our content policy",
+        "Content-policy violation",
+        "Unsupported audio format",
+        "Audio file is unreadable",
+        "Could not decode the audio",
+        "Invalid audio file",
+        "File format not supported",
+        "Audio is too long",
+        "Input exceeds the maximum duration",
+        "Failed to download audio_url",
+        "corrupted file",
+    ],
+)
+def test_failures_about_the_input_are_permanent(message):
+    assert is_permanent_failure(message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Audio separation failed, please try again",
+        "Internal error",
+        "GPU out of memory",
+        "timeout",
+        "worker crashed",
+        "",
+        None,
+    ],
+)
+def test_other_failures_are_transient(message):
+    assert not is_permanent_failure(message)
+
+
+class Clock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def setup(redis_client, make_settings):
+    clock = Clock()
+    ledger = Ledger(redis_client, prefix="p", clock=clock)
+    settings = make_settings(sweep_grace_s=30, task_soft_time_limit_s=100)
+    return ledger, clock, settings
+
+
+def queued_job(ledger, name):
+    request = parse_request({"audio_url": f"https://cdn.example/{name}.mp3"})
+    ledger.create(name, request, token="t0")
+
+
+def test_sweep_leaves_jobs_alone_until_they_are_overdue(setup):
+    ledger, clock, settings = setup
+    queued_job(ledger, "a")
+    ledger.advance("a", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
+    ledger.advance(
+        "a",
+        expect=S.SUBMITTING,
+        token="t0",
+        to=S.SUBMITTED,
+        new_token="t1",
+        fields={"next_due_at": clock.now + 20},
+        event="e",
+    )
+    sent = []
+    clock.now += 40
+    assert sweep(ledger, sent.append, settings, now=clock.now) == []
+    assert overdue_by(ledger.get("a"), clock.now, settings) < 0
+    clock.now += 20
+    assert sweep(ledger, sent.append, settings, now=clock.now) == ["a"]
+    job = ledger.get("a")
+    assert [(s.task, s.token) for s in sent] == [(TaskName.POLL, job.token)]
+    assert job.token != "t1" and job.state is S.SUBMITTED
+    assert ledger.counters()["recoveries"] == 1
+    assert ledger.history("a")[-1]["event"] == "recovered"
+
+
+def test_a_message_from_before_the_kick_is_stale(setup):
+    ledger, clock, settings = setup
+    queued_job(ledger, "b")
+    clock.now += 1000
+    sweep(ledger, lambda step: None, settings, now=clock.now)
+    assert not ledger.advance("b", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="late")
+
+
+def test_working_states_get_the_task_time_limit_before_a_kick(setup):
+    ledger, clock, settings = setup
+    queued_job(ledger, "c")
+    ledger.advance("c", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
+    clock.now += 100
+    assert sweep(ledger, lambda step: None, settings, now=clock.now) == []
+    clock.now += 100
+    assert sweep(ledger, lambda step: None, settings, now=clock.now) == ["c"]
+
+
+def test_every_active_state_has_a_step_to_redo():
+    assert set(STEP_FOR_STATE) == {s for s in JobState if not s.is_terminal}

@@ -1,0 +1,120 @@
+"""The recovery sweep: drive on, from the ledger, jobs whose next message was lost.
+
+A message can vanish while the ledger still expects it: Redis restarted and lost its last
+writes, a whole worker was killed with countdown messages in its memory (Redis gives those back
+only after the visibility timeout), or a worker died between a hand-off and its send. Every
+hand-off records when the next message is due (``next_due_at``); a job still in the same state
+well past that (``sweep_grace_s``, plus the task time limit for stages that may be running) is
+*kicked*: one compare-and-set installs a fresh step token and the matching message is sent.
+Any late copy of the old message then finds a stale token and does nothing, so a kick can never
+make work happen twice. A job kicked while SUBMITTING meets the ambiguous-submit policy.
+
+Every worker runs :class:`SweepThread`; a Redis lock lets one sweep run at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from worker.ledger import JobRecord, JobState, Ledger, new_token
+from worker.settings import Settings
+from worker.stages.context import Step, TaskName
+
+log = logging.getLogger(__name__)
+
+STEP_FOR_STATE = {
+    JobState.QUEUED: TaskName.SUBMIT,
+    JobState.SUBMITTING: TaskName.SUBMIT,
+    JobState.SUBMITTED: TaskName.POLL,
+    JobState.RUNNING: TaskName.POLL,
+    JobState.DOWNLOADING: TaskName.DOWNLOAD,
+    JobState.POSTPROCESSING: TaskName.POSTPROCESS,
+}
+#: States in which a stage may be running right now, for up to the task time limit.
+_WORKING = (JobState.SUBMITTING, JobState.DOWNLOADING, JobState.POSTPROCESSING)
+
+
+def overdue_by(job: JobRecord, now: float, settings: Settings) -> float:
+    """Seconds past the point where the job's next message should have done something."""
+    due = max(job.next_due_at or 0.0, job.updated_at)
+    allowance = settings.sweep_grace_s
+    if job.state in _WORKING or job.state is JobState.QUEUED:
+        allowance += settings.task_soft_time_limit_s + 60
+    return now - (due + allowance)
+
+
+def sweep(
+    ledger: Ledger,
+    dispatch: Callable[[Step], None],
+    settings: Settings,
+    *,
+    now: float | None = None,
+    limit: int = 1000,
+) -> list[str]:
+    """Kick every overdue active job once; returns the ids kicked."""
+    now = time.time() if now is None else now
+    kicked = []
+    for job_id in ledger.active_job_ids(older_than_s=settings.sweep_grace_s, limit=limit):
+        job = ledger.get(job_id)
+        if job is None or job.state.is_terminal or overdue_by(job, now, settings) <= 0:
+            continue
+        token = new_token()
+        if ledger.advance(
+            job_id,
+            expect=job.state,
+            token=job.token,
+            to=job.state,
+            new_token=token,
+            fields={"next_due_at": now},
+            incr={"recoveries": 1},
+            event="recovered",
+            detail={"overdue_s": round(overdue_by(job, now, settings), 1)},
+        ):
+            dispatch(Step(STEP_FOR_STATE[job.state], job_id, token))
+            ledger.bump_counter("recoveries")
+            kicked.append(job_id)
+            log.warning(
+                "recovered job %s: %s had no live message; re-dispatched", job_id, job.state.value
+            )
+    return kicked
+
+
+class SweepThread(threading.Thread):
+    """Runs :func:`sweep` at start and every ``sweep_interval_s``, one worker at a time."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        ledger: Ledger,
+        dispatch: Callable[[Step], None],
+        settings: Settings,
+    ) -> None:
+        super().__init__(name="vidgo-stems-sweep", daemon=True)
+        self._redis = client
+        self._ledger = ledger
+        self._dispatch = dispatch
+        self._settings = settings
+        self._lock_key = f"{settings.redis_key_prefix}:sweep-lock"
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.sweep_once()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("recovery sweep skipped: %s", exc)
+            self._stop_event.wait(self._settings.sweep_interval_s)
+
+    def sweep_once(self) -> list[str]:
+        lock_ms = max(1000, int(self._settings.sweep_interval_s * 1000))
+        if not self._redis.set(self._lock_key, "1", nx=True, px=lock_ms):
+            return []
+        return sweep(self._ledger, self._dispatch, self._settings)
+
+    def stop(self) -> None:
+        self._stop_event.set()
