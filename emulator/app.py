@@ -15,12 +15,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulator import callbacks
 from emulator.config import EmulatorConfig
+from emulator.faults import FaultMiddleware
 from emulator.payloads import task_data
 from emulator.state import EmulatorState, EmuTask
 
@@ -51,27 +53,11 @@ def _authorised(request: Request) -> bool:
     return expected is None or key.strip() == expected
 
 
-def _fault(request: Request, endpoint: str) -> Response | None:
-    state = _state(request)
-    faults = state.config.faults
-    if endpoint not in faults.endpoints:
-        return None
-    if state.chance(faults.rate_429):
-        state.record("fault", endpoint=endpoint, status=429)
-        headers = {"Retry-After": f"{faults.retry_after_s:g}"} if faults.retry_after_s else {}
-        return error(429, "Rate limit exceeded", "rate_limit_error", **headers)
-    if state.chance(faults.rate_5xx):
-        status = state.pick(faults.status_5xx)
-        state.record("fault", endpoint=endpoint, status=status)
-        return error(status, "Internal server error", "internal_error")
-    return None
-
-
 def _guard(request: Request, endpoint: str) -> Response | None:
     if not _authorised(request):
         _state(request).record(endpoint, rejected=401)
         return error(401, "Invalid API key", "authentication_error")
-    return _fault(request, endpoint)
+    return None
 
 
 def _callback_url_problem(url: Any, strict: bool) -> str | None:
@@ -149,8 +135,12 @@ async def submit(request: Request) -> Response:
         created_mono=time.monotonic(),
     )
     faults = state.config.faults
-    if state.chance(faults.task_fail_rate):
+    if state.chance(faults.task_reject_rate):
+        task.fail_message = faults.task_reject_message
+    elif state.chance(faults.task_fail_rate):
         task.fail_message = faults.task_fail_message
+    elif state.chance(faults.never_finish_rate):
+        task.never_finish = True
     elif state.chance(faults.rate_malformed_stems):
         task.output_fault = "malformed"
     elif state.chance(faults.rate_empty_files):
@@ -242,7 +232,13 @@ async def storage(request: Request) -> Response:
         state.record("download", task_id=request.path_params["task_id"], stem=stem, status=404)
         return JSONResponse({"detail": "Not found"}, 404)
     finish = task.finish_mono(state.config) or 0.0
-    if time.monotonic() > finish + state.config.stem_ttl_s:
+    generation = request.query_params.get("g", "0")
+    expired = time.monotonic() > finish + state.config.stem_ttl_s
+    if not expired and generation == str(task.url_generation):
+        if state.chance(state.config.faults.download_expire_rate):
+            task.url_generation += 1  # Query Music Detail now lists fresh URLs
+            expired = True
+    if expired or generation != str(task.url_generation):
         state.record("download", task_id=task.task_id, stem=stem, status=410)
         return JSONResponse({"detail": "This link has expired"}, 410)
     data = task.stems[stem]
@@ -328,7 +324,8 @@ def create_app(
             Route("/_emulator/record", admin_record, methods=["GET"]),
             Route("/_emulator/tasks", admin_tasks, methods=["GET"]),
             Route("/_emulator/config", admin_config, methods=["GET", "POST"]),
-        ]
+        ],
+        middleware=[Middleware(FaultMiddleware)],
     )
     app.state.emulator = EmulatorState(config or EmulatorConfig())
     app.state.background = set()

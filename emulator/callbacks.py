@@ -64,7 +64,16 @@ async def _render(state: EmulatorState, task: EmuTask) -> None:
 
 async def _call_back(app: Starlette, state: EmulatorState, task: EmuTask) -> None:
     base_url = state.config.public_url or app.state.base_url
+    faults = state.config.faults
+    await asyncio.sleep(faults.callback_delay_s)
     body = callback_body(state, task, base_url)
+    for _ in range(faults.callback_duplicates):
+        await _deliver(state, task, body)
+    await _deliver(state, task, body)
+
+
+async def _deliver(state: EmulatorState, task: EmuTask, body: dict[str, object]) -> None:
+    """POST one callback, retrying on the configured schedule until 2xx or 4xx."""
     delays = [0.0, *SCHEDULES[state.config.callback_retries]]
     async with httpx.AsyncClient(timeout=state.config.callback_timeout_s) as client:
         for attempt, delay in enumerate(delays, start=1):

@@ -13,19 +13,36 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class FaultConfig(BaseModel):
-    """Probabilities (0-1) of faults on the API endpoints, and their parameters."""
+    """Probabilities (0-1) of faults, and their parameters. Rates are drawn per request or per
+    task from the emulator's seeded RNG."""
 
     model_config = ConfigDict(extra="forbid")
 
+    # API answers refused before any processing: 5xx (status drawn from status_5xx) and 429.
     rate_5xx: float = Field(default=0.0, ge=0, le=1)
     status_5xx: list[int] = Field(default_factory=lambda: [500, 502, 503])
     rate_429: float = Field(default=0.0, ge=0, le=1)
     retry_after_s: float | None = 1.0
-    # Endpoints the faults apply to: "submit", "detail", "status", "balance".
+    # API answers that go wrong *after* the request was processed (a submit is then billed):
+    # held back for slow_s seconds (past the client's timeout), or cut off mid-body.
+    rate_slow: float = Field(default=0.0, ge=0, le=1)
+    slow_s: float = Field(default=3.0, ge=0)
+    rate_cut: float = Field(default=0.0, ge=0, le=1)
+    # Endpoints the API faults apply to: "submit", "detail", "status", "balance".
     endpoints: list[str] = Field(default_factory=lambda: ["submit", "detail", "status", "balance"])
-    # Fraction of tasks that end "failed", and the error_message they carry.
+    # Fraction of tasks that end "failed" with a transient message, or with a message about the
+    # input (permanent), and of tasks that never finish.
     task_fail_rate: float = Field(default=0.0, ge=0, le=1)
     task_fail_message: str = "Audio separation failed, please try again"
+    task_reject_rate: float = Field(default=0.0, ge=0, le=1)
+    task_reject_message: str = "The audio violates our content policy"
+    never_finish_rate: float = Field(default=0.0, ge=0, le=1)
+    # Stem downloads cut off mid-body, and stem URLs that expire (the task then lists new ones).
+    download_cut_rate: float = Field(default=0.0, ge=0, le=1)
+    download_expire_rate: float = Field(default=0.0, ge=0, le=1)
+    # Extra copies of each callback, and extra delay before the first.
+    callback_duplicates: int = Field(default=0, ge=0)
+    callback_delay_s: float = Field(default=0.0, ge=0)
     # Fraction of finished tasks whose vocal_removal is not valid JSON, or whose files are empty.
     rate_malformed_stems: float = Field(default=0.0, ge=0, le=1)
     rate_empty_files: float = Field(default=0.0, ge=0, le=1)

@@ -25,7 +25,7 @@ def task_data(state: EmulatorState, task: EmuTask, base_url: str) -> dict[str, A
     elif status == "finished" and task.output_fault is None:
         pad = " " if state.config.messy_stem_keys else ""
         urls = {
-            f"{name}{pad if i % 2 == 0 else ''}": f"{base_url}/storage/{task.task_id}/{name}.wav"
+            f"{name}{pad if i % 2 == 0 else ''}": f"{base_url}/storage/{task.task_id}/{name}.wav?g={task.url_generation}"
             for i, name in enumerate(task.stems)
         }
         files = [{"vocal_removal": json.dumps(urls)}]

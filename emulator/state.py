@@ -34,6 +34,9 @@ class EmuTask:
     fail_message: str | None = None
     # None, "malformed" (vocal_removal is not JSON) or "empty" (finished with files: []).
     output_fault: str | None = None
+    never_finish: bool = False
+    # Stem URLs carry this generation; an expired generation answers 410.
+    url_generation: int = 0
     stems: dict[str, bytes] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)
     ready_mono: float | None = None
@@ -42,6 +45,8 @@ class EmuTask:
     def finish_mono(self, config: EmulatorConfig) -> float | None:
         """When the task counts as finished: after its timeline and once its stems exist."""
         planned = self.created_mono + config.queue_s + config.run_s
+        if self.never_finish:
+            return None
         if self.fail_message is not None:
             return planned
         return None if self.ready_mono is None else max(planned, self.ready_mono)

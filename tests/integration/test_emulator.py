@@ -250,3 +250,83 @@ def test_callbacks_are_sent_in_the_configured_shape(shape):
     assert data["status"] == "finished"
     assert "vocal_removal" in data["files"][0]
     assert record[0]["status"] == 200 and record[0]["shape"] == shape
+
+
+def test_a_cut_answer_is_processed_but_arrives_incomplete(emu):
+    emu.post("/_emulator/config", json={"faults": {"rate_cut": 1.0, "endpoints": ["submit"]}})
+    with pytest.raises(httpx.RemoteProtocolError):
+        submit(emu)
+    assert len(emu.get("/_emulator/record", params={"kind": "submit"}).json()) == 1
+    [fault] = emu.get("/_emulator/record", params={"kind": "fault"}).json()
+    assert (fault["endpoint"], fault["fault"]) == ("submit", "cut")
+
+
+def test_a_slow_answer_is_processed_but_outlasts_the_client(emu):
+    emu.post("/_emulator/config", json={"faults": {"rate_slow": 1.0, "slow_s": 2, "endpoints": ["submit"]}})
+    with pytest.raises(httpx.ReadTimeout):
+        emu.post("/api/generate/submit", headers=AUTH, timeout=0.3, json={
+            "model": "upload-and-separate-vocals", "input": {"audio_url": "http://127.0.0.1:9/a.mp3"}})
+    assert len(emu.get("/_emulator/record", params={"kind": "submit"}).json()) == 1
+
+
+def test_refused_answers_create_nothing(emu):
+    emu.post("/_emulator/config", json={"faults": {"rate_5xx": 1.0, "endpoints": ["submit"]}})
+    assert submit(emu).status_code in (500, 502, 503)
+    assert emu.get("/_emulator/record", params={"kind": "submit"}).json() == []
+
+
+@pytest.mark.parametrize(("fault", "message"), [
+    ("task_reject_rate", "The audio violates our content policy"),
+    ("task_fail_rate", "Audio separation failed, please try again")])
+def test_failed_tasks_carry_the_configured_message(emu, fault, message):
+    emu.post("/_emulator/config", json={"faults": {fault: 1.0}})
+    task_id = submit(emu).json()["data"]["task_id"]
+
+    def failed():
+        data = emu.get("/api/generate/detail/music", params={"task_id": task_id}, headers=AUTH).json()["data"]
+        return data if data["status"] == "failed" else None
+
+    data = wait_for(failed, timeout_s=10, interval_s=0.02, what="the task to fail")
+    assert data["error_message"] == message and data["files"] == []
+
+
+def test_a_never_finishing_task_stays_running(emu):
+    emu.post("/_emulator/config", json={"faults": {"never_finish_rate": 1.0}})
+    task_id = submit(emu).json()["data"]["task_id"]
+    wait_for(lambda: emu.get("/api/generate/detail/music", params={"task_id": task_id},
+                             headers=AUTH).json()["data"]["status"] == "running", timeout_s=10)
+    assert emu.get("/_emulator/tasks").json()[task_id]["status"] == "running"
+
+
+def test_an_expired_stem_url_is_replaced_by_a_fresh_one(emu):
+    emu.post("/_emulator/config", json={"faults": {"download_expire_rate": 1.0}})
+    task_id = submit(emu, output_type="bass").json()["data"]["task_id"]
+    old = json.loads(finished(emu, task_id)["data"]["files"][0]["vocal_removal"])["bass"]
+    assert emu.get(old).status_code == 410
+    emu.post("/_emulator/config", json={"faults": {"download_expire_rate": 0.0}})
+    fresh = json.loads(finished(emu, task_id)["data"]["files"][0]["vocal_removal"])["bass"]
+    assert fresh != old
+    assert emu.get(old).status_code == 410
+    assert emu.get(fresh).status_code == 200
+
+
+def test_a_cut_download_breaks_mid_body(emu):
+    task_id = submit(emu, output_type="bass").json()["data"]["task_id"]
+    url = json.loads(finished(emu, task_id)["data"]["files"][0]["vocal_removal"])["bass"]
+    emu.post("/_emulator/config", json={"faults": {"download_cut_rate": 1.0}})
+    with pytest.raises(httpx.RemoteProtocolError):
+        emu.get(url)
+
+
+def test_duplicate_callbacks_are_sent():
+    receiver = Receiver()
+    try:
+        with running_emulator() as server, httpx.Client(base_url=server.url) as client:
+            client.post("/_emulator/config", json={"faults": {"callback_duplicates": 2}})
+            client.post("/api/generate/submit", headers=AUTH, json={
+                "model": "upload-and-separate-vocals", "callback_url": receiver.url,
+                "input": {"audio_url": "http://127.0.0.1:9/x.mp3", "output_type": "vocals"}})
+            wait_for(lambda: len(receiver.bodies) == 3, timeout_s=10, interval_s=0.02, what="3 callbacks")
+    finally:
+        receiver.close()
+    assert receiver.bodies[0] == receiver.bodies[1] == receiver.bodies[2]
