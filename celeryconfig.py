@@ -37,7 +37,7 @@ result_backend_transport_options = {"visibility_timeout": _s.visibility_timeout_
 worker_eta_task_limit = _s.worker_eta_task_limit
 # A stage that hangs is stopped well before the visibility timeout could re-deliver it.
 task_soft_time_limit = _s.task_soft_time_limit_s
-task_time_limit = _s.task_soft_time_limit_s + 60
+task_time_limit = max(_s.task_time_limit_s, _s.task_soft_time_limit_s + 1)
 # On SIGTERM, give running stages time to finish before the warm shutdown cancels them.
 worker_soft_shutdown_timeout = 30.0
 # If the broker connection drops, cancel running tasks so they are redelivered, not lost.

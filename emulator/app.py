@@ -8,16 +8,18 @@ Endpoints: ``POST /api/generate/submit``, ``GET /api/generate/detail/music?task_
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from emulator import callbacks
@@ -234,10 +236,10 @@ async def storage(request: Request) -> Response:
     finish = task.finish_mono(state.config) or 0.0
     generation = request.query_params.get("g", "0")
     expired = time.monotonic() > finish + state.config.stem_ttl_s
-    if not expired and generation == str(task.url_generation):
-        if state.chance(state.config.faults.download_expire_rate):
-            task.url_generation += 1  # Query Music Detail now lists fresh URLs
-            expired = True
+    current = generation == str(task.url_generation)
+    if not expired and current and state.chance(state.config.faults.download_expire_rate):
+        task.url_generation += 1  # Query Music Detail now lists fresh URLs
+        expired = True
     if expired or generation != str(task.url_generation):
         state.record("download", task_id=task.task_id, stem=stem, status=410)
         return JSONResponse({"detail": "This link has expired"}, 410)
@@ -258,7 +260,18 @@ async def storage(request: Request) -> Response:
         range=request.headers.get("range"),
         sha256=task.sha256[stem],
     )
+    delay_s = state.config.storage_chunk_delay_s
+    if delay_s > 0:
+        headers["Content-Length"] = str(len(body))
+        return StreamingResponse(_trickle(body, delay_s), status_code=status, headers=headers)
     return Response(body, status_code=status, headers=headers)
+
+
+async def _trickle(body: bytes, delay_s: float) -> AsyncIterator[bytes]:
+    """Serve a body slowly, 16 KiB at a time, so downloads take a while."""
+    for start in range(0, len(body), 16384):
+        yield body[start : start + 16384]
+        await asyncio.sleep(delay_s)
 
 
 def _range(header: str | None, size: int) -> tuple[int, int, int]:
@@ -293,6 +306,8 @@ async def admin_tasks(request: Request) -> Response:
                 "status": t.status(state.config, now),
                 "sha256": t.sha256,
                 "stem_source": t.stem_source,
+                "error_message": t.fail_message,
+                "never_finish": t.never_finish,
                 "callback_url": t.callback_url,
             }
             for task_id, t in list(state.tasks.items())

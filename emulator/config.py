@@ -64,6 +64,8 @@ class EmulatorConfig(BaseModel):
     callback_retries: Literal["old", "new", "none"] = "old"
     # Require callback_url on submit and enforce the older URL rules (HTTPS, no private IPs).
     strict_callback_url: bool = False
+    # Pause between 16 KiB chunks of a stem download (0: send at once), to make downloads slow.
+    storage_chunk_delay_s: float = Field(default=0.0, ge=0)
     # Seconds a stem URL stays valid after the task finished (Vidgo: 24 h).
     stem_ttl_s: float = 24 * 3600.0
     # Pad stem keys with stray spaces, as Vidgo's internal draft shows.

@@ -38,8 +38,12 @@ def draw(state: EmulatorState, endpoint: str) -> str | None:
         return "cut" if state.chance(faults.download_cut_rate) else None
     if endpoint not in faults.endpoints:
         return None
-    for kind, rate in (("429", faults.rate_429), ("5xx", faults.rate_5xx),
-                       ("slow", faults.rate_slow), ("cut", faults.rate_cut)):
+    for kind, rate in (
+        ("429", faults.rate_429),
+        ("5xx", faults.rate_5xx),
+        ("slow", faults.rate_slow),
+        ("cut", faults.rate_cut),
+    ):
         if state.chance(rate):
             return kind
     return None
@@ -81,13 +85,20 @@ async def _refuse(state: EmulatorState, fault: str, send: Send) -> None:
     faults = state.config.faults
     if fault == "429":
         status, kind, message = 429, "rate_limit_error", "Rate limit exceeded"
-        headers = [(b"retry-after", f"{faults.retry_after_s:g}".encode())] if faults.retry_after_s else []
+        headers = (
+            [(b"retry-after", f"{faults.retry_after_s:g}".encode())] if faults.retry_after_s else []
+        )
     else:
         status = state.pick(faults.status_5xx)
         kind, message, headers = "internal_error", "Internal server error", []
     body = json.dumps({"code": status, "error": {"message": message, "type": kind}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

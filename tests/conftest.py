@@ -1,11 +1,15 @@
-"""Shared fixtures: a scrubbed environment and factories for settings and fake Redis."""
+"""Shared fixtures: a scrubbed environment, settings factories, and the session's private Redis."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+import redis
 
+from worker import tracks
+from worker.local import FileServer
+from worker.redis_server import RedisServer
 from worker.settings import Settings, get_settings
 
 _OURS = ("VIDGO_", "REDIS_URL", "STEMS_DIR")
@@ -15,7 +19,7 @@ _OURS = ("VIDGO_", "REDIS_URL", "STEMS_DIR")
 def _scrub_environment(monkeypatch):
     """No test sees the developer's Vidgo key, Redis or settings."""
     for name in list(os.environ):
-        if name.startswith(_OURS) and not name.startswith("VIDGO_TEST_"):
+        if name.startswith(_OURS):
             monkeypatch.delenv(name, raising=False)
     get_settings.cache_clear()
     yield
@@ -25,13 +29,33 @@ def _scrub_environment(monkeypatch):
 @pytest.fixture
 def make_settings(tmp_path):
     def make(**overrides) -> Settings:
-        values = {
-            "vidgo_api_key": "test-key-123",
-            "vidgo_base_url": "https://api.vidgo.ai",
-            "stems_dir": tmp_path / "stems",
-            "redis_url": "redis://unused:1/0",
-        }
+        values = {"vidgo_api_key": "test-key-123", "vidgo_base_url": "https://api.vidgo.ai",
+                  "stems_dir": tmp_path / "stems", "redis_url": "redis://unused:1/0"}
         values.update(overrides)
         return Settings(**values)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A private redis-server for the whole session; nothing else uses it."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_server):
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def tracks_url(tmp_path_factory):
+    """Two short real tracks served over HTTP, for the emulator to fetch and split."""
+    folder = tmp_path_factory.mktemp("tracks")
+    for name in ("groove", "ballad"):
+        tracks.write_track(folder / f"{name}.wav", name, seconds=2.0, rate=22050)
+    with FileServer(folder) as server:
+        yield server.url

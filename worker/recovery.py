@@ -44,7 +44,7 @@ def overdue_by(job: JobRecord, now: float, settings: Settings) -> float:
     due = max(job.next_due_at or 0.0, job.updated_at)
     allowance = settings.sweep_grace_s
     if job.state in _WORKING or job.state is JobState.QUEUED:
-        allowance += settings.task_soft_time_limit_s + 60
+        allowance += settings.task_time_limit_s
     return now - (due + allowance)
 
 

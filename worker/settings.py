@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     # Celery-on-Redis: every countdown and task runtime must stay far below this.
     visibility_timeout_s: int = Field(default=4 * 3600, gt=0)
     task_soft_time_limit_s: int = Field(default=900, gt=0)
+    # Hard limit: the child is killed; the sweep waits this long before redoing a working stage.
+    task_time_limit_s: int = Field(default=960, gt=0)
     worker_eta_task_limit: int = Field(default=2000, gt=0)
     result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
     job_retention_s: int = Field(default=30 * 24 * 3600, gt=0)

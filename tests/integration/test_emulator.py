@@ -262,10 +262,20 @@ def test_a_cut_answer_is_processed_but_arrives_incomplete(emu):
 
 
 def test_a_slow_answer_is_processed_but_outlasts_the_client(emu):
-    emu.post("/_emulator/config", json={"faults": {"rate_slow": 1.0, "slow_s": 2, "endpoints": ["submit"]}})
+    emu.post(
+        "/_emulator/config",
+        json={"faults": {"rate_slow": 1.0, "slow_s": 2, "endpoints": ["submit"]}},
+    )
     with pytest.raises(httpx.ReadTimeout):
-        emu.post("/api/generate/submit", headers=AUTH, timeout=0.3, json={
-            "model": "upload-and-separate-vocals", "input": {"audio_url": "http://127.0.0.1:9/a.mp3"}})
+        emu.post(
+            "/api/generate/submit",
+            headers=AUTH,
+            timeout=0.3,
+            json={
+                "model": "upload-and-separate-vocals",
+                "input": {"audio_url": "http://127.0.0.1:9/a.mp3"},
+            },
+        )
     assert len(emu.get("/_emulator/record", params={"kind": "submit"}).json()) == 1
 
 
@@ -275,15 +285,21 @@ def test_refused_answers_create_nothing(emu):
     assert emu.get("/_emulator/record", params={"kind": "submit"}).json() == []
 
 
-@pytest.mark.parametrize(("fault", "message"), [
-    ("task_reject_rate", "The audio violates our content policy"),
-    ("task_fail_rate", "Audio separation failed, please try again")])
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("task_reject_rate", "The audio violates our content policy"),
+        ("task_fail_rate", "Audio separation failed, please try again"),
+    ],
+)
 def test_failed_tasks_carry_the_configured_message(emu, fault, message):
     emu.post("/_emulator/config", json={"faults": {fault: 1.0}})
     task_id = submit(emu).json()["data"]["task_id"]
 
     def failed():
-        data = emu.get("/api/generate/detail/music", params={"task_id": task_id}, headers=AUTH).json()["data"]
+        data = emu.get(
+            "/api/generate/detail/music", params={"task_id": task_id}, headers=AUTH
+        ).json()["data"]
         return data if data["status"] == "failed" else None
 
     data = wait_for(failed, timeout_s=10, interval_s=0.02, what="the task to fail")
@@ -293,8 +309,15 @@ def test_failed_tasks_carry_the_configured_message(emu, fault, message):
 def test_a_never_finishing_task_stays_running(emu):
     emu.post("/_emulator/config", json={"faults": {"never_finish_rate": 1.0}})
     task_id = submit(emu).json()["data"]["task_id"]
-    wait_for(lambda: emu.get("/api/generate/detail/music", params={"task_id": task_id},
-                             headers=AUTH).json()["data"]["status"] == "running", timeout_s=10)
+    wait_for(
+        lambda: (
+            emu.get("/api/generate/detail/music", params={"task_id": task_id}, headers=AUTH).json()[
+                "data"
+            ]["status"]
+            == "running"
+        ),
+        timeout_s=10,
+    )
     assert emu.get("/_emulator/tasks").json()[task_id]["status"] == "running"
 
 
@@ -323,10 +346,18 @@ def test_duplicate_callbacks_are_sent():
     try:
         with running_emulator() as server, httpx.Client(base_url=server.url) as client:
             client.post("/_emulator/config", json={"faults": {"callback_duplicates": 2}})
-            client.post("/api/generate/submit", headers=AUTH, json={
-                "model": "upload-and-separate-vocals", "callback_url": receiver.url,
-                "input": {"audio_url": "http://127.0.0.1:9/x.mp3", "output_type": "vocals"}})
-            wait_for(lambda: len(receiver.bodies) == 3, timeout_s=10, interval_s=0.02, what="3 callbacks")
+            client.post(
+                "/api/generate/submit",
+                headers=AUTH,
+                json={
+                    "model": "upload-and-separate-vocals",
+                    "callback_url": receiver.url,
+                    "input": {"audio_url": "http://127.0.0.1:9/x.mp3", "output_type": "vocals"},
+                },
+            )
+            wait_for(
+                lambda: len(receiver.bodies) == 3, timeout_s=10, interval_s=0.02, what="3 callbacks"
+            )
     finally:
         receiver.close()
     assert receiver.bodies[0] == receiver.bodies[1] == receiver.bodies[2]

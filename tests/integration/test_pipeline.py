@@ -149,7 +149,7 @@ def test_status_command_shows_history_and_error(stack, redis_server):
         stack.wait_terminal(job_id)
     env = {
         "REDIS_URL": redis_server.url,
-        "VIDGO_STEMS_REDIS_KEY_PREFIX": stack.ledger._prefix,
+        "VIDGO_STEMS_REDIS_KEY_PREFIX": stack.prefix,
         "PATH": "/usr/bin:/bin",
     }
     out = subprocess.run(

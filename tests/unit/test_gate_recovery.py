@@ -90,7 +90,7 @@ class Clock:
 def setup(redis_client, make_settings):
     clock = Clock()
     ledger = Ledger(redis_client, prefix="p", clock=clock)
-    settings = make_settings(sweep_grace_s=30, task_soft_time_limit_s=100)
+    settings = make_settings(sweep_grace_s=30, task_soft_time_limit_s=90, task_time_limit_s=100)
     return ledger, clock, settings
 
 

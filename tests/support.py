@@ -1,0 +1,139 @@
+"""Building blocks of whole-stack tests: the emulator's admin API, worker environments, a Stack.
+
+Everything runs on this machine: a private redis-server, the emulator on a free port, and real
+``celery worker`` subprocesses, each test with its own Redis key prefix and queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import uuid
+from pathlib import Path
+
+import httpx
+
+from worker.api import enqueue, get_job
+from worker.app import app
+from worker.ledger import Ledger
+from worker.local import WorkerProcess, wait_for
+
+API_KEY = "sk-test-" + secrets.token_hex(8)
+
+#: Settings that make whole jobs take seconds instead of minutes.
+FAST = {
+    "VIDGO_STEMS_POLL_INITIAL_S": "0.3",
+    "VIDGO_STEMS_POLL_MIN_INTERVAL_S": "0.2",
+    "VIDGO_STEMS_POLL_MAX_S": "0.5",
+    "VIDGO_STEMS_POLL_BACKOFF_FACTOR": "1.2",
+    "VIDGO_STEMS_RETRY_BACKOFF_BASE_S": "0.2",
+    "VIDGO_STEMS_RETRY_BACKOFF_MAX_S": "2",
+    "VIDGO_STEMS_RESUBMIT_BACKOFF_BASE_S": "0.2",
+    "VIDGO_STEMS_RESUBMIT_BACKOFF_MAX_S": "1",
+    "VIDGO_STEMS_RATE_LIMIT_COOLDOWN_S": "0.3",
+}
+
+
+class Emulator:
+    """The emulator seen over HTTP, through its admin API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=10)
+
+    def record(self, kind: str | None = None) -> list[dict]:
+        return self.http.get("/_emulator/record", params={"kind": kind} if kind else None).json()
+
+    def tasks(self) -> dict[str, dict]:
+        return self.http.get("/_emulator/tasks").json()
+
+    def configure(self, **changes) -> dict:
+        response = self.http.post("/_emulator/config", json=changes)
+        response.raise_for_status()
+        return response.json()
+
+    @contextlib.contextmanager
+    def configured(self, **changes):
+        before = self.http.get("/_emulator/config").json()
+        self.configure(**changes)
+        try:
+            yield self
+        finally:
+            self.configure(**{k: before[k] for k in changes})
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class Stack:
+    """One isolated pipeline on a shared Redis: its own prefix, queue, stems folder and workers."""
+
+    def __init__(self, redis_client, redis_url: str, emulator: Emulator, tracks_url: str,
+                 folder: Path, **overrides: str) -> None:
+        self.prefix = f"vidgo-stems-test-{secrets.token_hex(4)}"
+        self.queue = f"vidgo-test-{secrets.token_hex(4)}"
+        self.stems_dir = folder / "stems"
+        self.folder = folder
+        self.emulator = emulator
+        self.tracks_url = tracks_url
+        self.ledger = Ledger(redis_client, prefix=self.prefix)
+        self.env = {
+            "REDIS_URL": redis_url,
+            "VIDGO_API_KEY": API_KEY,
+            "VIDGO_BASE_URL": emulator.url,
+            "STEMS_DIR": str(self.stems_dir),
+            "VIDGO_STEMS_REDIS_KEY_PREFIX": self.prefix,
+            "VIDGO_STEMS_QUEUE_NAME": self.queue,
+            **FAST,
+            **overrides,
+        }
+        self.workers: list[WorkerProcess] = []
+        self._logs: list = []
+        app.conf.update(broker_url=redis_url, result_backend=redis_url, task_default_queue=self.queue)
+
+    def start_worker(self, *, concurrency: int = 2, name: str = "w") -> WorkerProcess:
+        log_path = self.folder / f"worker-{len(self.workers)}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        worker = WorkerProcess(self.env, concurrency=concurrency, log=log, loglevel="INFO",
+                               name=name).start()
+        self.workers.append(worker)
+        wait_for(lambda: worker.alive and any(name in k for r in app.control.ping(timeout=0.5) for k in r),
+                 timeout_s=60, what=f"worker {name} to answer a ping")
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop(timeout_s=20)
+        for log in self._logs:
+            log.close()
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.folder.glob("worker-*.log")))
+
+    def track_url(self, name: str = "groove") -> str:
+        """A unique URL of a real track, so every job of every test is its own."""
+        return f"{self.tracks_url}/{name}.wav?case={uuid.uuid4().hex[:12]}"
+
+    def enqueue(self, audio_url: str, **kwargs) -> str:
+        return enqueue(audio_url, ledger=self.ledger, **kwargs)
+
+    def job(self, job_id: str):
+        return get_job(job_id, ledger=self.ledger)
+
+    def wait_terminal(self, job_id: str, timeout_s: float = 60.0):
+        return self.wait_all([job_id], timeout_s=timeout_s)[0]
+
+    def wait_all(self, job_ids: list[str], timeout_s: float = 60.0) -> list:
+        def ended():
+            views = [self.job(j) for j in job_ids]
+            return views if all(v is not None and v.state.is_terminal for v in views) else None
+
+        try:
+            return wait_for(ended, timeout_s=timeout_s, interval_s=0.25, what=f"{len(job_ids)} jobs to end")
+        except TimeoutError:
+            views = [self.job(j) for j in job_ids]
+            stuck = [(v.job_id, v.state.value) for v in views if v and not v.state.is_terminal]
+            print("stuck:", stuck[:20])
+            print(self.worker_logs())
+            raise
