@@ -13,6 +13,7 @@ from typing import Any
 
 import redis.exceptions
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.app import app, runtime
 from worker.errors import PermanentError, RetryableError, VidgoRateLimited, VidgoStemsError
@@ -21,8 +22,9 @@ from worker.stages import run_download, run_poll, run_postprocess, run_submit
 
 log = logging.getLogger(__name__)
 
-#: Infrastructure hiccups that are retried like a RetryableError.
-TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: Infrastructure hiccups that are retried like a RetryableError. A stage stopped by its soft
+#: time limit is one too: downloads resume from the bytes and stems already kept.
+TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, SoftTimeLimitExceeded)
 
 
 def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> float:

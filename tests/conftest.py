@@ -29,8 +29,12 @@ def _scrub_environment(monkeypatch):
 @pytest.fixture
 def make_settings(tmp_path):
     def make(**overrides) -> Settings:
-        values = {"vidgo_api_key": "test-key-123", "vidgo_base_url": "https://api.vidgo.ai",
-                  "stems_dir": tmp_path / "stems", "redis_url": "redis://unused:1/0"}
+        values = {
+            "vidgo_api_key": "test-key-123",
+            "vidgo_base_url": "https://api.vidgo.ai",
+            "stems_dir": tmp_path / "stems",
+            "redis_url": "redis://unused:1/0",
+        }
         values.update(overrides)
         return Settings(**values)
 

@@ -68,8 +68,15 @@ class Emulator:
 class Stack:
     """One isolated pipeline on a shared Redis: its own prefix, queue, stems folder and workers."""
 
-    def __init__(self, redis_client, redis_url: str, emulator: Emulator, tracks_url: str,
-                 folder: Path, **overrides: str) -> None:
+    def __init__(
+        self,
+        redis_client,
+        redis_url: str,
+        emulator: Emulator,
+        tracks_url: str,
+        folder: Path,
+        **overrides: str,
+    ) -> None:
         self.prefix = f"vidgo-stems-test-{secrets.token_hex(4)}"
         self.queue = f"vidgo-test-{secrets.token_hex(4)}"
         self.stems_dir = folder / "stems"
@@ -89,17 +96,25 @@ class Stack:
         }
         self.workers: list[WorkerProcess] = []
         self._logs: list = []
-        app.conf.update(broker_url=redis_url, result_backend=redis_url, task_default_queue=self.queue)
+        app.conf.update(
+            broker_url=redis_url, result_backend=redis_url, task_default_queue=self.queue
+        )
 
     def start_worker(self, *, concurrency: int = 2, name: str = "w") -> WorkerProcess:
         log_path = self.folder / f"worker-{len(self.workers)}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
-        worker = WorkerProcess(self.env, concurrency=concurrency, log=log, loglevel="INFO",
-                               name=name).start()
+        worker = WorkerProcess(
+            self.env, concurrency=concurrency, log=log, loglevel="INFO", name=name
+        ).start()
         self.workers.append(worker)
-        wait_for(lambda: worker.alive and any(name in k for r in app.control.ping(timeout=0.5) for k in r),
-                 timeout_s=60, what=f"worker {name} to answer a ping")
+        wait_for(
+            lambda: (
+                worker.alive and any(name in k for r in app.control.ping(timeout=0.5) for k in r)
+            ),
+            timeout_s=60,
+            what=f"worker {name} to answer a ping",
+        )
         return worker
 
     def stop(self) -> None:
@@ -109,7 +124,9 @@ class Stack:
             log.close()
 
     def worker_logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.folder.glob("worker-*.log")))
+        return "\n".join(
+            p.read_text(errors="replace")[-3000:] for p in sorted(self.folder.glob("worker-*.log"))
+        )
 
     def track_url(self, name: str = "groove") -> str:
         """A unique URL of a real track, so every job of every test is its own."""
@@ -130,7 +147,9 @@ class Stack:
             return views if all(v is not None and v.state.is_terminal for v in views) else None
 
         try:
-            return wait_for(ended, timeout_s=timeout_s, interval_s=0.25, what=f"{len(job_ids)} jobs to end")
+            return wait_for(
+                ended, timeout_s=timeout_s, interval_s=0.25, what=f"{len(job_ids)} jobs to end"
+            )
         except TimeoutError:
             views = [self.job(j) for j in job_ids]
             stuck = [(v.job_id, v.state.value) for v in views if v and not v.state.is_terminal]

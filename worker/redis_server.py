@@ -96,6 +96,11 @@ class RedisServer:
         self.stop()
         raise ConfigError(f"redis-server did not answer on port {self.port} within {timeout_s}s")
 
+    def restart(self) -> RedisServer:
+        """Stop gracefully (Redis flushes its AOF) and start again on the same port and data."""
+        self.stop(keep_data=True)
+        return self.start()
+
     def stop(self, *, keep_data: bool = False) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()

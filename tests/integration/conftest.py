@@ -12,8 +12,9 @@ from worker.redis_server import free_port
 
 @pytest.fixture(scope="session")
 def emulator():
-    config = EmulatorConfig(api_key=API_KEY, queue_s=0.3, run_s=0.6, sample_rate=22050,
-                            synth_duration_s=1.0)
+    config = EmulatorConfig(
+        api_key=API_KEY, queue_s=0.3, run_s=0.6, sample_rate=22050, synth_duration_s=1.0
+    )
     with BackgroundEmulator(config, free_port()) as server:
         emu = Emulator(server.url)
         yield emu
@@ -22,8 +23,9 @@ def emulator():
 
 @pytest.fixture(scope="session")
 def stack(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
-    pipeline = Stack(redis_client, redis_server.url, emulator, tracks_url,
-                     tmp_path_factory.mktemp("stack"))
+    pipeline = Stack(
+        redis_client, redis_server.url, emulator, tracks_url, tmp_path_factory.mktemp("stack")
+    )
     pipeline.start_worker(concurrency=2, name="integration")
     yield pipeline
     pipeline.stop()

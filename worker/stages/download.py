@@ -59,6 +59,10 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
     for stem, url in sorted(job.stem_urls.items()):
         host = check_stem_url(url, ctx.settings.stem_hosts)
         dest = folder / stem_filename(stem, url)
+        earlier = job.stems.get(stem)
+        if earlier and dest.is_file() and dest.stat().st_size == earlier["bytes"]:
+            stems[stem] = earlier  # saved by an earlier run of this step; re-hashed in postprocess
+            continue
         try:
             fetched = fetch_to_file(ctx.http, url, dest, max_bytes=ctx.settings.max_stem_bytes)
         except StemUrlExpired as exc:
@@ -69,13 +73,15 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
             "sha256": fetched.sha256,
             "source_host": host,
         }
-        log.info(
-            "job %s: stem %s saved (%d bytes, resumed at %d)",
+        ctx.ledger.advance(
             job_id,
-            stem,
-            fetched.bytes,
-            fetched.resumed_from,
+            expect=JobState.DOWNLOADING,
+            token=token,
+            fields={"stems": stems},
+            event="stem_saved",
+            detail={"stem": stem, "resumed_at": fetched.resumed_from},
         )
+        log.info("job %s: stem %s saved (%d bytes)", job_id, stem, fetched.bytes)
     return hand_off(
         ctx,
         job,

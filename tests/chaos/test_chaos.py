@@ -1,0 +1,166 @@
+"""Chaos: real worker processes killed, Redis restarted, the emulator failing in every way.
+
+Each test ends with :func:`tests.chaos.audit.audit`: the emulator's own record of submissions
+and stems decides whether anything was lost or paid twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import redis
+
+from tests.chaos.audit import audit
+from worker.ledger import JobState
+from worker.local import wait_for
+from worker.redis_server import RedisServer
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
+
+OUTPUTS = ["vocals", "bass", "general", "drums", "piano"]
+API_KINDS = ("submit", "detail", "status", "balance")
+
+
+def enqueue_many(stack, count, name="groove"):
+    outputs = itertools.cycle(OUTPUTS)
+    return [stack.enqueue(stack.track_url(name), output_type=next(outputs)) for _ in range(count)]
+
+
+def api_failure_ratio(stack) -> float:
+    record = stack.emulator.record()
+    faults = [e for e in record if e["kind"] == "fault" and e["endpoint"] != "storage"]
+    refused = [e for e in faults if e["fault"] in ("429", "5xx")]
+    answered = [e for e in record if e["kind"] in API_KINDS]
+    return len(faults) / (len(answered) + len(refused))
+
+
+MIXED = {
+    "rate_429": 0.07,
+    "retry_after_s": 0.2,
+    "rate_5xx": 0.09,
+    "status_5xx": [500, 502, 503, 504],
+    "rate_slow": 0.04,
+    "slow_s": 1.5,
+    "rate_cut": 0.06,
+    "task_fail_rate": 0.04,
+    "task_reject_rate": 0.04,
+    "never_finish_rate": 0.02,
+    "rate_empty_files": 0.03,
+    "download_cut_rate": 0.08,
+    "download_expire_rate": 0.04,
+}
+
+
+def test_two_hundred_jobs_through_mixed_faults(chaos):
+    stack = chaos(
+        emulator={"faults": MIXED},
+        VIDGO_STEMS_MAX_VIDGO_TASKS="6",
+        VIDGO_STEMS_EMPTY_FINISHED_REPOLLS="1",
+        VIDGO_STEMS_SWEEP_GRACE_S="20",
+    )
+    stack.start_worker(concurrency=4, name="a")
+    stack.start_worker(concurrency=4, name="b")
+    job_ids = enqueue_many(stack, 200)
+    views = stack.wait_all(job_ids, timeout_s=420)
+    assert api_failure_ratio(stack) >= 0.20
+    tasks = stack.emulator.tasks()
+    reject = "The audio violates our content policy"
+    for view in views:
+        rejected = any(tasks[t]["error_message"] == reject for t in view.vidgo_task_ids)
+        if view.state is JobState.FAILED:
+            assert view.error.code == "vidgo_task_rejected", (view.job_id, view.error)
+            assert rejected
+        else:
+            assert view.state is JobState.DONE
+    totals = audit(stack, views)
+    assert totals["resubmits"] > 0 and totals["refreshed"] > 0
+    counters = stack.ledger.counters()
+    assert counters["retries"] > 0 and counters["rate_limit_cooldowns"] > 0
+    assert counters.get("ambiguous_submits", 0) == totals["ambiguous"] > 0
+
+
+def test_jobs_survive_workers_killed_mid_download_and_mid_poll(chaos):
+    stack = chaos(emulator={"storage_chunk_delay_s": 0.15})
+    first = stack.start_worker(concurrency=2, name="first")
+    downloads = [stack.enqueue(stack.track_url(), output_type="general") for _ in range(4)]
+    wait_for(
+        lambda: any(stack.job(j).state is JobState.DOWNLOADING for j in downloads),
+        timeout_s=60,
+        what="a job to be mid-download",
+    )
+    first.kill()
+    second = stack.start_worker(concurrency=2, name="second")
+    with stack.emulator.configured(run_s=60):
+        polls = enqueue_many(stack, 4, "ballad")
+        wait_for(
+            lambda: all(stack.job(j).polls >= 2 for j in polls),
+            timeout_s=60,
+            what="jobs to be mid-poll",
+        )
+        second.kill()
+    stack.start_worker(concurrency=2, name="third")
+    views = stack.wait_all(downloads + polls, timeout_s=180)
+    assert all(v.state is JobState.DONE for v in views), [(v.job_id, v.error) for v in views]
+    recovered = {v.job_id for v in views if any(h["event"] == "recovered" for h in v.history)}
+    assert recovered & set(downloads) and recovered & set(polls)
+    totals = audit(stack, views)
+    assert totals["paid"] == len(views)
+
+
+def test_a_redis_restart_mid_run_loses_nothing(chaos):
+    with RedisServer(appendonly=True) as own:
+        client = redis.Redis.from_url(own.url)
+        try:
+            stack = chaos(redis=(client, own.url), emulator={"run_s": 1.5})
+            stack.start_worker(concurrency=2, name="r")
+            job_ids = enqueue_many(stack, 16)
+            wait_for(
+                lambda: any(stack.job(j).state is JobState.DONE for j in job_ids),
+                timeout_s=60,
+                what="the first job to finish",
+            )
+            unfinished = [j for j in job_ids if not stack.job(j).state.is_terminal]
+            own.restart()
+            views = stack.wait_all(job_ids, timeout_s=180)
+        finally:
+            client.close()
+    assert unfinished
+    assert all(v.state is JobState.DONE for v in views), [(v.job_id, v.error) for v in views]
+    totals = audit(stack, views)
+    assert totals["paid"] == len(views)
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "paid"),
+    [
+        ("never_finish_rate", "vidgo_task_stalled", 3),
+        ("task_fail_rate", "vidgo_task_failed", 3),
+        ("rate_empty_files", "vidgo_finished_without_output", 3),
+        ("task_reject_rate", "vidgo_task_rejected", 1),
+    ],
+)
+def test_failed_and_stalled_tasks_are_resubmitted_within_bounds_and_no_further(
+    chaos, fault, code, paid
+):
+    stack = chaos(
+        emulator={"faults": {fault: 1.0}},
+        VIDGO_STEMS_MAX_VIDGO_TASKS="3",
+        VIDGO_STEMS_STALL_TIMEOUT_S="1.5",
+        VIDGO_STEMS_EMPTY_FINISHED_REPOLLS="1",
+    )
+    stack.start_worker(concurrency=2, name="bounds")
+    job_ids = enqueue_many(stack, 3)
+    views = stack.wait_all(job_ids, timeout_s=90)
+    for view in views:
+        assert view.state is JobState.FAILED
+        assert view.error.code == code, view.error
+        assert len(view.vidgo_task_ids) == paid
+        assert [h["event"] for h in view.history].count("resubmit") == paid - 1
+    audit(stack, views)
+    submitted = {e["audio_url"] for e in stack.emulator.record("submit") if "task_id" in e}
+    assert (
+        len(stack.emulator.record("submit"))
+        == paid * len(views)
+        == sum(1 for e in stack.emulator.record("submit") if e["audio_url"] in submitted)
+    )
