@@ -132,4 +132,6 @@ class EmulatorState:
             self.config = new
             if "seed" in changes:
                 self.rng = new.rng()
+            if "credits" in changes:
+                self.credits = new.credits
         return new

@@ -99,6 +99,7 @@ class Stack:
         app.conf.update(
             broker_url=redis_url, result_backend=redis_url, task_default_queue=self.queue
         )
+        app.close()  # drop connection pools to an earlier test's broker
 
     def start_worker(self, *, concurrency: int = 2, name: str = "w") -> WorkerProcess:
         log_path = self.folder / f"worker-{len(self.workers)}.log"
@@ -108,13 +109,15 @@ class Stack:
             self.env, concurrency=concurrency, log=log, loglevel="INFO", name=name
         ).start()
         self.workers.append(worker)
-        wait_for(
-            lambda: (
-                worker.alive and any(name in k for r in app.control.ping(timeout=0.5) for k in r)
-            ),
-            timeout_s=60,
-            what=f"worker {name} to answer a ping",
-        )
+        ready = f"{worker.hostname}@".encode()
+
+        def started() -> bool:
+            assert worker.alive, log_path.read_text(errors="replace")[-3000:]
+            return any(
+                ready in line and b" ready." in line for line in log_path.read_bytes().splitlines()
+            )
+
+        wait_for(started, timeout_s=60, what=f"worker {name} to say it is ready")
         return worker
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ def main(log_level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--concurrency", "-c", default=4, show_default=True, help="Processes (or threads).")
 @click.option(
     "--pool",
@@ -50,28 +51,45 @@ def main(log_level: str) -> None:
     type=click.Choice(["prefork", "threads", "solo"]),
 )
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(concurrency: int, pool: str, loglevel: str) -> None:
-    """Run a Celery worker for the pipeline (needs REDIS_URL and VIDGO_API_KEY)."""
+@click.option(
+    "--supervise/--no-supervise",
+    default=True,
+    show_default=True,
+    help="Restart the Celery worker when it dies unexpectedly.",
+)
+@click.pass_context
+def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str, supervise: bool) -> None:
+    """Run a Celery worker for the pipeline (needs REDIS_URL and VIDGO_API_KEY).
+
+    Further arguments go to ``celery worker`` as they are (e.g. ``--hostname w1@%h``).
+    """
     from worker.settings import get_settings
 
     settings = get_settings()
     settings.require_redis_url()
     settings.require_api_key()
-    from worker.app import app
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.app",
+        "worker",
+        "--queues",
+        settings.queue_name,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--loglevel",
+        loglevel,
+        *ctx.args,
+    ]
+    if not supervise:
+        os.execv(sys.executable, argv)
+    from worker.supervise import Supervisor
 
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            settings.queue_name,
-            "--concurrency",
-            str(concurrency),
-            "--pool",
-            pool,
-            "--loglevel",
-            loglevel,
-        ]
-    )
+    sys.exit(Supervisor(argv).run())
 
 
 @main.command()
@@ -153,7 +171,14 @@ def status(job_id: str, as_json: bool) -> None:
     click.echo(f"job {view.job_id}: {view.state.value} (stage {view.stage})")
     click.echo(f"  request: {json.dumps(view.request)}")
     click.echo(f"  vidgo task: {view.vidgo_task_id or '-'}  status: {view.vidgo_status or '-'}")
-    click.echo(f"  submits: {view.submit_attempts}  polls: {view.polls}")
+    click.echo(f"  vidgo tasks (paid): {', '.join(view.vidgo_task_ids) or '-'}")
+    events = [entry["event"] for entry in view.history]
+    click.echo(
+        f"  submit attempts: {view.submit_attempts}  polls: {view.polls}  "
+        f"resubmissions: {events.count('resubmit')}  "
+        f"ambiguous submits: {events.count('submit_ambiguous')}  "
+        f"recoveries: {events.count('recovered')}"
+    )
     if view.error:
         click.echo(f"  error [{view.error.code}]: {view.error.message}")
     if view.manifest_path:
@@ -166,6 +191,38 @@ def status(job_id: str, as_json: bool) -> None:
             f"    {at} {entry['event']:18s} {entry.get('from') or '-'} -> "
             f"{entry.get('to') or '='} {json.dumps(extra) if extra else ''}"
         )
+
+
+@main.command()
+def stats() -> None:
+    """Show the global counters (retries, resubmissions, ambiguous submits, stalls, ...) and
+    any active rate-limit cool-down or credits pause (needs REDIS_URL)."""
+    from worker.app import runtime
+
+    rt = runtime()
+    counters = rt.ledger.counters()
+    for name in sorted(counters):
+        click.echo(f"{name:24s} {counters[name]}")
+    if not counters:
+        click.echo("no counters yet")
+    for label, hold in (
+        ("rate-limit cool-down", rt.gate.cooldown()),
+        ("submits paused", rt.gate.submit_pause()),
+    ):
+        if hold is not None:
+            click.echo(f"{label}: {hold.remaining_s:.0f}s left ({hold.reason})")
+
+
+@main.command("resume-submits")
+def resume_submits() -> None:
+    """Lift a credits pause at once, after topping up the Vidgo account (needs REDIS_URL)."""
+    from worker.app import dispatch, runtime
+    from worker.recovery import wake_waiting_submits
+
+    rt = runtime()
+    rt.gate.resume_submits()
+    woken = wake_waiting_submits(rt.ledger, dispatch)
+    click.echo(f"submits resumed; {len(woken)} waiting job(s) submitted again now")
 
 
 @main.command()

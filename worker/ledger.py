@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -209,15 +209,15 @@ class Ledger:
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
-        raw: Mapping[Any, Any] = self._redis.hgetall(self.job_key(job_id))
+        raw = cast(Mapping[Any, Any], self._redis.hgetall(self.job_key(job_id)))
         return JobRecord.from_hash(job_id, raw) if raw else None
 
     def history(self, job_id: str) -> list[dict[str, Any]]:
-        items: list[Any] = self._redis.lrange(self.history_key(job_id), 0, -1)
+        items = cast(list[Any], self._redis.lrange(self.history_key(job_id), 0, -1))
         return [json.loads(item) for item in items]
 
     def counters(self) -> dict[str, int]:
-        raw: Mapping[Any, Any] = self._redis.hgetall(self.counters_key)
+        raw = cast(Mapping[Any, Any], self._redis.hgetall(self.counters_key))
         return {_text(k): int(v) for k, v in raw.items()}
 
     def bump_counter(self, name: str, by: int = 1) -> None:
@@ -292,8 +292,9 @@ class Ledger:
     def active_job_ids(self, *, older_than_s: float = 0.0, limit: int = 1000) -> list[str]:
         """Ids of non-terminal jobs not updated for ``older_than_s`` seconds, oldest first."""
         cutoff = self._clock() - older_than_s
-        keys: list[Any] = self._redis.zrangebyscore(
-            self.active_key, "-inf", cutoff, start=0, num=limit
+        keys = cast(
+            list[Any],
+            self._redis.zrangebyscore(self.active_key, "-inf", cutoff, start=0, num=limit),
         )
         prefix = self.job_key("")
         return [_text(k).removeprefix(prefix) for k in keys]

@@ -46,7 +46,7 @@ class FileServer:
 
 
 class WorkerProcess:
-    """``celery -A worker.app worker`` as a subprocess with the given environment."""
+    """``vidgo-stems worker`` (a supervised Celery worker) as a subprocess with this environment."""
 
     def __init__(
         self,
@@ -59,12 +59,11 @@ class WorkerProcess:
         loglevel: str = "WARNING",
     ) -> None:
         self.env = {**os.environ, **env}
+        self.hostname = f"{name}-{os.getpid()}-{free_port()}"
         self.args = [
             sys.executable,
             "-m",
-            "celery",
-            "-A",
-            "worker.app",
+            "worker.cli",
             "worker",
             "--pool",
             pool,
@@ -73,7 +72,7 @@ class WorkerProcess:
             "--loglevel",
             loglevel,
             "--hostname",
-            f"{name}-{os.getpid()}-{free_port()}@%h",
+            f"{self.hostname}@%h",
             "--without-gossip",
             "--without-mingle",
         ]

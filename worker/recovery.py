@@ -63,25 +63,55 @@ def sweep(
         job = ledger.get(job_id)
         if job is None or job.state.is_terminal or overdue_by(job, now, settings) <= 0:
             continue
-        token = new_token()
-        if ledger.advance(
-            job_id,
-            expect=job.state,
-            token=job.token,
-            to=job.state,
-            new_token=token,
-            fields={"next_due_at": now},
-            incr={"recoveries": 1},
-            event="recovered",
-            detail={"overdue_s": round(overdue_by(job, now, settings), 1)},
-        ):
-            dispatch(Step(STEP_FOR_STATE[job.state], job_id, token))
+        late = round(overdue_by(job, now, settings), 1)
+        if kick(ledger, dispatch, job, now=now, event="recovered", detail={"overdue_s": late}):
             ledger.bump_counter("recoveries")
             kicked.append(job_id)
             log.warning(
                 "recovered job %s: %s had no live message; re-dispatched", job_id, job.state.value
             )
     return kicked
+
+
+def kick(
+    ledger: Ledger,
+    dispatch: Callable[[Step], None],
+    job: JobRecord,
+    *,
+    now: float,
+    event: str,
+    detail: dict[str, object] | None = None,
+) -> bool:
+    """Re-dispatch ``job``'s current step now under a fresh token; False if it moved meanwhile."""
+    token = new_token()
+    moved = ledger.advance(
+        job.job_id,
+        expect=job.state,
+        token=job.token,
+        to=job.state,
+        new_token=token,
+        fields={"next_due_at": now},
+        incr={"recoveries": 1} if event == "recovered" else None,
+        event=event,
+        detail=detail,
+    )
+    if moved:
+        dispatch(Step(STEP_FOR_STATE[job.state], job.job_id, token))
+    return moved
+
+
+def wake_waiting_submits(
+    ledger: Ledger, dispatch: Callable[[Step], None], *, now: float | None = None
+) -> list[str]:
+    """Submit now every QUEUED job that waits for a later try (after a credits pause ends)."""
+    now = time.time() if now is None else now
+    woken = []
+    for job_id in ledger.active_job_ids(older_than_s=-1e12, limit=1_000_000):
+        job = ledger.get(job_id)
+        waiting = job is not None and job.state is JobState.QUEUED and (job.next_due_at or 0) > now
+        if waiting and job is not None and kick(ledger, dispatch, job, now=now, event="woken"):
+            woken.append(job_id)
+    return woken
 
 
 class SweepThread(threading.Thread):

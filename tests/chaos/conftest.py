@@ -33,8 +33,14 @@ def chaos(redis_server, redis_client, tracks_url, tmp_path):
     with contextlib.ExitStack() as cleanup:
 
         def build(*, emulator: dict | None = None, redis=None, **env: str) -> Stack:
-            defaults = {"api_key": API_KEY, "queue_s": 0.2, "run_s": 0.5, "sample_rate": 22050,
-                        "synth_duration_s": 1.0, "seed": 1234}
+            defaults = {
+                "api_key": API_KEY,
+                "queue_s": 0.2,
+                "run_s": 0.5,
+                "sample_rate": 22050,
+                "synth_duration_s": 1.0,
+                "seed": 1234,
+            }
             config = EmulatorConfig(**{**defaults, **(emulator or {})})
             server = cleanup.enter_context(BackgroundEmulator(config, free_port()))
             emu = Emulator(server.url)

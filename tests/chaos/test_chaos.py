@@ -7,6 +7,8 @@ and stems decides whether anything was lost or paid twice.
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import pytest
 import redis
@@ -81,7 +83,7 @@ def test_two_hundred_jobs_through_mixed_faults(chaos):
 
 
 def test_jobs_survive_workers_killed_mid_download_and_mid_poll(chaos):
-    stack = chaos(emulator={"storage_chunk_delay_s": 0.15})
+    stack = chaos(emulator={"storage_chunk_delay_s": 0.15}, VIDGO_STEMS_STALL_TIMEOUT_S="600")
     first = stack.start_worker(concurrency=2, name="first")
     downloads = [stack.enqueue(stack.track_url(), output_type="general") for _ in range(4)]
     wait_for(
@@ -164,3 +166,53 @@ def test_failed_and_stalled_tasks_are_resubmitted_within_bounds_and_no_further(
         == paid * len(views)
         == sum(1 for e in stack.emulator.record("submit") if e["audio_url"] in submitted)
     )
+
+
+def test_running_out_of_credits_pauses_submits_for_everyone_and_fails_nothing(chaos, redis_server):
+    stack = chaos(emulator={"credits": 4, "price_per_task": 2}, VIDGO_STEMS_CREDITS_PAUSE_S="600")
+    stack.start_worker(concurrency=2, name="credits")
+    job_ids = enqueue_many(stack, 5)
+    wait_for(
+        lambda: [e for e in stack.emulator.record("submit") if e.get("rejected") == 402],
+        timeout_s=60,
+        what="Vidgo to refuse a submit for want of credits",
+    )
+    wait_for(
+        lambda: sum(stack.job(j).state is JobState.DONE for j in job_ids) == 2,
+        timeout_s=60,
+        what="the two paid jobs to finish",
+    )
+    paused = [stack.job(j) for j in job_ids if stack.job(j).state is not JobState.DONE]
+    assert all(v.state is JobState.QUEUED for v in paused)
+    refusals = len([e for e in stack.emulator.record("submit") if e.get("rejected") == 402])
+    events = [[h["event"] for h in v.history] for v in paused]
+    # Only submits already in flight when the first 402 came back can meet one; every other
+    # job sees the shared pause and waits without calling Vidgo.
+    assert refusals == sum("submit_paused" in e for e in events) <= 2
+    assert all("submit_paused" in e or "submit_deferred" in e for e in events)
+    env = {
+        "REDIS_URL": redis_server.url,
+        "VIDGO_STEMS_REDIS_KEY_PREFIX": stack.prefix,
+        "PATH": "/usr/bin:/bin",
+    }
+    shown = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "stats"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "submits paused" in shown.stdout and "Insufficient credits" in shown.stdout
+    stack.emulator.configure(credits=100)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "resume-submits"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(paused)} waiting job(s) submitted again" in resumed.stdout
+    views = stack.wait_all(job_ids, timeout_s=60)
+    assert all(v.state is JobState.DONE for v in views)
+    audit(stack, views)

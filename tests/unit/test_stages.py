@@ -69,6 +69,8 @@ class Harness:
         self.vidgo = FakeVidgo()
         self.stems = {}
         self.stem_status = 200
+        self.stem_requests = []
+        self.failing_stems = set()
         self.sent = []
         client = VidgoClient(settings, transport=httpx.MockTransport(self.vidgo))
         http = httpx.Client(transport=httpx.MockTransport(self.serve_stem))
@@ -87,6 +89,9 @@ class Harness:
 
     def serve_stem(self, request):
         name = request.url.path.rsplit("/", 1)[-1]
+        self.stem_requests.append(name)
+        if name in self.failing_stems:
+            return httpx.Response(503)
         if self.stem_status != 200:
             return httpx.Response(self.stem_status)
         body = self.stems[name]
@@ -533,3 +538,17 @@ def test_submit_sends_a_tokened_callback_url_under_the_public_base(make_settings
         bodies[0]["callback_url"]
         == f"https://hooks.example.com/v1/vidgo/callback/{job_id}?token={token}"
     )
+
+
+def test_a_retried_download_keeps_the_stems_it_already_saved(h):
+    names = ("bass", "drums", "piano", "guitar", "vocals", "other")
+    h.stems.update({f"{n}.wav": wav_bytes(freq=100 + i) for i, n in enumerate(names)})
+    job_id = to_downloading(h, names=names)
+    h.failing_stems = {"vocals.wav"}
+    with pytest.raises(errors.StemDownloadError, match="503"):
+        run_download(h.ctx, job_id, h.last_token())
+    assert set(h.ledger.get(job_id).stems) == {"bass", "drums", "guitar", "other", "piano"}
+    h.failing_stems, h.stem_requests = set(), []
+    assert run_download(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
+    assert h.stem_requests == ["vocals.wav"]
+    assert set(h.ledger.get(job_id).stems) == set(names)
