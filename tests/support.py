@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -119,6 +121,21 @@ class Stack:
 
         wait_for(started, timeout_s=60, what=f"worker {name} to say it is ready")
         return worker
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run ``vidgo-stems ARGS`` against this stack's ledger, as an operator would (no key)."""
+        env = {
+            "REDIS_URL": self.env["REDIS_URL"],
+            "PATH": "/usr/bin:/bin",
+            "VIDGO_STEMS_REDIS_KEY_PREFIX": self.prefix,
+        }
+        return subprocess.run(
+            [sys.executable, "-m", "worker.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def stop(self) -> None:
         for worker in self.workers:

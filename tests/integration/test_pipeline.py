@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -143,22 +141,11 @@ def test_bad_input_is_refused_at_enqueue_and_nothing_is_queued(stack, kwargs, me
     assert len(stack.emulator.record("submit")) == submits_before
 
 
-def test_status_command_shows_history_and_error(stack, redis_server):
+def test_status_command_shows_history_and_error(stack):
     with stack.emulator.configured(api_key="a-different-key"):
         job_id = stack.enqueue(stack.track_url())
         stack.wait_terminal(job_id)
-    env = {
-        "REDIS_URL": redis_server.url,
-        "VIDGO_STEMS_REDIS_KEY_PREFIX": stack.prefix,
-        "PATH": "/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "status", job_id],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = stack.cli("status", job_id)
     assert out.returncode == 0, out.stderr
     assert f"job {job_id}: FAILED" in out.stdout
     assert "error [vidgo_auth_failed]" in out.stdout
