@@ -38,7 +38,9 @@ worker_eta_task_limit = _s.worker_eta_task_limit
 # A stage that hangs is stopped well before the visibility timeout could re-deliver it.
 task_soft_time_limit = _s.task_soft_time_limit_s
 task_time_limit = max(_s.task_time_limit_s, _s.task_soft_time_limit_s + 1)
-# On SIGTERM, give running stages time to finish before the warm shutdown cancels them.
+# SIGTERM is a warm shutdown: running stages finish. A cold shutdown (SIGQUIT) still gives them
+# 30 s before cancelling them; their messages are requeued (acks_late), and ledger tokens make
+# any repeat harmless.
 worker_soft_shutdown_timeout = 30.0
 # If the broker connection drops, cancel running tasks so they are redelivered, not lost.
 worker_cancel_long_running_tasks_on_connection_loss = True

@@ -197,3 +197,25 @@ def test_running_out_of_credits_pauses_submits_for_everyone_and_fails_nothing(ch
     views = stack.wait_all(job_ids, timeout_s=60)
     assert all(v.state is JobState.DONE for v in views)
     audit(stack, views)
+
+
+def test_sigterm_lets_a_running_download_finish_before_the_worker_exits(chaos):
+    stack = chaos(emulator={"storage_chunk_delay_s": 0.1}, VIDGO_STEMS_STALL_TIMEOUT_S="600")
+    worker = stack.start_worker(concurrency=1, name="term")
+    job_id = stack.enqueue(stack.track_url(), output_type="general")
+    wait_for(
+        lambda: stack.job(job_id).state is JobState.DOWNLOADING,
+        timeout_s=60,
+        what="the job to be mid-download",
+    )
+    worker.stop(timeout_s=60)  # SIGTERM: soft shutdown lets the running stage end
+    assert worker.process.returncode == 0
+    view = stack.job(job_id)
+    # The download finished during the shutdown and handed off; nothing had to be recovered.
+    assert view.state is JobState.POSTPROCESSING, view.state
+    assert [h["event"] for h in view.history].count("downloaded") == 1
+    stack.start_worker(concurrency=1, name="after")
+    [view] = stack.wait_all([job_id], timeout_s=60)
+    assert view.state is JobState.DONE
+    assert "recovered" not in [h["event"] for h in view.history]
+    assert audit(stack, [view])["paid"] == 1
