@@ -199,7 +199,7 @@ class SubmitAmbiguous(PermanentError):
 
 
 class TaskStalled(PermanentError):
-    """Raised when a Vidgo task did not finish within ``poll_timeout_s``."""
+    """Raised when a Vidgo task stays unfinished past ``stall_timeout_s`` at the resubmit bound."""
 
     code = "vidgo_task_stalled"
 

@@ -492,6 +492,8 @@ def test_postprocess_measures_stems_and_writes_the_manifest(h):
     assert vocals["audio"]["duration_s"] == pytest.approx(0.5)
     assert vocals["audio"]["peak_dbfs"] == pytest.approx(-6.0, abs=0.1)
     assert manifest["silent_stems"] == ["other"]
+    timings = manifest["timings"]
+    assert timings["queued_at"] <= timings["first_submitted_at"] == timings["submitted_at"]
     job = h.ledger.get(job_id)
     assert job.state is S.DONE and job.manifest == manifest
 

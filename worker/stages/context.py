@@ -51,7 +51,6 @@ class Step:
 class Outcome(StrEnum):
     HANDED_OFF = "handed_off"
     STALE = "stale"
-    DONE = "done"
 
 
 @dataclass

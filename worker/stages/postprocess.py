@@ -60,6 +60,7 @@ def build_manifest(
 def _timings(job: JobRecord, extra: dict[str, Any], done_at: float) -> dict[str, Any]:
     marks = {
         "queued_at": job.created_at,
+        "first_submitted_at": extra.get("first_submitted_at", job.submitted_at),
         "submitted_at": job.submitted_at,
         "finished_at": extra.get("finished_at"),
         "downloaded_at": extra.get("downloaded_at"),
