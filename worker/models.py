@@ -123,6 +123,38 @@ def parse_request(data: dict[str, Any]) -> JobRequest:
         raise InvalidRequest("invalid job request: " + "; ".join(problems)) from None
 
 
+#: Caller metadata rides along on the job, in the webhook and in the manifest; keep it small.
+MAX_METADATA_BYTES = 4096
+MAX_METADATA_KEY_LENGTH = 64
+
+
+def validate_metadata(metadata: object) -> dict[str, Any]:
+    """Check caller metadata: a JSON object of at most 4 KiB with short string keys.
+
+    Metadata is data, never a name: it reaches no file path, header or log line.
+    """
+    if not isinstance(metadata, dict):
+        raise InvalidRequest(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    for key in metadata:
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_METADATA_KEY_LENGTH:
+            raise InvalidRequest(
+                f"metadata keys must be strings of 1-{MAX_METADATA_KEY_LENGTH} characters, "
+                f"got {str(key)[:80]!r}"
+            )
+    try:
+        size = len(json.dumps(metadata, allow_nan=False).encode())
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest(
+            f"metadata must be plain JSON (objects, lists, strings, numbers, booleans, null): {exc}"
+        ) from None
+    if size > MAX_METADATA_BYTES:
+        raise InvalidRequest(
+            f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}: keep ids "
+            "and labels here and the rest in your own database"
+        )
+    return metadata
+
+
 def validate_job_id(job_id: str) -> str:
     """Check a caller-chosen job id; it names a folder, so only a safe alphabet is allowed."""
     if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
