@@ -34,10 +34,11 @@ class JobState(StrEnum):
     POSTPROCESSING = "POSTPROCESSING"
     DONE = "DONE"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED)
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
 
 
 S = JobState
@@ -59,6 +60,7 @@ TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
         # A self-move hands the baton on: a poll re-queueing, a deferral, the recovery sweep.
         *((s, s) for s in ACTIVE_STATES),
         *((s, S.FAILED) for s in ACTIVE_STATES),
+        *((s, S.CANCELLED) for s in ACTIVE_STATES),
     }
 )
 
@@ -71,7 +73,9 @@ def new_token() -> str:
     return secrets.token_urlsafe(12)
 
 
-# KEYS: job hash, history list, active-jobs zset.
+# KEYS: job hash, history list, active-jobs zset, webhooks-due zset.
+# A job that ends and has a webhook_url joins the webhooks-due zset in the same step, so its
+# completion webhook cannot be lost between the end and the send.
 # ARGV: allowed states (",a,b,"), expected token ("" = any), new state ("" = keep),
 #       new token ("" = keep), now, history entry JSON (without "from"), ttl on terminal,
 #       terminal flag ("1"/"0"), n_set, then n_set field/value pairs, then field/increment pairs.
@@ -99,6 +103,9 @@ if ARGV[8] == '1' then
   redis.call('ZREM', KEYS[3], KEYS[1])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
+  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
+    redis.call('ZADD', KEYS[4], ARGV[5], KEYS[1])
+  end
 else
   redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1])
 end
@@ -147,6 +154,9 @@ class JobRecord:
     error_code: str | None = None
     error_message: str | None = None
     callback_token: str | None = None
+    webhook_url: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    webhook_status: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -207,6 +217,25 @@ class Ledger:
     def counters_key(self) -> str:
         return f"{self._prefix}:counters"
 
+    @property
+    def webhooks_due_key(self) -> str:
+        return f"{self._prefix}:webhooks:due"
+
+    def deliveries_key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}:webhooks"
+
+    def job_id_of(self, key: Any) -> str:
+        """The job id in a job key (members of the active and webhooks-due sets are keys)."""
+        return _text(key).removeprefix(self.job_key(""))
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self._redis
+
+    @property
+    def retention_s(self) -> int:
+        return self._retention_s
+
     # -- reads -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
         raw = cast(Mapping[Any, Any], self._redis.hgetall(self.job_key(job_id)))
@@ -224,10 +253,20 @@ class Ledger:
         self._redis.hincrby(self.counters_key, name, by)
 
     # -- writes ----------------------------------------------------------------------------
-    def create(self, job_id: str, request: JobRequest, *, token: str) -> tuple[JobRecord, bool]:
+    def create(
+        self,
+        job_id: str,
+        request: JobRequest,
+        *,
+        token: str,
+        webhook_url: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> tuple[JobRecord, bool]:
         """Create a QUEUED job unless one exists; returns the job and whether it is new."""
         now = self._clock()
+        optional = {"webhook_url": webhook_url, "metadata": dict(metadata) if metadata else None}
         fields = {
+            **{k: json.dumps(v) for k, v in optional.items() if v is not None},
             "state": JobState.QUEUED.value,
             "token": token,
             "request": json.dumps(request.model_dump(mode="json")),
@@ -272,7 +311,12 @@ class Ledger:
         set_pairs = _pairs({k: json.dumps(v) for k, v in (fields or {}).items()})
         incr_pairs = _pairs({k: str(int(v)) for k, v in (incr or {}).items()})
         ok, _ = self._advance(
-            keys=[self.job_key(job_id), self.history_key(job_id), self.active_key],
+            keys=[
+                self.job_key(job_id),
+                self.history_key(job_id),
+                self.active_key,
+                self.webhooks_due_key,
+            ],
             args=[
                 "," + ",".join(s.value for s in expected) + ",",
                 token or "",
@@ -296,8 +340,7 @@ class Ledger:
             list[Any],
             self._redis.zrangebyscore(self.active_key, "-inf", cutoff, start=0, num=limit),
         )
-        prefix = self.job_key("")
-        return [_text(k).removeprefix(prefix) for k in keys]
+        return [self.job_id_of(k) for k in keys]
 
 
 def _pairs(mapping: Mapping[str, Any]) -> list[Any]:

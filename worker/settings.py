@@ -7,6 +7,8 @@ plus ``VIDGO_BASE_URL``); every other knob is ``VIDGO_STEMS_<FIELD>``. Tests bui
 
 from __future__ import annotations
 
+import base64
+import binascii
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -52,6 +54,24 @@ class Settings(BaseSettings):
     allowed_stem_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["storage.vidgo.ai"]
     )
+
+    # Gateway: bearer keys accepted by the jobs API (comma-separated; rotate by listing old and
+    # new), and the largest request body it reads.
+    gateway_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    gateway_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A Vidgo callback wakes the job's poll at most once per this many seconds (duplicates).
+    callback_debounce_s: float = Field(default=1.0, ge=0)
+
+    # Completion webhooks: a default URL for jobs enqueued without one, the signing secret
+    # (Standard Webhooks "whsec_<base64>"; `vidgo-stems webhook-secret` makes one), and delivery.
+    default_webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_base_s: float = Field(default=5.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
+    # Webhook receivers on loopback or private networks are refused (SSRF) unless this is set.
+    allow_private_webhook_hosts: bool = False
 
     # Poll schedule: first poll after poll_initial_s, then x poll_backoff_factor up to poll_max_s.
     poll_initial_s: float = Field(default=3.0, gt=0)
@@ -108,7 +128,7 @@ class Settings(BaseSettings):
     queue_name: str = "vidgo"
     redis_key_prefix: str = "vidgo-stems"
 
-    @field_validator("vidgo_base_url", "public_callback_base_url")
+    @field_validator("vidgo_base_url", "public_callback_base_url", "default_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -118,12 +138,33 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http(s) URL with a host, got {value!r}")
         return value.rstrip("/")
 
-    @field_validator("allowed_stem_hosts", mode="before")
+    @field_validator("allowed_stem_hosts", "gateway_api_keys", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
+    def _split_commas(cls, value: object) -> object:
         if isinstance(value, str) and not value.lstrip().startswith("["):
-            return [host.strip().lower() for host in value.split(",") if host.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("allowed_stem_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        return [host.lower() for host in value]
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret_bytes(value)  # raises ValueError with what is wrong (never the secret)
+        return value
+
+    def require_webhook_secret(self) -> SecretStr:
+        """Return the webhook signing secret or raise a ConfigError that says how to set it."""
+        if self.webhook_secret is None:
+            raise ConfigError(
+                "VIDGO_STEMS_WEBHOOK_SECRET is not set: completion webhooks are signed with it. "
+                "Make one with `vidgo-stems webhook-secret` and give it to workers and receivers"
+            )
+        return self.webhook_secret
 
     @property
     def stem_hosts(self) -> frozenset[str]:
@@ -149,6 +190,20 @@ class Settings(BaseSettings):
                 "REDIS_URL=redis://redis-host:6379/0 (the demo starts a private one by itself)"
             )
         return self.redis_url
+
+
+def secret_bytes(secret: SecretStr) -> bytes:
+    """The key bytes of a Standard Webhooks secret (``whsec_`` + base64, at least 24 bytes)."""
+    text = secret.get_secret_value().strip().removeprefix("whsec_")
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "must be whsec_ followed by base64 (make one with `vidgo-stems webhook-secret`)"
+        ) from None
+    if len(key) < 24:
+        raise ValueError(f"must hold at least 24 random bytes, got {len(key)}")
+    return key
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,0 +1,305 @@
+"""Completion webhooks: a signed POST to the caller when a job ends, retried until it lands.
+
+The outbox is a Redis sorted set (``<prefix>:webhooks:due``, score = when the next attempt is
+due). A job joins it in the same Lua step that makes it DONE, FAILED or CANCELLED, so an ended
+job's webhook cannot be lost between the end and the send. ``vidgo.webhook`` messages do the
+sending; one is sent at once when a job ends, one with a countdown after each failed attempt,
+and the recovery sweep re-sends the message for any entry left overdue (a lost message).
+
+Events follow the Standard Webhooks convention (https://www.standardwebhooks.com): headers
+``webhook-id`` (stable per event, so receivers can drop repeats), ``webhook-timestamp`` and
+``webhook-signature`` = ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` under the shared
+secret. Delivery is at least once. Receivers verify with :func:`verify`, or with any Standard
+Webhooks library.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx
+import standardwebhooks
+from pydantic import SecretStr
+
+from worker.errors import ConfigError
+from worker.ledger import JobRecord, JobState, Ledger
+from worker.netsafe import BlockedAddress, resolve_public
+from worker.settings import Settings, secret_bytes
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPES = {
+    JobState.DONE: "job.done",
+    JobState.FAILED: "job.failed",
+    JobState.CANCELLED: "job.cancelled",
+}
+#: Standard Webhooks' replay window: a receiver refuses events older or newer than this.
+TOLERANCE_S = 300
+
+
+class WebhookVerificationError(ValueError):
+    """Raised by :func:`verify` when a webhook is not authentic, or too old or too new."""
+
+
+def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> dict[str, Any]:
+    """Check a received webhook and return its event; raise WebhookVerificationError if forged.
+
+    ``secret`` is the shared ``whsec_...`` secret, ``body`` the raw request body (before any
+    JSON parsing: re-serialised JSON does not verify), ``headers`` the request headers.
+    Timestamps more than five minutes off are refused, which stops replays.
+    """
+    try:
+        key = secret_bytes(SecretStr(secret))
+    except ValueError as exc:
+        raise WebhookVerificationError(f"the webhook secret {exc}") from None
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    try:
+        event = standardwebhooks.Webhook(key).verify(text, dict(headers))
+    except standardwebhooks.WebhookVerificationError as exc:
+        raise WebhookVerificationError(f"webhook refused: {exc}") from None
+    except (ValueError, TypeError) as exc:  # malformed signature header or body
+        raise WebhookVerificationError(f"webhook refused: malformed ({exc})") from None
+    if not isinstance(event, dict):
+        raise WebhookVerificationError("webhook refused: the body is not a JSON object")
+    return event
+
+
+def message_id(job: JobRecord) -> str:
+    """Stable per event: a receiver that saw this id already can drop the repeat."""
+    return f"msg_{job.job_id}_{job.state.value.lower()}"
+
+
+def event_for(job: JobRecord) -> dict[str, Any]:
+    """The event body for an ended job: no secrets, no stem URLs, paths as the worker sees them."""
+    folder = Path(job.manifest_path).parent if job.manifest_path else None
+    stems = {
+        name: {
+            "path": str(folder / info["file"]) if folder else info["file"],
+            "sha256": info.get("sha256"),
+            "bytes": info.get("bytes"),
+        }
+        for name, info in sorted(job.stems.items())
+    }
+    error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
+    return {
+        "type": EVENT_TYPES[job.state],
+        "timestamp": datetime.fromtimestamp(job.updated_at, UTC).isoformat(),
+        "data": {
+            "job_id": job.job_id,
+            "state": job.state.value,
+            "request": job.request.model_dump(mode="json"),
+            "metadata": job.metadata,
+            "vidgo_task_ids": list(job.vidgo_task_ids),
+            "stems": stems if job.state is JobState.DONE else {},
+            "manifest_path": job.manifest_path,
+            "error": error,
+        },
+    }
+
+
+def signed_headers(secret: SecretStr, msg_id: str, timestamp: float, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers for ``body``."""
+    signer = standardwebhooks.Webhook(secret_bytes(secret))
+    when = datetime.fromtimestamp(int(timestamp), UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp)),
+        "webhook-signature": signer.sign(msg_id, when, body),
+    }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery attempt, as kept on the job."""
+
+    attempt: int
+    at: float
+    url_host: str
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class WebhookSender:
+    """Delivers the due webhook of one job per call; safe under duplicate messages."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        settings: Settings,
+        http: httpx.Client,
+        dispatch: Callable[[str, float], None],
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        resolve: Callable[[str, int], list[str]] = resolve_public,
+    ) -> None:
+        self._ledger = ledger
+        self._redis = ledger.redis
+        self._settings = settings
+        self._http = http
+        self._dispatch = dispatch
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._resolve = resolve
+
+    def deliver(self, job_id: str) -> str:
+        """Attempt the job's webhook if it is due; returns what happened, for logs and tests."""
+        lock = self._redis.lock(
+            f"{self._ledger.job_key(job_id)}:webhook-lock",
+            timeout=self._settings.webhook_timeout_s + 30,
+            blocking=False,
+        )
+        if not lock.acquire():
+            return "busy"  # another worker is delivering it right now
+        try:
+            return self._deliver_locked(job_id)
+        finally:
+            lock.release()
+
+    def _deliver_locked(self, job_id: str) -> str:
+        member = self._ledger.job_key(job_id)
+        due_at = cast(float | None, self._redis.zscore(self._ledger.webhooks_due_key, member))
+        if due_at is None:
+            return "gone"  # delivered or given up already
+        now = self._clock()
+        if due_at > now + 1.0:
+            return "not_due"  # an early or duplicate message; the scheduled one will come
+        job = self._ledger.get(job_id)
+        if job is None or not job.state.is_terminal or not job.webhook_url:
+            self._redis.zrem(self._ledger.webhooks_due_key, member)
+            return "gone"
+        previous = cast(int, self._redis.llen(self._ledger.deliveries_key(job_id)))
+        attempt = self._post(job, previous + 1)
+        self._record(job_id, attempt)
+        if attempt.ok:
+            self._finish(job_id, "delivered")
+            log.info("job %s: webhook delivered (attempt %d)", job_id, attempt.attempt)
+            return "delivered"
+        give_up = attempt.attempt >= self._settings.webhook_max_attempts or (
+            attempt.error is not None and attempt.error.startswith("blocked:")
+        )
+        if give_up:
+            self._finish(job_id, "failed")
+            log.error(
+                "job %s: webhook to %s given up after %d attempt(s): %s",
+                job_id,
+                attempt.url_host,
+                attempt.attempt,
+                attempt.error or f"HTTP {attempt.status_code}",
+            )
+            return "gave_up"
+        delay = self.backoff_s(attempt.attempt)
+        self._redis.zadd(self._ledger.webhooks_due_key, {member: now + delay})
+        self._set_status(job_id, "retrying")
+        self._dispatch(job_id, delay)
+        log.warning(
+            "job %s: webhook attempt %d to %s failed (%s); next in %.1fs",
+            job_id,
+            attempt.attempt,
+            attempt.url_host,
+            attempt.error or f"HTTP {attempt.status_code}",
+            delay,
+        )
+        return "retry"
+
+    def backoff_s(self, attempt: int) -> float:
+        """Exponential from webhook_backoff_base_s, capped, with +-20% jitter."""
+        s = self._settings
+        growth = 2.0 ** min(attempt - 1, 30)
+        ceiling = min(s.webhook_backoff_max_s, s.webhook_backoff_base_s * growth)
+        return round(ceiling * self._rng.uniform(0.8, 1.2), 3)
+
+    def _post(self, job: JobRecord, number: int) -> Attempt:
+        url = job.webhook_url or ""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        started = self._clock()
+
+        def attempt(status: int | None, error: str | None) -> Attempt:
+            elapsed = int((self._clock() - started) * 1000)
+            return Attempt(number, started, host, status, error, elapsed)
+
+        if not self._settings.allow_private_webhook_hosts:
+            try:
+                self._resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
+            except BlockedAddress as exc:
+                return attempt(None, f"blocked: {host} {exc}")
+        try:
+            secret = self._settings.require_webhook_secret()
+        except ConfigError as exc:
+            return attempt(None, f"not signed: {exc}")
+        body = json.dumps(event_for(job), separators=(",", ":"), sort_keys=True)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "vidgo-stems-webhooks/1",
+            **signed_headers(secret, message_id(job), self._clock(), body),
+        }
+        try:
+            # Streamed and never read: a receiver's answer body is not our business.
+            with self._http.stream("POST", url, content=body.encode(), headers=headers) as resp:
+                return attempt(resp.status_code, None)
+        except httpx.HTTPError as exc:
+            return attempt(None, f"{type(exc).__name__}: {exc}"[:300])
+
+    def _record(self, job_id: str, attempt: Attempt) -> None:
+        key = self._ledger.deliveries_key(job_id)
+        pipe = self._redis.pipeline()
+        pipe.rpush(key, json.dumps(asdict(attempt)))
+        pipe.expire(key, self._ledger.retention_s)
+        pipe.execute()
+
+    def _finish(self, job_id: str, status: str) -> None:
+        self._redis.zrem(self._ledger.webhooks_due_key, self._ledger.job_key(job_id))
+        self._set_status(job_id, status)
+
+    def _set_status(self, job_id: str, status: str) -> None:
+        self._redis.hset(self._ledger.job_key(job_id), "webhook_status", json.dumps(status))
+
+
+def deliveries(ledger: Ledger, job_id: str) -> list[dict[str, Any]]:
+    """The job's delivery attempts, oldest first."""
+    items = cast(list[Any], ledger.redis.lrange(ledger.deliveries_key(job_id), 0, -1))
+    return [json.loads(item) for item in items]
+
+
+def announce(ledger: Ledger, dispatch: Callable[[str, float], None], job_id: str) -> bool:
+    """Send the webhook message of a job that just ended, if it has a webhook waiting."""
+    if ledger.redis.zscore(ledger.webhooks_due_key, ledger.job_key(job_id)) is None:
+        return False
+    dispatch(job_id, 0.0)
+    return True
+
+
+def redispatch_overdue(
+    ledger: Ledger,
+    dispatch: Callable[[str, float], None],
+    *,
+    now: float,
+    grace_s: float,
+    limit: int = 1000,
+) -> list[str]:
+    """Re-send the message of every webhook overdue by ``grace_s`` (its message was lost)."""
+    members = cast(
+        list[Any],
+        ledger.redis.zrangebyscore(
+            ledger.webhooks_due_key, "-inf", now - grace_s, start=0, num=limit
+        ),
+    )
+    job_ids = [ledger.job_id_of(m) for m in members]
+    for job_id in job_ids:
+        dispatch(job_id, 0.0)
+    return job_ids
