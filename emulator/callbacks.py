@@ -65,6 +65,9 @@ async def _render(state: EmulatorState, task: EmuTask) -> None:
 async def _call_back(app: Starlette, state: EmulatorState, task: EmuTask) -> None:
     base_url = state.config.public_url or app.state.base_url
     faults = state.config.faults
+    if state.chance(faults.callback_drop_rate):
+        state.record("callback_dropped", task_id=task.task_id)
+        return
     await asyncio.sleep(faults.callback_delay_s)
     body = callback_body(state, task, base_url)
     for _ in range(faults.callback_duplicates):

@@ -43,6 +43,8 @@ class FaultConfig(BaseModel):
     # Extra copies of each callback, and extra delay before the first.
     callback_duplicates: int = Field(default=0, ge=0)
     callback_delay_s: float = Field(default=0.0, ge=0)
+    # Fraction of callbacks never sent at all (Vidgo gave up, or never tried).
+    callback_drop_rate: float = Field(default=0.0, ge=0, le=1)
     # Fraction of finished tasks whose vocal_removal is not valid JSON, or whose files are empty.
     rate_malformed_stems: float = Field(default=0.0, ge=0, le=1)
     rate_empty_files: float = Field(default=0.0, ge=0, le=1)
