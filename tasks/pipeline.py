@@ -1,8 +1,13 @@
 """The four Celery tasks of the pipeline: thin wrappers around ``worker.stages``.
 
 Names are a wire format (``vidgo.submit``, ``vidgo.poll``, ``vidgo.download``,
-``vidgo.postprocess``); kwargs are ``job_id`` and ``token``, and unknown kwargs are ignored so
-rolling deploys work. Retries follow the exception type, in :class:`StageTask` alone.
+``vidgo.postprocess``, plus ``vidgo.webhook`` for completion webhooks); kwargs are ``job_id``
+and ``token``, and unknown kwargs are ignored so rolling deploys work. Retries follow the
+exception type, in :class:`StageTask` alone.
+
+``vidgo.submit`` sent *without* a token is an enqueue by name, for backends that cannot import
+this package: ``send_task("vidgo.submit", kwargs={"audio_url": ..., "job_id": ...})`` creates
+the job in the ledger exactly as :func:`worker.api.enqueue` does and returns its id.
 """
 
 from __future__ import annotations
@@ -15,10 +20,17 @@ import redis.exceptions
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.app import app, runtime
-from worker.errors import PermanentError, RetryableError, VidgoRateLimited, VidgoStemsError
+from worker.app import app, dispatch_webhook, runtime
+from worker.errors import (
+    InvalidTaskInput,
+    PermanentError,
+    RetryableError,
+    VidgoRateLimited,
+    VidgoStemsError,
+)
 from worker.ledger import ACTIVE_STATES, JobState
 from worker.stages import run_download, run_poll, run_postprocess, run_submit
+from worker.webhooks import announce
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +53,7 @@ def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> flo
 
 def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
     """Mark the job FAILED (guarded by the step token) with a stable code and a human message."""
-    return runtime().ledger.advance(
+    failed = runtime().ledger.advance(
         job_id,
         expect=ACTIVE_STATES,
         token=token,
@@ -50,6 +62,9 @@ def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
         event="failed",
         detail={"error": code},
     )
+    if failed:
+        announce(runtime().ledger, dispatch_webhook, job_id)
+    return failed
 
 
 def _cool_down_everyone(exc: VidgoRateLimited) -> None:
@@ -92,7 +107,7 @@ class StageTask(Task):  # type: ignore[misc]
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
     ) -> None:
         job_id, token = kwargs.get("job_id"), kwargs.get("token")
-        if not job_id:
+        if not job_id or not token:  # no token: an enqueue by name, which made no job
             return
         if isinstance(exc, (RetryableError, *TRANSIENT)):
             code = getattr(exc, "code", "transient_error")
@@ -106,9 +121,30 @@ class StageTask(Task):  # type: ignore[misc]
 
 
 @app.task(base=StageTask, name="vidgo.submit", bind=True)
-def submit(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
-    """Submit the job's track to Vidgo once and start polling."""
-    return run_submit(runtime().stage_context(), job_id, token).value
+def submit(
+    self: StageTask, job_id: str | None = None, token: str | None = None, **kwargs: Any
+) -> str:
+    """Submit the job's track to Vidgo once and start polling (or, with no token, enqueue)."""
+    if token is None:
+        return enqueue_by_name(job_id, kwargs)
+    return run_submit(runtime().stage_context(), job_id or "", token).value
+
+
+def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
+    """The body of a ``vidgo.submit`` sent by name: validate, create the job, return its id."""
+    from worker.api import submit_job  # worker.api imports this module's app at import time
+
+    fields = ("title", "model_name", "output_type", "webhook_url", "metadata")
+    try:
+        enqueued = submit_job(
+            kwargs.get("audio_url"),  # type: ignore[arg-type]  # validated inside
+            job_id=job_id,
+            **{k: kwargs[k] for k in fields if kwargs.get(k) is not None},
+        )
+    except VidgoStemsError as exc:
+        log.error("vidgo.submit by name refused: %s", exc.message)
+        raise InvalidTaskInput(exc.message) from None
+    return enqueued.job_id
 
 
 @app.task(base=StageTask, name="vidgo.poll", bind=True)
@@ -126,4 +162,13 @@ def download(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
 @app.task(base=StageTask, name="vidgo.postprocess", bind=True)
 def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> Any:
     """Measure the stems, write manifest.json and finish the job; returns the manifest."""
-    return run_postprocess(runtime().stage_context(), job_id, token)
+    manifest = run_postprocess(runtime().stage_context(), job_id, token)
+    if manifest is not None:
+        announce(runtime().ledger, dispatch_webhook, job_id)
+    return manifest
+
+
+@app.task(name="vidgo.webhook", acks_late=True)
+def webhook(job_id: str, **_unknown: Any) -> str:
+    """Deliver the job's completion webhook if due; failed attempts are re-scheduled inside."""
+    return runtime().webhooks.deliver(job_id)

@@ -1,21 +1,31 @@
-"""The face of vidgo-stems for web backends: enqueue a track, read a job.
+"""The face of vidgo-stems for web backends: enqueue a track, read a job, cancel it.
 
 ``enqueue`` validates the request, creates the job in the ledger (or finds the existing one:
 the job id is the request's fingerprint) and sends ``vidgo.submit``. It needs only Redis, never
-the Vidgo key, and returns at once. ``get_job`` reads the ledger into a :class:`JobView`.
+the Vidgo key, and returns at once. ``get_job`` reads the ledger into a :class:`JobView`;
+``cancel`` ends a job on our side.
+
+A backend that cannot import this package sends the same message by name, with Celery or any
+client of its wire format: first create the job with ``enqueue`` from Python, or, from another
+language, use the gateway's ``POST /v1/jobs`` (see the README): ``vidgo.submit`` only acts for
+a job the ledger knows, under the token the ledger holds.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from worker.app import dispatch, runtime
-from worker.ledger import JobRecord, JobState, Ledger, new_token
-from worker.models import parse_request, validate_job_id
+from worker.app import dispatch, dispatch_webhook, runtime
+from worker.ledger import ACTIVE_STATES, JobRecord, JobState, Ledger, new_token
+from worker.models import parse_request, validate_job_id, validate_metadata
+from worker.netsafe import check_webhook_url
+from worker.settings import Settings, get_settings
 from worker.stages.context import Step, TaskName
+from worker.webhooks import announce, deliveries
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +38,25 @@ STAGE_OF_STATE = {
     JobState.POSTPROCESSING: "postprocess",
     JobState.DONE: "done",
     JobState.FAILED: "failed",
+    JobState.CANCELLED: "cancelled",
 }
+
+
+class Enqueued(NamedTuple):
+    job_id: str
+    created: bool
+    state: JobState
 
 
 class JobError(BaseModel):
     code: str
     message: str
+
+
+class WebhookView(BaseModel):
+    url: str
+    status: str  # pending, retrying, delivered, failed
+    attempts: list[dict[str, Any]]
 
 
 class JobView(BaseModel):
@@ -53,12 +76,27 @@ class JobView(BaseModel):
     manifest_path: str | None
     manifest: dict[str, Any] | None
     error: JobError | None
+    metadata: dict[str, Any]
+    webhook: WebhookView | None
     created_at: float
     updated_at: float
     history: list[dict[str, Any]]
 
     @classmethod
-    def from_record(cls, job: JobRecord, history: list[dict[str, Any]]) -> JobView:
+    def from_ledger(cls, ledger: Ledger, job: JobRecord) -> JobView:
+        webhook = None
+        if job.webhook_url:
+            webhook = WebhookView(
+                url=job.webhook_url,
+                status=job.webhook_status or "pending",
+                attempts=deliveries(ledger, job.job_id),
+            )
+        return cls.from_record(job, ledger.history(job.job_id), webhook)
+
+    @classmethod
+    def from_record(
+        cls, job: JobRecord, history: list[dict[str, Any]], webhook: WebhookView | None = None
+    ) -> JobView:
         return cls(
             job_id=job.job_id,
             state=job.state,
@@ -76,6 +114,8 @@ class JobView(BaseModel):
             error=JobError(code=job.error_code, message=job.error_message or "")
             if job.error_code
             else None,
+            metadata=job.metadata,
+            webhook=webhook,
             created_at=job.created_at,
             updated_at=job.updated_at,
             history=history,
@@ -89,13 +129,46 @@ def enqueue(
     model_name: str = "base",
     output_type: str = "general",
     job_id: str | None = None,
+    webhook_url: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
     ledger: Ledger | None = None,
+    settings: Settings | None = None,
 ) -> str:
     """Validate and enqueue one track; return its job id at once.
 
     The same request (audio URL, model name, output type) always gives the same job and at most
-    one Vidgo submission. Raises InvalidRequest, naming the allowed values, for bad input.
+    one Vidgo submission. ``webhook_url`` (else ``VIDGO_STEMS_DEFAULT_WEBHOOK_URL``) receives a
+    signed event when the job ends; ``metadata`` (a small JSON object) rides along in the job
+    view, the webhook and the manifest. Raises InvalidRequest, naming the allowed values, for
+    bad input.
     """
+    return submit_job(
+        audio_url,
+        title=title,
+        model_name=model_name,
+        output_type=output_type,
+        job_id=job_id,
+        webhook_url=webhook_url,
+        metadata=metadata,
+        ledger=ledger,
+        settings=settings,
+    ).job_id
+
+
+def submit_job(
+    audio_url: str,
+    *,
+    title: str | None = None,
+    model_name: str = "base",
+    output_type: str = "general",
+    job_id: str | None = None,
+    webhook_url: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    ledger: Ledger | None = None,
+    settings: Settings | None = None,
+) -> Enqueued:
+    """:func:`enqueue`, also saying whether the job is new or was there already."""
+    settings = settings or get_settings()
     request = parse_request(
         {
             "audio_url": audio_url,
@@ -105,19 +178,61 @@ def enqueue(
         }
     )
     job_id = validate_job_id(job_id) if job_id is not None else request.fingerprint()
+    extra = validate_metadata(metadata) if metadata is not None else None
+    hook = webhook_url or settings.default_webhook_url
+    if hook is not None:
+        hook = check_webhook_url(hook, allow_private=settings.allow_private_webhook_hosts)
+        settings.require_webhook_secret()
     ledger = ledger or runtime().ledger
     token = new_token()
-    job, created = ledger.create(job_id, request, token=token)
+    job, created = ledger.create(job_id, request, token=token, webhook_url=hook, metadata=extra)
     if created:
         dispatch(Step(TaskName.SUBMIT, job_id, token))
         log.info("job %s enqueued (%s, %s)", job_id, request.model_name, request.output_type)
     else:
         log.info("job %s already exists (%s); not enqueued again", job_id, job.state.value)
-    return job_id
+    return Enqueued(job_id, created, job.state)
 
 
 def get_job(job_id: str, *, ledger: Ledger | None = None) -> JobView | None:
     """The current view of a job, or None when the ledger does not know it."""
     ledger = ledger or runtime().ledger
     job = ledger.get(validate_job_id(job_id))
-    return JobView.from_record(job, ledger.history(job_id)) if job else None
+    return JobView.from_ledger(ledger, job) if job else None
+
+
+def cancel(job_id: str, *, ledger: Ledger | None = None) -> JobView | None:
+    """Stop working on a job: it ends CANCELLED and no step of ours runs for it again.
+
+    Vidgo has no cancel: a task already submitted runs to its end at Vidgo and is billed. We
+    stop polling it and download nothing more; stems already on disk stay where they are. A
+    job that has already ended is left as it is. Returns the job's view (None when unknown);
+    ``state`` says whether the cancel took.
+    """
+    ledger = ledger or runtime().ledger
+    job = ledger.get(validate_job_id(job_id))
+    if job is None:
+        return None
+    if not job.state.is_terminal:
+        billed = ", ".join(job.vidgo_task_ids) or "none"
+        cancelled = ledger.advance(
+            job_id,
+            expect=ACTIVE_STATES,
+            token=None,
+            to=JobState.CANCELLED,
+            new_token=new_token(),  # every message in flight for the job is now stale
+            fields={
+                "error_code": "cancelled",
+                "error_message": (
+                    f"cancelled in {job.state.value}; Vidgo has no cancel, so tasks already "
+                    f"submitted (billed: {billed}) finish there, but nothing more is polled "
+                    "or downloaded"
+                ),
+            },
+            event="cancelled",
+            detail={"vidgo_task_ids": list(job.vidgo_task_ids)},
+        )
+        if cancelled:
+            log.info("job %s cancelled in %s", job_id, job.state.value)
+            announce(ledger, dispatch_webhook, job_id)
+    return get_job(job_id, ledger=ledger)

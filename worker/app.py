@@ -32,6 +32,7 @@ from worker.stages.context import StageContext, Step, TaskName
 from worker.storage import StemStore
 from worker.vidgo import VidgoClient
 from worker.vidgo.client import http_timeout
+from worker.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,16 @@ def dispatch(step: Step) -> None:
         kwargs={"job_id": step.job_id, "token": step.token},
         countdown=step.countdown_s or None,
         task_id=step.job_id if step.task is TaskName.POSTPROCESS else None,
+        queue=app.conf.task_default_queue,
+    )
+
+
+def dispatch_webhook(job_id: str, countdown_s: float) -> None:
+    """Send the message that delivers a job's completion webhook."""
+    app.send_task(
+        "vidgo.webhook",
+        kwargs={"job_id": job_id},
+        countdown=countdown_s or None,
         queue=app.conf.task_default_queue,
     )
 
@@ -87,6 +98,20 @@ class Runtime:
             headers={"User-Agent": "vidgo-stems/0.1"},
         )
 
+    @cached_property
+    def webhook_http(self) -> httpx.Client:
+        """Client for caller webhooks: short timeouts, no redirects (a redirect could lead
+        anywhere), no credentials."""
+        return httpx.Client(
+            timeout=httpx.Timeout(self.settings.webhook_timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    @cached_property
+    def webhooks(self) -> WebhookSender:
+        return WebhookSender(self.ledger, self.settings, self.webhook_http, dispatch_webhook)
+
     def stage_context(self) -> StageContext:
         with self._lock:
             return StageContext(
@@ -101,7 +126,8 @@ class Runtime:
             )
 
     def close(self) -> None:
-        for name in ("vidgo", "http"):
+        self.__dict__.pop("webhooks", None)
+        for name in ("vidgo", "http", "webhook_http"):
             client = self.__dict__.pop(name, None)
             if client is not None:
                 client.close()
@@ -151,11 +177,18 @@ _sweeper: SweepThread | None = None
 
 
 @worker_ready.connect
-def _start_sweep(**_: object) -> None:
-    """Every worker sweeps for lost jobs at start and then periodically (one at a time)."""
+def _start_sweep(sender: object = None, **_: object) -> None:
+    """Every worker beats and sweeps for lost jobs and webhooks (one sweep at a time)."""
     global _sweeper
     rt = runtime()
-    _sweeper = SweepThread(rt.redis, rt.ledger, dispatch, rt.settings)
+    _sweeper = SweepThread(
+        rt.redis,
+        rt.ledger,
+        dispatch,
+        rt.settings,
+        dispatch_webhook=dispatch_webhook,
+        hostname=str(getattr(sender, "hostname", "") or ""),
+    )
     _sweeper.start()
 
 

@@ -1,4 +1,4 @@
-"""``vidgo-stems``: worker, separate, status, emulator and demo.
+"""``vidgo-stems``: worker, gateway, separate, status, cancel, emulator and demo.
 
 Errors the user can fix (configuration, bad input) print one line that says what to do and exit
 with status 2; they never print a traceback.
@@ -107,6 +107,7 @@ def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str, super
 @click.option(
     "--job-id", default=None, help="Your own job id (default: the request's fingerprint)."
 )
+@click.option("--webhook-url", default=None, help="Receives a signed event when the job ends.")
 @click.option("--wait/--no-wait", default=False, help="Show progress until the job ends.")
 @click.option("--timeout", "timeout_s", default=3600.0, show_default=True)
 def separate(
@@ -115,6 +116,7 @@ def separate(
     model_name: str,
     output_type: str,
     job_id: str | None,
+    webhook_url: str | None,
     wait: bool,
     timeout_s: float,
 ) -> None:
@@ -122,7 +124,12 @@ def separate(
     from worker.api import enqueue
 
     job_id = enqueue(
-        audio_url, title=title, model_name=model_name, output_type=output_type, job_id=job_id
+        audio_url,
+        title=title,
+        model_name=model_name,
+        output_type=output_type,
+        job_id=job_id,
+        webhook_url=webhook_url,
     )
     click.echo(job_id)
     if wait:
@@ -145,7 +152,9 @@ def _wait(job_id: str, timeout_s: float) -> int:
             last = line
         if view.state.is_terminal:
             if view.error:
-                click.echo(f"FAILED [{view.error.code}]: {view.error.message}", err=True)
+                click.echo(
+                    f"{view.state.value} [{view.error.code}]: {view.error.message}", err=True
+                )
                 return 1
             click.echo(view.manifest_path)
             return 0
@@ -191,6 +200,57 @@ def status(job_id: str, as_json: bool) -> None:
             f"    {at} {entry['event']:18s} {entry.get('from') or '-'} -> "
             f"{entry.get('to') or '='} {json.dumps(extra) if extra else ''}"
         )
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Stop a job on our side (needs REDIS_URL). Vidgo has no cancel: a task it already has
+    finishes there and is billed; nothing more is polled or downloaded."""
+    from worker.api import cancel as cancel_job
+
+    view = cancel_job(job_id)
+    if view is None:
+        click.echo(f"no job {job_id} in the ledger", err=True)
+        sys.exit(1)
+    if view.state.value != "CANCELLED":
+        click.echo(f"job {job_id} had already ended {view.state.value}; left as it is", err=True)
+        sys.exit(1)
+    click.echo(f"job {job_id} CANCELLED: {view.error.message if view.error else ''}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
+def gateway(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP gateway: jobs API, Vidgo callbacks, health (needs REDIS_URL and
+    VIDGO_STEMS_GATEWAY_API_KEYS). Put TLS in front of it."""
+    import uvicorn
+
+    from worker.gateway import create_app
+
+    create_app()  # fail here, with the fix, when the configuration is incomplete
+    logging.getLogger("vidgo_stems.gateway").setLevel(logging.INFO)
+    uvicorn.run(
+        "worker.gateway:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # uvicorn's would print query strings, and with them callback tokens
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@main.command("webhook-secret")
+def webhook_secret() -> None:
+    """Print a new random webhook signing secret (whsec_...), for VIDGO_STEMS_WEBHOOK_SECRET."""
+    import base64
+    import secrets
+
+    click.echo("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
 
 
 @main.command()

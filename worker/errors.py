@@ -138,6 +138,12 @@ class PermanentError(VidgoStemsError):
     code = "permanent"
 
 
+class InvalidTaskInput(PermanentError):
+    """Raised when a ``vidgo.submit`` sent by name carries an invalid request (no job made)."""
+
+    code = "invalid_request"
+
+
 class VidgoBadRequest(PermanentError):
     """Raised when Vidgo answers 400: the request is invalid as sent."""
 

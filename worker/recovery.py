@@ -15,15 +15,18 @@ Every worker runs :class:`SweepThread`; a Redis lock lets one sweep run at a tim
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 import redis
 
 from worker.ledger import JobRecord, JobState, Ledger, new_token
 from worker.settings import Settings
 from worker.stages.context import Step, TaskName
+from worker.webhooks import redispatch_overdue
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +118,9 @@ def wake_waiting_submits(
 
 
 class SweepThread(threading.Thread):
-    """Runs :func:`sweep` at start and every ``sweep_interval_s``, one worker at a time."""
+    """Every worker runs one: a heartbeat every few seconds (``/readyz`` counts workers by it),
+    and :func:`sweep` plus the webhook re-send at start and every ``sweep_interval_s``, one
+    worker at a time."""
 
     def __init__(
         self,
@@ -123,28 +128,70 @@ class SweepThread(threading.Thread):
         ledger: Ledger,
         dispatch: Callable[[Step], None],
         settings: Settings,
+        *,
+        dispatch_webhook: Callable[[str, float], None] | None = None,
+        hostname: str = "",
     ) -> None:
         super().__init__(name="vidgo-stems-sweep", daemon=True)
         self._redis = client
         self._ledger = ledger
         self._dispatch = dispatch
+        self._dispatch_webhook = dispatch_webhook
         self._settings = settings
+        self._hostname = hostname or socket.gethostname()
         self._lock_key = f"{settings.redis_key_prefix}:sweep-lock"
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        next_sweep = 0.0
         while not self._stop_event.is_set():
             try:
-                self.sweep_once()
+                beat(self._redis, self._settings.redis_key_prefix, self._hostname)
+                if time.monotonic() >= next_sweep:
+                    next_sweep = time.monotonic() + self._settings.sweep_interval_s
+                    self.sweep_once()
             except (redis.RedisError, OSError) as exc:
                 log.warning("recovery sweep skipped: %s", exc)
-            self._stop_event.wait(self._settings.sweep_interval_s)
+            self._stop_event.wait(min(HEARTBEAT_INTERVAL_S, self._settings.sweep_interval_s))
 
     def sweep_once(self) -> list[str]:
         lock_ms = max(1000, int(self._settings.sweep_interval_s * 1000))
         if not self._redis.set(self._lock_key, "1", nx=True, px=lock_ms):
             return []
+        if self._dispatch_webhook is not None:
+            redispatch_overdue(
+                self._ledger,
+                self._dispatch_webhook,
+                now=time.time(),
+                grace_s=self._settings.sweep_grace_s,
+            )
         return sweep(self._ledger, self._dispatch, self._settings)
 
     def stop(self) -> None:
         self._stop_event.set()
+
+
+#: Workers write a heartbeat this often; one unseen for WORKER_SEEN_S counts as gone.
+HEARTBEAT_INTERVAL_S = 10.0
+WORKER_SEEN_S = 3 * HEARTBEAT_INTERVAL_S
+
+
+def workers_key(prefix: str) -> str:
+    return f"{prefix}:workers"
+
+
+def beat(client: redis.Redis, prefix: str, hostname: str) -> None:
+    """Record that ``hostname`` is alive now, and forget workers gone for a long time."""
+    now = time.time()
+    pipe = client.pipeline()
+    pipe.zadd(workers_key(prefix), {hostname: now})
+    pipe.zremrangebyscore(workers_key(prefix), "-inf", now - 100 * WORKER_SEEN_S)
+    pipe.execute()
+
+
+def workers_seen(client: redis.Redis, prefix: str, *, within_s: float = WORKER_SEEN_S) -> list[str]:
+    """Hostnames of workers that wrote a heartbeat in the last ``within_s`` seconds."""
+    names = cast(
+        list[Any], client.zrangebyscore(workers_key(prefix), time.time() - within_s, "+inf")
+    )
+    return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)

@@ -1,0 +1,374 @@
+"""The HTTP gateway (ASGI): the jobs API, Vidgo's callbacks, health checks, an OpenAPI document.
+
+Served by ``vidgo-stems gateway``. It needs Redis (``REDIS_URL``) and never the Vidgo key:
+enqueueing writes the ledger and sends a message, a callback wakes a poll, status reads the
+ledger. Every answer is JSON; bad input gets a 4xx that says what was wrong, and no input can
+make it answer 5xx (only an unreachable Redis does: 503).
+
+- ``POST /v1/jobs``, ``GET /v1/jobs/{id}``, ``DELETE /v1/jobs/{id}``: bearer keys from
+  ``VIDGO_STEMS_GATEWAY_API_KEYS``.
+- ``POST /v1/vidgo/callback/{id}?token=...``: Vidgo's callbacks (see :mod:`worker.callbacks`).
+- ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
+- ``GET /openapi.json`` and ``GET /docs``.
+
+Request bodies are read up to ``VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES`` and refused beyond (413).
+The access log leaves out query strings, so callback tokens never reach it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import MutableMapping
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from worker import api
+from worker.app import dispatch, runtime
+from worker.callbacks import handle_callback
+from worker.errors import ConfigError, InvalidRequest
+from worker.models import MAX_METADATA_BYTES, ModelName, OutputType
+from worker.recovery import workers_seen
+from worker.settings import Settings, get_settings
+
+log = logging.getLogger("vidgo_stems.gateway")
+
+_JSON = "application/json"
+
+
+class JobCreate(BaseModel):
+    """A track to separate. Only ``audio_url`` is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    audio_url: str = Field(max_length=4096, description="http(s) URL of the audio file")
+    title: str | None = Field(default=None, max_length=200)
+    model_name: ModelName = ModelName("base")
+    output_type: OutputType = OutputType("general")
+    job_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+        description="your own id for the job; default: a fingerprint of the request",
+    )
+    webhook_url: str | None = Field(
+        default=None, max_length=2048, description="receives a signed event when the job ends"
+    )
+    metadata: dict[str, Any] | None = Field(
+        default=None, description=f"a JSON object of at most {MAX_METADATA_BYTES} bytes"
+    )
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    state: str
+    created: bool = Field(description="false when the same request was enqueued before")
+    status_url: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers or None
+    )
+
+
+def describe_validation(exc: RequestValidationError) -> str:
+    """One line per problem, naming the field and never echoing the (maybe huge) input."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(problems[:10]) or "invalid request"
+
+
+class BodyLimit:
+    """Read the whole body up to ``max_bytes`` before the app sees it; answer 413 beyond."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._too_large(scope, receive, send)
+            return
+        chunks, total, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = bool(message.get("more_body", False))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413,
+            "body_too_large",
+            f"request bodies are limited to {self.max_bytes} bytes "
+            "(VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES); send URLs, not audio",
+            connection="close",
+        )
+        await response(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> AccessLog:
+    """The gateway app. Refuses to build without at least one jobs API key."""
+    settings = settings or get_settings()
+    settings.require_redis_url()
+    if not settings.gateway_api_keys:
+        raise ConfigError(
+            "VIDGO_STEMS_GATEWAY_API_KEYS is not set: give the jobs API one or more bearer keys, "
+            "comma-separated, e.g. VIDGO_STEMS_GATEWAY_API_KEYS=$(openssl rand -hex 24)"
+        )
+    keys = [k.get_secret_value().encode() for k in settings.gateway_api_keys]
+    bearer = HTTPBearer(auto_error=False, description="a key from VIDGO_STEMS_GATEWAY_API_KEYS")
+
+    def authorised(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        given = (credentials.credentials if credentials else "").encode()
+        # Compare with every key, so the time taken does not say which one nearly matched.
+        matches = [hmac.compare_digest(given, key) for key in keys]
+        if not any(matches):
+            raise HTTPException(
+                401,
+                "missing or unknown bearer key: send Authorization: Bearer <key>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    app = FastAPI(
+        title="vidgo-stems gateway",
+        version="1",
+        description="Enqueue tracks for stem separation, read and cancel jobs, receive "
+        "Vidgo's callbacks. Completion webhooks are signed per Standard Webhooks.",
+        responses={
+            401: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+            503: {"model": ErrorResponse},
+        },
+    )
+    _install_error_handlers(app)
+    _add_job_routes(app, settings, [Depends(authorised)])
+    _add_vidgo_and_health_routes(app, settings)
+    return AccessLog(BodyLimit(app, settings.gateway_max_body_bytes), app)
+
+
+def _add_job_routes(app: FastAPI, settings: Settings, secured: list[Any]) -> None:
+
+    @app.post(
+        "/v1/jobs",
+        status_code=202,
+        response_model=JobAccepted,
+        dependencies=secured,
+        summary="Enqueue a track; answers at once with the job id",
+    )
+    def create_job(body: JobCreate, request: Request) -> JSONResponse:
+        enqueued = api.submit_job(
+            body.audio_url,
+            title=body.title,
+            model_name=body.model_name.value,
+            output_type=body.output_type.value,
+            job_id=body.job_id,
+            webhook_url=body.webhook_url,
+            metadata=body.metadata,
+            settings=settings,
+        )
+        status_url = str(request.url_for("read_job", job_id=enqueued.job_id))
+        accepted = JobAccepted(
+            job_id=enqueued.job_id,
+            state=enqueued.state.value,
+            created=enqueued.created,
+            status_url=status_url,
+        )
+        return JSONResponse(
+            accepted.model_dump(),
+            status_code=202 if enqueued.created else 200,
+            headers={"Location": status_url},
+        )
+
+    @app.get(
+        "/v1/jobs/{job_id}",
+        response_model=api.JobView,
+        dependencies=secured,
+        responses={404: {"model": ErrorResponse}},
+        summary="A job's state, stage, Vidgo progress, stems, manifest, error and history",
+    )
+    def read_job(job_id: str) -> api.JobView:
+        view = api.get_job(job_id)
+        if view is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return view
+
+    @app.delete(
+        "/v1/jobs/{job_id}",
+        response_model=api.JobView,
+        dependencies=secured,
+        responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
+        summary="Cancel a job on our side (Vidgo has no cancel: a submitted task is billed)",
+    )
+    def cancel_job(job_id: str) -> api.JobView:
+        before = api.get_job(job_id)
+        if before is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        if before.state.is_terminal:
+            raise HTTPException(409, f"job {job_id} already ended {before.state.value}")
+        view = api.cancel(job_id)
+        assert view is not None, "a job seen a moment ago has an expiry of days"
+        return view
+
+
+def _add_vidgo_and_health_routes(app: FastAPI, settings: Settings) -> None:
+    @app.post(
+        "/v1/vidgo/callback/{job_id}",
+        responses={404: {"model": ErrorResponse}},
+        summary="Vidgo's completion callback (the token comes from the callback URL we sent)",
+    )
+    async def vidgo_callback(
+        job_id: str, request: Request, token: Annotated[str, Query(max_length=128)] = ""
+    ) -> JSONResponse:
+        body = await request.body()
+        outcome = await run_in_threadpool(
+            handle_callback,
+            runtime().ledger,
+            dispatch,
+            job_id,
+            token,
+            body,
+            debounce_s=settings.callback_debounce_s,
+        )
+        if not outcome.accepted:
+            # The same answer for an unknown job and a wrong token: nothing to learn here.
+            return error_response(404, "not_found", "no such callback")
+        return JSONResponse({"ok": True, "outcome": outcome.value})
+
+    @app.get("/healthz", summary="The process is up")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="Redis answers and a worker was seen in the last 30 s",
+        responses={503: {"model": ErrorResponse}},
+    )
+    def readyz() -> JSONResponse:
+        rt = runtime()
+        try:
+            rt.redis.ping()
+            workers = workers_seen(rt.redis, settings.redis_key_prefix)
+        except redis.RedisError as exc:
+            return error_response(503, "redis_unreachable", f"Redis does not answer: {exc}")
+        if not workers:
+            return error_response(
+                503,
+                "no_workers",
+                "no worker has been seen in the last 30 s: start `vidgo-stems worker`",
+            )
+        return JSONResponse({"status": "ready", "redis": "ok", "workers": workers})
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", describe_validation(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        codes = {401: "unauthorised", 404: "not_found", 405: "method_not_allowed", 409: "conflict"}
+        return error_response(
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            **(exc.headers or {}),
+        )
+
+    @app.exception_handler(InvalidRequest)
+    async def refused(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return error_response(422, exc.code, exc.message)
+
+    @app.exception_handler(ConfigError)
+    async def misconfigured(_: Request, exc: ConfigError) -> JSONResponse:
+        return error_response(503, "misconfigured", exc.message)
+
+    @app.exception_handler(redis.RedisError)
+    async def ledger_down(_: Request, exc: redis.RedisError) -> JSONResponse:
+        log.error("Redis error: %s", exc)
+        return error_response(503, "ledger_unavailable", "the job ledger (Redis) is unreachable")
+
+
+class AccessLog:
+    """One log line per request: method, path (never the query string), status, duration.
+
+    It also stands in for the FastAPI app where callers want its attributes (``openapi()``).
+    """
+
+    def __init__(self, inner: ASGIApp, app: FastAPI) -> None:
+        self.inner = inner
+        self.fastapi = app
+
+    def openapi(self) -> dict[str, Any]:
+        return self.fastapi.openapi()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: MutableMapping[str, int] = {"code": 0}
+
+        async def record(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = int(message["status"])
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, record)
+        finally:
+            log.info(
+                "%s %s %d %.1fms",
+                scope.get("method"),
+                _printable(scope.get("path", "")),
+                status["code"],
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+def _printable(path: str) -> str:
+    return json.dumps(path[:200])[1:-1]
