@@ -34,8 +34,9 @@ async def _life(app: Starlette, task: EmuTask) -> None:
     if task.fail_message is None:
         await _render(state, task)
     finish = task.finish_mono(state.config)
-    if finish is not None:
-        await asyncio.sleep(max(0.0, finish - time.monotonic()))
+    if finish is None:
+        return  # a task that never finishes never calls back
+    await asyncio.sleep(max(0.0, finish - time.monotonic()))
     if task.callback_url:
         await _call_back(app, state, task)
 

@@ -7,10 +7,13 @@ Everything runs on this machine: a private redis-server, the emulator on a free 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import subprocess
 import sys
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -19,6 +22,7 @@ from worker.api import enqueue, get_job
 from worker.app import app
 from worker.ledger import Ledger
 from worker.local import WorkerProcess, wait_for
+from worker.redis_server import free_port
 
 API_KEY = "sk-test-" + secrets.token_hex(8)
 
@@ -176,3 +180,93 @@ class Stack:
             print("stuck:", stuck[:20])
             print(self.worker_logs())
             raise
+
+
+class GatewayProcess:
+    """``vidgo-stems gateway`` as a subprocess on a free port, logging to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "--log-level",
+                "INFO",
+                "gateway",
+                "--port",
+                str(self.port),
+            ],
+            env={**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def healthy() -> bool:
+            assert self.proc.poll() is None, self.log_path.read_text(errors="replace")
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        try:
+            wait_for(healthy, timeout_s=30, what="the gateway to answer /healthz")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+class Receiver:
+    """A webhook receiver on loopback: records every request, answers from a script of codes."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.script: list[int] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                with receiver.lock:
+                    code = receiver.script.pop(0) if receiver.script else 200
+                    receiver.requests.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers.items()),
+                            "body": body,
+                            "answered": code,
+                        }
+                    )
+                self.send_response(code)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def for_job(self, job_id: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.requests if job_id.encode() in r["body"]]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

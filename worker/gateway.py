@@ -15,8 +15,6 @@ Request bodies are read up to ``VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES`` and refused
 The access log leaves out query strings, so callback tokens never reach it.
 """
 
-from __future__ import annotations
-
 import hmac
 import json
 import logging
@@ -148,7 +146,7 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> AccessLog:
+def create_app(settings: Settings | None = None) -> "AccessLog":
     """The gateway app. Refuses to build without at least one jobs API key."""
     settings = settings or get_settings()
     settings.require_redis_url()

@@ -1,0 +1,326 @@
+"""Web backends end to end: the gateway, Vidgo callbacks, signed completion webhooks, cancel.
+
+One stack for the module: a private Redis, a real prefork worker whose polls are slow (8 s),
+the emulator calling back to a real ``vidgo-stems gateway`` subprocess, and a webhook receiver
+on loopback. A callback must make results arrive long before the next poll would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+
+import httpx
+import pytest
+
+from tests.support import API_KEY, GatewayProcess, Receiver, Stack
+from worker.ledger import JobState
+from worker.local import wait_for
+from worker.webhooks import WebhookVerificationError, verify
+
+pytestmark = pytest.mark.integration
+
+GATEWAY_KEY = "gw-" + secrets.token_hex(16)
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+POLL_S = 8.0
+
+
+@pytest.fixture(scope="module")
+def web(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web")
+    shared = {
+        "VIDGO_STEMS_GATEWAY_API_KEYS": f"old-key-{secrets.token_hex(4)},{GATEWAY_KEY}",
+        "VIDGO_STEMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "VIDGO_STEMS_ALLOW_PRIVATE_WEBHOOK_HOSTS": "true",
+        "VIDGO_STEMS_WEBHOOK_BACKOFF_BASE_S": "0.3",
+        "VIDGO_STEMS_CALLBACK_DEBOUNCE_S": "1.0",
+    }
+    stack = Stack(redis_client, redis_server.url, emulator, tracks_url, folder, **shared)
+    gateway = GatewayProcess(stack.env, folder / "gateway.log")
+    stack.env.update(
+        {
+            "VIDGO_STEMS_PUBLIC_CALLBACK_BASE_URL": gateway.url,
+            "VIDGO_STEMS_POLL_INITIAL_S": str(POLL_S),
+            "VIDGO_STEMS_POLL_MIN_INTERVAL_S": str(POLL_S),
+            "VIDGO_STEMS_POLL_MAX_S": str(POLL_S),
+            "VIDGO_STEMS_POLL_JITTER_RATIO": "0.1",
+        }
+    )
+    stack.start_worker(concurrency=2, name="web")
+    stack.gateway = gateway
+    stack.receiver = Receiver()
+    stack.http = httpx.Client(
+        base_url=gateway.url, headers={"Authorization": f"Bearer {GATEWAY_KEY}"}, timeout=10
+    )
+    yield stack
+    stack.http.close()
+    stack.receiver.close()
+    gateway.stop()
+    stack.stop()
+
+
+def post_job(web, **body) -> dict:
+    body.setdefault("audio_url", web.track_url())
+    response = web.http.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def history(web, job_id) -> list[dict]:
+    return web.ledger.history(job_id)
+
+
+def first(entries, **match) -> dict:
+    return next(e for e in entries if all(e.get(k) == v for k, v in match.items()))
+
+
+def test_a_callback_starts_the_download_within_a_second_of_the_task_finishing(web):
+    job_id = post_job(web, output_type="vocals")["job_id"]
+    view = web.wait_terminal(job_id, timeout_s=POLL_S * 3)
+    assert view.state is JobState.DONE
+    entries = history(web, job_id)
+    submitted = first(entries, to="SUBMITTED")["at"]
+    woken = first(entries, event="callback")["at"]
+    downloading = first(entries, to="DOWNLOADING")["at"]
+    (callback,) = [e for e in web.emulator.record("callback") if e["task_id"] == view.vidgo_task_id]
+    assert callback["status"] == 200
+    assert downloading - woken < 1.0, entries
+    assert downloading - callback["at"] < 1.0
+    # The countdown poll was still seconds away: the callback, not polling, found the result.
+    assert downloading - submitted < POLL_S * 0.9 - 1
+    assert view.polls == 1
+
+
+def test_with_callbacks_dropped_polling_alone_completes_the_job(web):
+    with web.emulator.configured(faults={"callback_drop_rate": 1.0}):
+        job_id = post_job(web, output_type="drums")["job_id"]
+        view = web.wait_terminal(job_id, timeout_s=POLL_S * 4)
+    assert view.state is JobState.DONE
+    assert not [e for e in history(web, job_id) if e["event"] == "callback"]
+    dropped = [e for e in web.emulator.record("callback_dropped")]
+    assert view.vidgo_task_id in {e["task_id"] for e in dropped}
+    assert (
+        first(history(web, job_id), to="DOWNLOADING")["at"]
+        - first(history(web, job_id), to="SUBMITTED")["at"]
+        >= POLL_S * 0.85
+    )
+
+
+def callback_url(web, job_id, token) -> str:
+    return f"{web.gateway.url}/v1/vidgo/callback/{job_id}?token={token}"
+
+
+def test_a_forged_callback_changes_nothing_and_downloads_nothing(web, tmp_path):
+    evil_hits = Receiver()
+    try:
+        with web.emulator.configured(faults={"never_finish_rate": 1.0}):
+            job_id = post_job(web, output_type="bass")["job_id"]
+            wait_for(
+                lambda: web.job(job_id).state in (JobState.SUBMITTED, JobState.RUNNING),
+                timeout_s=20,
+                what="the job to be submitted",
+            )
+        job = web.ledger.get(job_id)
+        evil_body = {
+            "task_id": job.vidgo_task_id,
+            "status": "finished",
+            "files": [{"vocal_removal": json.dumps({"bass": f"{evil_hits.url}/steal.wav"})}],
+        }
+        before = web.ledger.get(job_id)
+        for token in ("", "guess", job.callback_token[:-1] + "x"):
+            answer = httpx.post(callback_url(web, job_id, token), json=evil_body)
+            assert answer.status_code == 404
+        assert web.ledger.get(job_id) == before
+
+        answer = httpx.post(callback_url(web, job_id, job.callback_token), json=evil_body)
+        assert answer.status_code == 200 and answer.json()["outcome"] == "woken"
+        wait_for(
+            lambda: web.ledger.get(job_id).polls > before.polls,
+            timeout_s=10,
+            what="the woken poll to ask Vidgo",
+        )
+        after = web.job(job_id)
+        assert after.state in (JobState.SUBMITTED, JobState.RUNNING)  # Vidgo says: not done
+        assert after.stems == {} and web.ledger.get(job_id).stem_urls == {}
+        assert evil_hits.requests == []
+    finally:
+        evil_hits.close()
+        web.http.delete(f"/v1/jobs/{job_id}")
+
+
+def test_duplicate_callbacks_racing_the_countdown_poll_download_once(web):
+    # Tasks finish right about when the countdown poll comes, and every callback comes 4 times.
+    with web.emulator.configured(
+        queue_s=0.2, run_s=POLL_S - 0.6, faults={"callback_duplicates": 3}
+    ):
+        job_ids = [post_job(web, output_type="general")["job_id"] for _ in range(3)]
+        views = web.wait_all(job_ids, timeout_s=POLL_S * 4)
+    for view in views:
+        assert view.state is JobState.DONE
+        downloads = [
+            e for e in web.emulator.record("download") if e["task_id"] == view.vidgo_task_id
+        ]
+        assert sorted(e["stem"] for e in downloads) == sorted(view.stems), downloads
+        events = [e["event"] for e in history(web, view.job_id)]
+        assert events.count("downloaded") == 1 and events.count("done") == 1
+        callbacks = [
+            e for e in web.emulator.record("callback") if e["task_id"] == view.vidgo_task_id
+        ]
+        assert len(callbacks) == 4
+
+
+def test_webhook_reaches_a_receiver_that_fails_twice_on_the_third_try(web):
+    web.receiver.script[:] = [500, 502]
+    job_id = post_job(
+        web,
+        output_type="piano",
+        title="Song",
+        webhook_url=f"{web.receiver.url}/hooks/stems",
+        metadata={"upload_id": 991, "user": "ann"},
+    )["job_id"]
+    assert web.wait_terminal(job_id, timeout_s=POLL_S * 3).state is JobState.DONE
+    got = wait_for(
+        lambda: (r := web.receiver.for_job(job_id)) and r[-1]["answered"] == 200 and r,
+        timeout_s=30,
+        what="the webhook to be delivered",
+    )
+    assert [r["answered"] for r in got] == [500, 502, 200]
+    assert len({r["headers"]["webhook-id"] for r in got}) == 1
+    last = got[-1]
+    event = verify(WEBHOOK_SECRET, last["body"], last["headers"])
+    assert event["type"] == "job.done"
+    data = event["data"]
+    assert data["job_id"] == job_id and data["metadata"] == {"upload_id": 991, "user": "ann"}
+    assert set(data["stems"]) == {"piano"} and len(data["stems"]["piano"]["sha256"]) == 64
+    with pytest.raises(WebhookVerificationError):
+        verify(WEBHOOK_SECRET, last["body"].replace(b"piano", b"drums"), last["headers"])
+
+    view = web.http.get(f"/v1/jobs/{job_id}").json()
+    assert view["webhook"]["status"] == "delivered"
+    assert [a["status_code"] for a in view["webhook"]["attempts"]] == [500, 502, 200]
+
+
+def test_cancel_over_http_stops_the_job_and_tells_the_caller(web):
+    with web.emulator.configured(faults={"never_finish_rate": 1.0}):
+        job_id = post_job(web, output_type="guitar", webhook_url=f"{web.receiver.url}/c")["job_id"]
+        wait_for(lambda: web.job(job_id).vidgo_task_id, timeout_s=20, what="a Vidgo task")
+    polls_at_cancel = web.ledger.get(job_id).polls
+    cancelled = web.http.delete(f"/v1/jobs/{job_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"] == "CANCELLED"
+    assert "billed" in cancelled.json()["error"]["message"]
+    again = web.http.delete(f"/v1/jobs/{job_id}")
+    assert again.status_code == 409 and "CANCELLED" in again.json()["error"]["message"]
+    got = wait_for(lambda: web.receiver.for_job(job_id), timeout_s=20, what="the webhook")
+    assert verify(WEBHOOK_SECRET, got[0]["body"], got[0]["headers"])["type"] == "job.cancelled"
+    # The countdown poll that was in flight comes, finds a stale token and asks Vidgo nothing.
+    wait_for(
+        lambda: f"poll: job {job_id} is CANCELLED with another step token" in web.worker_logs(),
+        timeout_s=POLL_S * 2,
+        what="the in-flight poll to be dropped",
+    )
+    task_id = web.ledger.get(job_id).vidgo_task_id
+    asked = [e for e in web.emulator.record("detail") if e["task_id"] == task_id]
+    assert len(asked) == polls_at_cancel == web.ledger.get(job_id).polls
+
+
+def test_the_jobs_api_answers_bad_requests_with_clear_4xx(web):
+    anonymous = httpx.Client(base_url=web.gateway.url, timeout=10)
+    try:
+        assert (
+            anonymous.post("/v1/jobs", json={"audio_url": "https://x.example/a.mp3"}).status_code
+            == 401
+        )
+        wrong = anonymous.get("/v1/jobs/abc", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+    finally:
+        anonymous.close()
+    bad_enum = web.http.post(
+        "/v1/jobs", json={"audio_url": "https://x.example/a.mp3", "model_name": "turbo"}
+    )
+    assert bad_enum.status_code == 422 and "base" in bad_enum.json()["error"]["message"]
+    bad_json = web.http.post(
+        "/v1/jobs", content=b"{nope", headers={"content-type": "application/json"}
+    )
+    assert bad_json.status_code == 422
+    huge = web.http.post(
+        "/v1/jobs", json={"audio_url": "https://x.example/a.mp3", "title": "a" * 100_000}
+    )
+    assert huge.status_code == 413 and "VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES" in huge.text
+    ssrf = web.http.post(
+        "/v1/jobs", json={"audio_url": "https://x.example/a.mp3", "webhook_url": "ftp://x/"}
+    )
+    assert ssrf.status_code == 422 and "webhook_url" in ssrf.json()["error"]["message"]
+    for path in ("/v1/jobs/..%2F..%2Fetc%2Fpasswd", "/v1/jobs/j%00x", "/v1/jobs/nope"):
+        answer = web.http.get(path)
+        assert answer.status_code in (404, 422), (path, answer.status_code, answer.text)
+    assert web.http.delete("/v1/jobs/nope").status_code == 404
+
+
+def test_same_request_twice_gives_the_same_job(web):
+    body = {"audio_url": web.track_url(), "output_type": "other"}
+    first_answer = web.http.post("/v1/jobs", json=body)
+    second = web.http.post("/v1/jobs", json={**body, "title": "relabelled"})
+    assert (first_answer.status_code, second.status_code) == (202, 200)
+    assert first_answer.json()["job_id"] == second.json()["job_id"]
+    assert second.json()["created"] is False
+    assert second.headers["location"].endswith(f"/v1/jobs/{second.json()['job_id']}")
+    web.wait_terminal(second.json()["job_id"], timeout_s=POLL_S * 3)
+
+
+def test_health_readiness_and_the_openapi_document(web):
+    assert web.http.get("/healthz").json() == {"status": "ok"}
+    ready = web.http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["workers"], ready.text
+    document = web.http.get("/openapi.json").json()
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/readyz"} <= set(document["paths"])
+    assert "bearer" in json.dumps(document["components"]["securitySchemes"]).lower()
+
+
+def test_traversal_in_job_ids_titles_and_metadata_never_leaves_the_stems_folder(web):
+    hostile = "../../../../tmp/evil"
+    assert (
+        web.http.post(
+            "/v1/jobs", json={"audio_url": web.track_url(), "job_id": hostile}
+        ).status_code
+        == 422
+    )
+    job_id = post_job(
+        web,
+        output_type="vocals",
+        title=hostile,
+        metadata={"../../x": "../../../etc/passwd", "path": "/etc/shadow"},
+    )["job_id"]
+    view = web.wait_terminal(job_id, timeout_s=POLL_S * 3)
+    assert view.state is JobState.DONE
+    root = web.stems_dir.resolve()
+    written = [p.resolve() for p in root.rglob("*")]
+    assert all(p.is_relative_to(root) for p in written)
+    job_files = sorted(p.name for p in (root / job_id).iterdir())
+    assert job_files == ["manifest.json", "vocals.wav"]
+
+
+def test_no_secret_or_callback_token_reaches_any_log(web):
+    # Run one more whole job with a webhook, so this test stands on its own.
+    job_id = post_job(web, output_type="bass", webhook_url=f"{web.receiver.url}/s")["job_id"]
+    web.wait_terminal(job_id, timeout_s=POLL_S * 3)
+    wait_for(lambda: web.receiver.for_job(job_id), timeout_s=20, what="the webhook")
+    tokens = []
+    for key in web.ledger.redis.scan_iter(f"{web.prefix}:job:*"):
+        if key.count(b":") == 2:
+            job = web.ledger.get(key.decode().rsplit(":", 1)[1])
+            if job and job.callback_token:
+                tokens.append(job.callback_token)
+    assert tokens
+    logs = web.gateway.log_path.read_text(errors="replace")
+    logs += "".join(p.read_text(errors="replace") for p in web.folder.glob("worker-*.log"))
+    assert "/v1/vidgo/callback/" in logs  # the access log is there, and it was read
+    for secret in (
+        API_KEY,
+        GATEWAY_KEY,
+        WEBHOOK_SECRET,
+        WEBHOOK_SECRET.removeprefix("whsec_"),
+        *tokens,
+    ):
+        assert secret not in logs
