@@ -324,3 +324,43 @@ def test_no_secret_or_callback_token_reaches_any_log(web):
         *tokens,
     ):
         assert secret not in logs
+
+
+def test_a_backend_without_the_package_enqueues_by_task_name(web):
+    from celery import Celery
+
+    bare = Celery("some-django-project", broker=web.env["REDIS_URL"])
+    try:
+        bare.send_task(
+            "vidgo.submit",
+            kwargs={
+                "audio_url": web.track_url(),
+                "output_type": "vocals",
+                "job_id": "upload-77",
+                "metadata": {"row": 77},
+            },
+            queue=web.queue,
+        )
+        view = wait_for(lambda: web.job("upload-77"), timeout_s=20, what="the job to exist")
+        view = web.wait_terminal("upload-77", timeout_s=POLL_S * 3)
+        assert view.state is JobState.DONE and view.metadata == {"row": 77}
+        # A bad request by name makes no job and leaves a job of the same id untouched.
+        bare.send_task(
+            "vidgo.submit",
+            kwargs={"audio_url": web.track_url(), "model_name": "turbo", "job_id": "upload-77"},
+            queue=web.queue,
+        )
+        bare.send_task(
+            "vidgo.submit",
+            kwargs={"audio_url": "ftp://nope", "job_id": "upload-78"},
+            queue=web.queue,
+        )
+        wait_for(
+            lambda: web.worker_logs().count("vidgo.submit by name refused") >= 2,
+            timeout_s=20,
+            what="both refusals in the worker log",
+        )
+        assert web.job("upload-77").state is JobState.DONE
+        assert web.job("upload-78") is None
+    finally:
+        bare.close()
