@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +21,7 @@ import pytest
 from tests.support import API_KEY, GatewayProcess, Receiver, Stack
 from worker.ledger import JobState
 from worker.local import wait_for
+from worker.redis_server import free_port
 from worker.webhooks import WebhookVerificationError, verify
 
 pytestmark = pytest.mark.integration
@@ -364,3 +369,76 @@ def test_a_backend_without_the_package_enqueues_by_task_name(web):
         assert web.job("upload-78") is None
     finally:
         bare.close()
+
+
+def readme_example() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    after = readme.split("<!-- fastapi-example -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_fastapi_example_enqueues_and_receives_a_verified_webhook(web, tmp_path):
+    (tmp_path / "readme_app.py").write_text(readme_example())
+    port = free_port()
+    log_path = tmp_path / "app.log"
+    env = {**web.env, "PUBLIC_URL": f"http://127.0.0.1:{port}", "PATH": os.environ["PATH"]}
+    del env["VIDGO_API_KEY"]  # a web backend never holds the Vidgo key
+    with open(log_path, "wb") as log:
+        app = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "readme_app:app",
+                "--app-dir",
+                str(tmp_path),
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+
+            def answers():
+                assert app.poll() is None, log_path.read_text()
+                try:
+                    return httpx.get(f"{base}/docs").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(answers, timeout_s=30, what="the README app to start")
+            made = httpx.post(
+                f"{base}/uploads", params={"audio_url": web.track_url(), "user_id": 5}
+            )
+            job_id = made.json()["job_id"]
+            assert web.wait_terminal(job_id, timeout_s=POLL_S * 3).state is JobState.DONE
+            line = wait_for(
+                lambda: next(
+                    (
+                        row
+                        for row in log_path.read_text().splitlines()
+                        if row.startswith(f"job.done {job_id}")
+                    ),
+                    None,
+                ),
+                timeout_s=20,
+                what="the app to print the verified event",
+            )
+            assert "vocals" in line and "sha256" in line
+            forged = httpx.post(
+                f"{base}/stems-ready",
+                content=b'{"type":"job.done"}',
+                headers={
+                    "webhook-id": "x",
+                    "webhook-timestamp": "1",
+                    "webhook-signature": "v1,AA==",
+                },
+            )
+            assert forged.status_code == 400
+            assert web.job(job_id).metadata == {"user_id": 5}
+        finally:
+            app.terminate()
+            app.wait(timeout=10)
