@@ -26,6 +26,7 @@ from celery.signals import (
 
 from worker.gate import VidgoGate
 from worker.ledger import Ledger
+from worker.limits import VidgoLimits
 from worker.recovery import SweepThread
 from worker.settings import Settings, get_settings
 from worker.stages.context import StageContext, Step, TaskName
@@ -86,8 +87,12 @@ class Runtime:
         return VidgoGate(self.redis, prefix=self.settings.redis_key_prefix)
 
     @cached_property
+    def limits(self) -> VidgoLimits:
+        return VidgoLimits(self.redis, self.settings)
+
+    @cached_property
     def vidgo(self) -> VidgoClient:
-        return VidgoClient(self.settings)
+        return VidgoClient(self.settings, limits=self.limits)
 
     @cached_property
     def http(self) -> httpx.Client:
@@ -123,6 +128,7 @@ class Runtime:
                 vidgo_factory=lambda: self.vidgo,
                 http_factory=lambda: self.http,
                 rng=random.Random(),
+                limits=self.limits,
             )
 
     def close(self) -> None:

@@ -73,9 +73,10 @@ def new_token() -> str:
     return secrets.token_urlsafe(12)
 
 
-# KEYS: job hash, history list, active-jobs zset, webhooks-due zset.
+# KEYS: job hash, history list, active-jobs zset, webhooks-due zset, Vidgo in-flight zset.
 # A job that ends and has a webhook_url joins the webhooks-due zset in the same step, so its
-# completion webhook cannot be lost between the end and the send.
+# completion webhook cannot be lost between the end and the send. A job whose Vidgo work is
+# over (downloading, or ended) leaves the in-flight set in the same step, so no slot leaks.
 # ARGV: allowed states (",a,b,"), expected token ("" = any), new state ("" = keep),
 #       new token ("" = keep), now, history entry JSON (without "from"), ttl on terminal,
 #       terminal flag ("1"/"0"), n_set, then n_set field/value pairs, then field/increment pairs.
@@ -99,6 +100,9 @@ if ARGV[3] ~= '' then to = ARGV[3] end
 redis.call('HSET', KEYS[1], 'state', to, 'updated_at', ARGV[5])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'token', ARGV[4]) end
 redis.call('RPUSH', KEYS[2], '{"from":"' .. state .. '",' .. string.sub(ARGV[6], 2))
+if ARGV[8] == '1' or to == 'DOWNLOADING' or to == 'POSTPROCESSING' then
+  redis.call('ZREM', KEYS[5], KEYS[1])
+end
 if ARGV[8] == '1' then
   redis.call('ZREM', KEYS[3], KEYS[1])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
@@ -218,6 +222,10 @@ class Ledger:
         return f"{self._prefix}:counters"
 
     @property
+    def in_flight_key(self) -> str:
+        return f"{self._prefix}:vidgo:in-flight"
+
+    @property
     def webhooks_due_key(self) -> str:
         return f"{self._prefix}:webhooks:due"
 
@@ -316,6 +324,7 @@ class Ledger:
                 self.history_key(job_id),
                 self.active_key,
                 self.webhooks_due_key,
+                self.in_flight_key,
             ],
             args=[
                 "," + ",".join(s.value for s in expected) + ",",

@@ -73,6 +73,24 @@ class Settings(BaseSettings):
     # Webhook receivers on loopback or private networks are refused (SSRF) unless this is set.
     allow_private_webhook_hosts: bool = False
 
+    # Global limits on Vidgo shared by every worker (Redis token buckets): requests per second
+    # and burst, for submits and for queries (detail, status, balance). A 429 halves the rates,
+    # down to rate_floor_ratio of these, and they recover fully over rate_recovery_s.
+    vidgo_submit_rate_per_s: float = Field(default=2.0, gt=0)
+    vidgo_submit_burst: float = Field(default=5.0, ge=1)
+    vidgo_query_rate_per_s: float = Field(default=10.0, gt=0)
+    vidgo_query_burst: float = Field(default=20.0, ge=1)
+    rate_floor_ratio: float = Field(default=0.1, gt=0, le=1)
+    rate_recovery_s: float = Field(default=300.0, gt=0)
+    # Jobs holding a Vidgo task at once, across all workers; a job over the cap waits QUEUED and
+    # tries again after in_flight_wait_s.
+    max_in_flight: int = Field(default=500, ge=1)
+    in_flight_wait_s: float = Field(default=5.0, gt=0)
+    # Batch runs: credits one Vidgo task costs (not published by Vidgo: check your console), and
+    # jobs of one batch allowed between enqueue and end at once (its backpressure window).
+    credits_per_task: float = Field(default=2.0, ge=0)
+    batch_window: int = Field(default=500, ge=1)
+
     # Poll schedule: first poll after poll_initial_s, then x poll_backoff_factor up to poll_max_s.
     poll_initial_s: float = Field(default=3.0, gt=0)
     poll_max_s: float = Field(default=30.0, gt=0)

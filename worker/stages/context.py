@@ -22,6 +22,7 @@ import httpx
 
 from worker.gate import VidgoGate
 from worker.ledger import JobRecord, JobState, Ledger, new_token
+from worker.limits import VidgoLimits
 from worker.settings import Settings
 from worker.storage import StemStore
 from worker.vidgo import VidgoClient
@@ -66,6 +67,7 @@ class StageContext:
     http_factory: Callable[[], httpx.Client]
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
+    limits: VidgoLimits | None = None
 
     @property
     def vidgo(self) -> VidgoClient:

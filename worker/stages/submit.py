@@ -10,6 +10,8 @@ the job and in the global counters.
 
 Before any POST the shared gate is read: during a rate-limit cool-down or a credits pause the
 job stays QUEUED and the submit is re-queued for when the brake ends. A 402 sets that pause.
+Then the job takes an in-flight slot (``max_in_flight`` across all workers); when none is free
+it waits QUEUED the same way.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
     hold = ctx.gate.submit_pause() or ctx.gate.cooldown()
     if hold is not None:
         return _defer(ctx, job, hold)
+    if ctx.limits is not None and not ctx.limits.take_slot(ctx.ledger.job_key(job_id)):
+        wait = ctx.settings.in_flight_wait_s
+        return _defer(ctx, job, Hold(wait, f"{ctx.settings.max_in_flight} jobs in flight"))
     if not ctx.ledger.advance(
         job_id,
         expect=JobState.QUEUED,

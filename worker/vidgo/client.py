@@ -16,6 +16,7 @@ import httpx
 from pydantic import SecretStr
 
 from worker.errors import VidgoProtocolError, VidgoStemsError
+from worker.limits import VidgoLimits
 from worker.models import VIDGO_MODEL, JobRequest
 from worker.settings import Settings
 from worker.vidgo.http_errors import error_for_status, error_for_transport
@@ -57,8 +58,10 @@ class VidgoClient:
         transport: httpx.BaseTransport | None = None,
         *,
         api_key: SecretStr | None = None,
+        limits: VidgoLimits | None = None,
     ) -> None:
         key = api_key or settings.require_api_key()
+        self._limits = limits
         self._http = httpx.Client(
             base_url=settings.vidgo_base_url,
             transport=transport,
@@ -114,10 +117,14 @@ class VidgoClient:
         return int(credits)
 
     def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> dict[str, Any]:
+        if self._limits is not None:
+            self._limits.throttle("submit" if what == "submit" else "query")
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise error_for_transport(exc, what=what) from None
+        if response.status_code == 429 and self._limits is not None:
+            self._limits.penalise()
         body = _decode(response, what=what)
         if response.status_code != 200:
             raise error_for_status(response.status_code, body, response.headers, what=what)

@@ -1,0 +1,158 @@
+"""Global Vidgo limits in Redis: token buckets with adaptive rate, and the in-flight cap."""
+
+from __future__ import annotations
+
+import random
+
+import fakeredis
+import httpx
+import pytest
+
+from worker.gate import VidgoGate
+from worker.ledger import JobState, Ledger
+from worker.limits import VidgoLimits
+from worker.models import parse_request
+from worker.stages import Outcome, StageContext, TaskName, run_submit
+from worker.storage import StemStore
+from worker.vidgo import VidgoClient
+
+REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def world(make_settings):
+    client = fakeredis.FakeRedis()
+    clock = Clock()
+    settings = make_settings(
+        vidgo_submit_rate_per_s=2.0,
+        vidgo_submit_burst=3,
+        vidgo_query_rate_per_s=10.0,
+        vidgo_query_burst=5,
+        rate_floor_ratio=0.25,
+        rate_recovery_s=60,
+        max_in_flight=2,
+    )
+    slept = []
+    limits = VidgoLimits(client, settings, clock=clock, sleep=slept.append)
+    yield client, limits, clock, settings, slept
+    client.close()
+
+
+def test_a_burst_goes_at_once_then_callers_queue_at_the_rate(world):
+    _, limits, *_ = world
+    waits = [limits.reserve("submit") for _ in range(7)]
+    assert waits[:3] == [0, 0, 0]
+    assert waits[3:] == pytest.approx([0.5, 1.0, 1.5, 2.0])
+
+
+def test_no_window_admits_more_than_burst_plus_rate_times_length(world):
+    _, limits, clock, *_ = world
+    rng = random.Random(7)
+    sent = []
+    for _ in range(400):
+        clock.now += rng.expovariate(6.0)  # callers arrive three times faster than the rate
+        sent.append(clock.now + limits.reserve("submit"))
+    sent.sort()
+    for i, start in enumerate(sent):
+        in_window = sum(1 for t in sent[i:] if t < start + 5.0)
+        assert in_window <= 3 + 2.0 * 5.0 + 1e-9
+
+
+def test_submits_and_queries_have_separate_buckets(world):
+    _, limits, *_ = world
+    for _ in range(3):
+        limits.reserve("submit")
+    assert limits.reserve("submit") > 0
+    assert limits.reserve("query") == 0
+
+
+def test_a_429_halves_the_rate_down_to_the_floor_and_it_recovers_slowly(world):
+    _, limits, clock, *_ = world
+    limits.penalise()
+    assert limits.current_rate("submit") == 1.0 and limits.current_rate("query") == 5.0
+    for _ in range(5):
+        limits.penalise()
+    assert limits.current_rate("submit") == 0.5  # floor: 25% of 2/s
+    clock.now += 30
+    limits.reserve("submit")
+    assert limits.current_rate("submit") == pytest.approx(0.5 + 1.5 * 30 / 60)
+    clock.now += 60
+    limits.reserve("submit")
+    assert limits.current_rate("submit") == 2.0
+
+
+def test_throttle_sleeps_only_when_it_must(world):
+    _, limits, _, _, slept = world
+    for _ in range(4):
+        limits.throttle("submit")
+    assert slept == [pytest.approx(0.5)]
+
+
+def test_the_client_throttles_every_call_and_a_429_lowers_the_rate(world):
+    _, limits, _, settings, slept = world
+    answers = [httpx.Response(429, json={"code": 429, "error": {"message": "slow down"}})]
+    answers += [httpx.Response(200, json={"code": 200, "data": {"credits_amount": 5}})] * 8
+
+    client = VidgoClient(
+        settings, transport=httpx.MockTransport(lambda r: answers.pop(0)), limits=limits
+    )
+    with pytest.raises(Exception, match="slow down"):
+        client.balance()
+    assert limits.current_rate("query") == 5.0
+    for _ in range(8):
+        client.balance()
+    assert len(slept) >= 3  # 9 queries against a burst of 5
+    client.close()
+
+
+def test_the_in_flight_cap_holds_and_the_ledger_frees_slots(world):
+    client, limits, *_ = world
+    ledger = Ledger(client, prefix="vidgo-stems")
+    for job_id in ("a", "b", "c"):
+        ledger.create(job_id, REQUEST, token="t")
+    assert limits.take_slot(ledger.job_key("a")) and limits.take_slot(ledger.job_key("b"))
+    assert limits.take_slot(ledger.job_key("a"))  # a job keeps its slot (resubmits)
+    assert not limits.take_slot(ledger.job_key("c"))
+    ledger.advance("a", expect=JobState.QUEUED, token="t", to=JobState.FAILED, event="end")
+    assert limits.in_flight() == 1
+    assert limits.take_slot(ledger.job_key("c"))
+    ledger.advance("b", expect=JobState.QUEUED, token="t", to=JobState.SUBMITTING, event="e")
+    assert limits.in_flight() == 2  # still waiting for Vidgo
+    ledger.advance("b", expect=JobState.SUBMITTING, token="t", to=JobState.SUBMITTED, event="e")
+    ledger.advance("b", expect=JobState.SUBMITTED, token="t", to=JobState.DOWNLOADING, event="e")
+    assert limits.in_flight() == 1
+
+
+def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path):
+    client, limits, _, settings, _ = world
+    ledger = Ledger(client, prefix="vidgo-stems")
+    calls, sent = [], []
+    vidgo = VidgoClient(settings, transport=httpx.MockTransport(lambda r: calls.append(r)))
+    ctx = StageContext(
+        settings=settings,
+        ledger=ledger,
+        gate=VidgoGate(client, prefix="vidgo-stems"),
+        store=StemStore(tmp_path),
+        dispatch=sent.append,
+        vidgo_factory=lambda: vidgo,
+        http_factory=lambda: None,
+        limits=limits,
+    )
+    for other in ("x", "y"):
+        assert limits.take_slot(ledger.job_key(other))
+    ledger.create("job", REQUEST, token="t0")
+    assert run_submit(ctx, "job", "t0") is Outcome.HANDED_OFF
+    job = ledger.get("job")
+    assert job.state is JobState.QUEUED and calls == []
+    (step,) = sent
+    assert step.task is TaskName.SUBMIT and step.countdown_s >= settings.in_flight_wait_s
+    assert ledger.history("job")[-1]["reason"] == "2 jobs in flight"
+    vidgo.close()

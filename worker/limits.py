@@ -1,0 +1,141 @@
+"""Global limits on Vidgo, kept in Redis so every worker process on every host shares them.
+
+- **Request rate**: a token bucket per kind of request, ``submit`` (paid) and ``query`` (detail,
+  status, balance), each with its own rate and burst. A caller *reserves* a token: the bucket may
+  go into debt, and the caller sleeps until its turn, so waiting callers are served in order and
+  the bucket never allows more than ``burst + rate * T`` requests in any ``T`` seconds.
+- **Adaptive rate**: a 429 halves the current rate of both buckets (never below
+  ``rate_floor_ratio`` of the configured rate); it then recovers linearly, reaching the configured
+  rate again ``rate_recovery_s`` after falling to the floor.
+- **In-flight cap**: at most ``max_in_flight`` jobs hold a Vidgo task at once. A job takes a slot
+  before its first submit and keeps it through resubmissions; the ledger frees it in the same
+  Lua step that moves the job to DOWNLOADING or ends it, so a crash cannot leak a slot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Literal, cast
+
+import redis
+
+from worker.settings import Settings
+
+Kind = Literal["submit", "query"]
+
+# KEYS[1]: bucket hash. ARGV: now, max rate, burst, floor rate, recovery per second, cost.
+# Returns the seconds the caller must wait before its request (0: go now), as a string.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local max_rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
+local floor, recover, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'rate', 'rate_ts')
+local tokens = tonumber(h[1]) or burst
+local ts = tonumber(h[2]) or now
+local rate = tonumber(h[3]) or max_rate
+local rate_ts = tonumber(h[4]) or ts
+rate = math.min(max_rate, math.max(floor, rate + recover * math.max(0, now - rate_ts)))
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate) - cost
+local wait = 0
+if tokens < 0 then wait = -tokens / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now),
+           'rate', tostring(rate), 'rate_ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], 86400)
+return tostring(wait)
+"""
+
+# KEYS: bucket hashes. ARGV: now, then floor rate and max rate per key (same order).
+_PENALISE = """
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(redis.call('HGET', key, 'rate')) or tonumber(ARGV[1 + 2 * i])
+  local floor = tonumber(ARGV[2 * i])
+  redis.call('HSET', key, 'rate', tostring(math.max(floor, rate / 2)), 'rate_ts', ARGV[1])
+  redis.call('EXPIRE', key, 86400)
+end
+return 1
+"""
+
+# KEYS[1]: in-flight zset. ARGV: member, cap, now. 1 when the member holds a slot.
+_TAKE_SLOT = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+class VidgoLimits:
+    """The shared request-rate buckets and the in-flight cap."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._redis = client
+        self._settings = settings
+        self._prefix = settings.redis_key_prefix
+        self._clock = clock
+        self._sleep = sleep
+        self._reserve = client.register_script(_RESERVE)
+        self._penalise = client.register_script(_PENALISE)
+        self._take_slot = client.register_script(_TAKE_SLOT)
+        self.in_flight_key = f"{self._prefix}:vidgo:in-flight"  # the same as Ledger's
+
+    def bucket_key(self, kind: Kind) -> str:
+        return f"{self._prefix}:vidgo:rate:{kind}"
+
+    def _rates(self, kind: Kind) -> tuple[float, float]:
+        s = self._settings
+        if kind == "submit":
+            return s.vidgo_submit_rate_per_s, s.vidgo_submit_burst
+        return s.vidgo_query_rate_per_s, s.vidgo_query_burst
+
+    def reserve(self, kind: Kind) -> float:
+        """Take one token of ``kind``; returns how long to wait before sending (0: now)."""
+        rate, burst = self._rates(kind)
+        floor = rate * self._settings.rate_floor_ratio
+        recovery = (rate - floor) / self._settings.rate_recovery_s
+        wait = self._reserve(
+            keys=[self.bucket_key(kind)],
+            args=[self._clock(), rate, burst, floor, recovery, 1],
+        )
+        return float(wait)
+
+    def throttle(self, kind: Kind) -> float:
+        """Wait for a token of ``kind``; returns the seconds waited."""
+        wait = self.reserve(kind)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+    def penalise(self) -> None:
+        """Vidgo said 429: halve the current rate of both kinds (it recovers by itself)."""
+        kinds: tuple[Kind, Kind] = ("submit", "query")
+        args: list[float] = [self._clock()]
+        for kind in kinds:
+            rate, _ = self._rates(kind)
+            args.extend((rate * self._settings.rate_floor_ratio, rate))
+        self._penalise(keys=[self.bucket_key(k) for k in kinds], args=args)
+
+    def current_rate(self, kind: Kind) -> float:
+        """The bucket's rate as last stored (the configured rate when untouched)."""
+        raw = self._redis.hget(self.bucket_key(kind), "rate")
+        return float(cast(bytes, raw)) if raw is not None else self._rates(kind)[0]
+
+    def take_slot(self, member: str) -> bool:
+        """Hold an in-flight slot for ``member`` (a job key); True if held (already or now)."""
+        held = self._take_slot(
+            keys=[self.in_flight_key],
+            args=[member, self._settings.max_in_flight, self._clock()],
+        )
+        return bool(held)
+
+    def in_flight(self) -> int:
+        return cast(int, self._redis.zcard(self.in_flight_key))
