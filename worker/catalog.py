@@ -1,0 +1,217 @@
+"""Catalogs for batch runs: CSV or JSONL rows, read as a stream and checked row by row.
+
+Columns (CSV header or JSONL keys): ``audio_url`` (required), optional ``id``, ``title``,
+``model_name``, ``output_type``; every other column is free metadata (in JSONL, a ``metadata``
+object is merged in too). Each problem is reported with its line number and a reason, and never
+stops the reading: the caller decides whether bad rows stop the run or are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.errors import InvalidRequest, VidgoStemsError
+from worker.models import JobRequest, parse_request, validate_metadata
+
+KNOWN = ("audio_url", "id", "title", "model_name", "output_type")
+MAX_ROW_ID_LENGTH = 200
+_SNIFF_BYTES = 8192
+
+
+class CatalogError(VidgoStemsError):
+    """Raised when a catalog cannot be read at all (missing, binary, no header, no audio_url)."""
+
+    code = "bad_catalog"
+
+
+@dataclass(frozen=True)
+class CatalogRow:
+    """One valid row: where it is, its id, the request and the job it becomes."""
+
+    line: int
+    row_id: str
+    request: JobRequest
+    metadata: dict[str, Any]
+    job_id: str
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass
+class CatalogCheck:
+    """The result of reading a whole catalog once."""
+
+    batch_id: str
+    rows: int = 0
+    valid: int = 0
+    jobs: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+
+
+def batch_id_of(path: Path) -> str:
+    """A batch is its catalog's content: the same file always re-attaches to the same batch."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return "b" + digest.hexdigest()[:23]
+
+
+def catalog_format(path: Path) -> str:
+    """``csv`` or ``jsonl``, by suffix, else by the first character; refuses binary files."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise CatalogError(f"cannot read the catalog {path}: {exc.strerror or exc}") from None
+    if b"\x00" in head:
+        raise CatalogError(
+            f"{path} looks binary (it holds NUL bytes): give a CSV or JSONL text file"
+        )
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
+
+
+def read_catalog(path: Path) -> Iterator[CatalogRow | RowProblem]:
+    """Every row of the catalog, in order: a CatalogRow, or a RowProblem saying what is wrong."""
+    kind = catalog_format(path)
+    bad_lines: set[int] = set()
+    lines = _decoded_lines(path, bad_lines)
+    raw = _jsonl_rows(lines) if kind == "jsonl" else _csv_rows(lines, path)
+    for line, fields in raw:
+        if isinstance(fields, str):
+            yield RowProblem(line, fields)
+        elif line in bad_lines:
+            yield RowProblem(line, "not valid UTF-8 text (is part of the file binary?)")
+        else:
+            yield _row(line, fields)
+
+
+def check_catalog(path: Path) -> CatalogCheck:
+    """Read the whole catalog once: count rows and jobs, and collect every problem, including
+    an id used again for different content."""
+    check = CatalogCheck(batch_id=batch_id_of(path))
+    seen_ids: dict[str, tuple[str, int]] = {}
+    jobs: set[str] = set()
+    for item in read_catalog(path):
+        check.rows += 1
+        if isinstance(item, RowProblem):
+            check.problems.append(item)
+            continue
+        earlier = seen_ids.setdefault(item.row_id, (item.job_id, item.line))
+        if earlier[0] != item.job_id:
+            check.problems.append(
+                RowProblem(
+                    item.line,
+                    f"id {item.row_id!r} was already used on line {earlier[1]} for a different "
+                    "track or model: give each row its own id",
+                )
+            )
+            continue
+        check.valid += 1
+        jobs.add(item.job_id)
+    check.jobs = len(jobs)
+    return check
+
+
+def _decoded_lines(path: Path, bad: set[int]) -> Iterator[str]:
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.add(number)
+                yield raw.decode("utf-8", errors="replace")
+
+
+def _jsonl_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    for number, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
+            continue
+        if not isinstance(value, dict):
+            yield number, f"each line must be a JSON object, got {type(value).__name__}"
+            continue
+        extra = value.pop("metadata", None)
+        if extra is not None and not isinstance(extra, dict):
+            yield number, "metadata must be a JSON object"
+            continue
+        yield number, {**value, "metadata": {**(extra or {})}}
+
+
+def _csv_rows(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:
+        raise CatalogError(f"{path} is empty: the first line must name the columns") from None
+    except csv.Error as exc:
+        raise CatalogError(f"{path} line 1: the header is not valid CSV ({exc})") from None
+    if "audio_url" not in header:
+        raise CatalogError(
+            f"{path} line 1: no audio_url column (found: {', '.join(header)[:200]}); the first "
+            "line must name the columns, e.g. audio_url,id,title,model_name,output_type"
+        )
+    done = reader.line_num
+    while True:
+        start = done + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            done = reader.line_num
+            yield start, f"broken CSV ({exc}); check the quoting of this row"
+            continue
+        done = reader.line_num
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            yield start, f"has {len(values)} fields, the header has {len(header)}"
+            continue
+        cells = dict(zip(header, values, strict=True))
+        row: dict[str, Any] = {k: cells[k] for k in KNOWN if cells.get(k, "").strip()}
+        row["metadata"] = {k: v for k, v in cells.items() if k not in KNOWN and v != ""}
+        yield start, row
+
+
+def _row(line: int, fields: dict[str, Any]) -> CatalogRow | RowProblem:
+    if not fields.get("audio_url"):
+        return RowProblem(line, "audio_url is missing")
+    raw_id = fields.get("id")
+    row_id = str(raw_id).strip() if raw_id not in (None, "") else f"line-{line}"
+    if len(row_id) > MAX_ROW_ID_LENGTH:
+        return RowProblem(line, f"id is longer than {MAX_ROW_ID_LENGTH} characters")
+    known = {
+        k: fields[k] for k in ("audio_url", "title", "model_name", "output_type") if k in fields
+    }
+    extra = {k: v for k, v in fields.items() if k not in KNOWN and k != "metadata"}
+    try:
+        request = parse_request(known)
+        metadata = validate_metadata({**fields.get("metadata", {}), **extra})
+    except InvalidRequest as exc:
+        return RowProblem(line, exc.message.removeprefix("invalid job request: "))
+    return CatalogRow(line, row_id, request, metadata, request.fingerprint())
