@@ -149,7 +149,7 @@ def _jsonl_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | st
             continue
         try:
             value = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
             continue
         if not isinstance(value, dict):
