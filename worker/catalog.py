@@ -205,9 +205,7 @@ def _row(line: int, fields: dict[str, Any]) -> CatalogRow | RowProblem:
     row_id = str(raw_id).strip() if raw_id not in (None, "") else f"line-{line}"
     if len(row_id) > MAX_ROW_ID_LENGTH:
         return RowProblem(line, f"id is longer than {MAX_ROW_ID_LENGTH} characters")
-    known = {
-        k: fields[k] for k in ("audio_url", "title", "model_name", "output_type") if k in fields
-    }
+    known: dict[str, Any] = {k: fields[k] for k in KNOWN if k in fields and k != "id"}
     extra = {k: v for k, v in fields.items() if k not in KNOWN and k != "metadata"}
     try:
         request = parse_request(known)
