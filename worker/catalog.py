@@ -59,6 +59,7 @@ class CatalogCheck:
     valid: int = 0
     jobs: int = 0
     problems: list[RowProblem] = field(default_factory=list)
+    job_ids: set[str] = field(default_factory=set)
 
 
 def batch_id_of(path: Path) -> str:
@@ -109,7 +110,7 @@ def check_catalog(path: Path) -> CatalogCheck:
     an id used again for different content."""
     check = CatalogCheck(batch_id=batch_id_of(path))
     seen_ids: dict[str, tuple[str, int]] = {}
-    jobs: set[str] = set()
+    jobs = check.job_ids
     for item in read_catalog(path):
         check.rows += 1
         if isinstance(item, RowProblem):

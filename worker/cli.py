@@ -1,4 +1,4 @@
-"""``vidgo-stems``: worker, gateway, separate, status, cancel, emulator and demo.
+"""``vidgo-stems``: worker, gateway, separate, status, cancel, batch, emulator and demo.
 
 Errors the user can fix (configuration, bad input) print one line that says what to do and exit
 with status 2; they never print a traceback.
@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from worker.errors import VidgoStemsError
+from worker.errors import ConfigError, InvalidRequest, VidgoStemsError
 
 
 def _fail(exc: VidgoStemsError) -> None:
@@ -251,6 +253,183 @@ def webhook_secret() -> None:
     import secrets
 
     click.echo("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+@main.command()
+@click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Results, one JSON line per row (default: CATALOG.manifest.jsonl).",
+)
+@click.option(
+    "--bad-rows",
+    type=click.Choice(["stop", "skip"]),
+    default="stop",
+    show_default=True,
+    help="Bad catalog rows stop the run before anything is submitted, or are skipped.",
+)
+@click.option(
+    "--window",
+    type=int,
+    default=None,
+    help="Jobs in flight at once (default: VIDGO_STEMS_BATCH_WINDOW).",
+)
+@click.option("--dry-run", is_flag=True, help="Check the catalog and estimate credits only.")
+@click.option(
+    "--ignore-balance", is_flag=True, help="Start even if the balance may not cover the batch."
+)
+def batch(
+    catalog: Path,
+    manifest_path: Path | None,
+    bad_rows: str,
+    window: int | None,
+    dry_run: bool,
+    ignore_balance: bool,
+) -> None:
+    """Run every row of CATALOG (CSV or JSONL) through the pipeline, with a live view.
+
+    Run the same command again after Ctrl-C or a crash: it re-attaches to the same batch,
+    skips finished rows and submits nothing twice. Needs REDIS_URL and running workers; the
+    credits check needs VIDGO_API_KEY (or --ignore-balance).
+    """
+    from rich.console import Console
+
+    from worker.batch import BatchError, BatchOptions, BatchRunner, jobs_to_submit
+    from worker.catalog import check_catalog
+    from worker.liveview import LiveView, summary_line
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    err = Console(stderr=True)
+    check = check_catalog(catalog)
+    click.echo(
+        f"batch {check.batch_id}: {check.rows} rows, {check.valid} valid, "
+        f"{len(check.problems)} bad, {check.jobs} distinct jobs",
+        err=True,
+    )
+    for problem in check.problems[:20]:
+        click.echo(f"  {catalog}:{problem.line}: {problem.reason}", err=True)
+    if len(check.problems) > 20:
+        click.echo(f"  ... and {len(check.problems) - 20} more", err=True)
+    ledger = _ledger_if_configured(settings, dry_run)
+    to_submit = jobs_to_submit(ledger, sorted(check.job_ids))
+    needed = to_submit * settings.credits_per_task
+    balance = _balance_or_none(settings)
+    click.echo(
+        f"estimate: {to_submit} new Vidgo task(s) x {settings.credits_per_task:g} credits = "
+        f"{needed:g} credits at least (VIDGO_STEMS_CREDITS_PER_TASK; resubmissions cost more); "
+        f"balance: {'unknown' if balance is None else balance}",
+        err=True,
+    )
+    if dry_run:
+        sys.exit(2 if check.problems and bad_rows == "stop" else 0)
+    if not ignore_balance:
+        if balance is None:
+            raise ConfigError(
+                "cannot read the Vidgo balance without VIDGO_API_KEY: set it, or pass "
+                "--ignore-balance to start without the credits check"
+            )
+        if balance < needed:
+            raise ConfigError(
+                f"the balance ({balance} credits) does not cover the estimate ({needed:g}): "
+                "top up, or pass --ignore-balance to start anyway"
+            )
+    manifest = manifest_path or catalog.with_name(catalog.name + ".manifest.jsonl")
+    stop = threading.Event()
+    options = BatchOptions(window=window or settings.batch_window, bad_rows=bad_rows)  # type: ignore[arg-type]
+    with LiveView(err, check.rows) as view:
+        runner = BatchRunner(
+            catalog,
+            manifest,
+            ledger or _ledger(),
+            settings,
+            options,
+            check=check,
+            on_progress=view.update,
+            stop=stop,
+        )
+        previous = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop, err))
+        try:
+            result = runner.run()
+        except BatchError as exc:
+            raise InvalidRequest(str(exc)) from None
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    click.echo(summary_line(result), err=True)
+    click.echo(f"manifest: {manifest}", err=True)
+    click.echo(f"failure report: {runner.report_path}", err=True)
+    if result.rows_final < result.rows:
+        click.echo(
+            f"interrupted: jobs in flight go on in the workers; resume with "
+            f"`vidgo-stems batch {catalog}`, or watch with `vidgo-stems batch-status "
+            f"{result.batch_id}`",
+            err=True,
+        )
+        sys.exit(130)
+    sys.exit(1 if result.failures else 0)
+
+
+def _stop_on_first_interrupt(stop: threading.Event, err: Any) -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("stopping at the next row boundary (Ctrl-C again to quit at once)...")
+
+    return handler
+
+
+def _ledger_if_configured(settings: Any, dry_run: bool) -> Any:
+    if dry_run and not settings.redis_url:
+        return None
+    return _ledger()
+
+
+def _ledger() -> Any:
+    from worker.app import runtime
+
+    return runtime().ledger
+
+
+def _balance_or_none(settings: Any) -> int | None:
+    from worker.vidgo import VidgoClient
+
+    if settings.vidgo_api_key is None:
+        return None
+    with VidgoClient(settings) as client:
+        return client.balance()
+
+
+@main.command("batch-status")
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the view as JSON.")
+def batch_status(batch_id: str, as_json: bool) -> None:
+    """Show a batch's progress from any machine (needs REDIS_URL)."""
+    from dataclasses import asdict
+
+    from worker.batch import batch_view
+    from worker.liveview import describe_states
+
+    view = batch_view(_ledger(), batch_id)
+    if view is None:
+        click.echo(f"no batch {batch_id} in Redis", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(asdict(view), indent=2))
+        return
+    info = view.info
+    click.echo(f"batch {batch_id}: {info.get('status')} ({info.get('catalog')})")
+    click.echo(
+        f"  rows: {info.get('rows')} ({info.get('bad_rows')} bad)  jobs: {view.jobs_fed} of "
+        f"{info.get('jobs')} fed"
+    )
+    click.echo(f"  jobs now: {describe_states(view.jobs_by_state) or '-'}")
+    for code, count in sorted(view.failures.items(), key=lambda kv: -kv[1]):
+        click.echo(f"  failed [{code}]: {count}")
+    click.echo(f"  manifest: {info.get('manifest')}")
 
 
 @main.command()

@@ -1,0 +1,132 @@
+"""Batch runs end to end: the CLI against a real worker, Redis and the emulator."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def batch_stack(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
+    stack = Stack(
+        redis_client, redis_server.url, emulator, tracks_url, tmp_path_factory.mktemp("batch")
+    )
+    stack.start_worker(concurrency=3, name="batch")
+    yield stack
+    stack.stop()
+
+
+def run_batch(stack, *args, timeout=300, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", "batch", *args],
+        env={**stack.env, "PATH": os.environ["PATH"], **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_manifest(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def catalog_rows(stack, n, *, prefix="t"):
+    return [
+        f"{stack.tracks_url}/missing/{prefix}-{i}.wav,{prefix}-{i},Song {i},base,vocals"
+        for i in range(n)
+    ]
+
+
+def test_a_small_catalog_runs_to_a_complete_manifest_and_report(batch_stack, tmp_path):
+    rows = catalog_rows(batch_stack, 12)
+    rows.append(rows[0].replace(",t-0,", ",t-0-again,"))  # the same track again: one job
+    rows.append(f"{batch_stack.tracks_url}/x.wav,bad,Bad,turbo,vocals")  # bad enum
+    rows.append(",no-url,No URL,base,vocals")
+    catalog = tmp_path / "tracks.csv"
+    catalog.write_text("audio_url,id,title,model_name,output_type\n" + "\n".join(rows) + "\n")
+
+    stopped = run_batch(batch_stack, str(catalog))
+    assert stopped.returncode == 2, stopped.stderr
+    assert f"{catalog}:15" in stopped.stderr and "turbo" in stopped.stderr
+    assert f"{catalog}:16" in stopped.stderr and "audio_url is missing" in stopped.stderr
+    assert "--bad-rows skip" in stopped.stderr
+    assert batch_stack.emulator.record("submit") == [] or all(
+        "missing/t-" not in e.get("audio_url", "") for e in batch_stack.emulator.record("submit")
+    )
+
+    done = run_batch(batch_stack, str(catalog), "--bad-rows", "skip")
+    assert done.returncode == 1, done.stderr  # complete, with two invalid rows
+    manifest = read_manifest(tmp_path / "tracks.csv.manifest.jsonl")
+    assert [e["line"] for e in manifest] == list(range(2, 17))
+    by_line = {e["line"]: e for e in manifest}
+    assert by_line[2]["job_id"] == by_line[14]["job_id"] and by_line[14]["row_id"] == "t-0-again"
+    assert {by_line[n]["state"] for n in range(2, 15)} == {"DONE"}
+    assert by_line[15]["state"] == by_line[16]["state"] == "INVALID"
+    assert len(by_line[3]["stems"]["vocals"]["sha256"]) == 64
+    report = json.loads((tmp_path / "tracks.csv.manifest.failures.json").read_text())
+    assert report["failed_rows"] == 2 and report["by_reason"]["invalid_row"]["count"] == 2
+
+    paid = [
+        e for e in batch_stack.emulator.record("submit") if "missing/t-" in e.get("audio_url", "")
+    ]
+    assert len(paid) == 12  # 13 good rows, 12 distinct tracks
+
+    again = run_batch(batch_stack, str(catalog), "--bad-rows", "skip")
+    assert again.returncode == 1
+    assert read_manifest(tmp_path / "tracks.csv.manifest.jsonl") == manifest
+    assert (
+        len(
+            [
+                e
+                for e in batch_stack.emulator.record("submit")
+                if "missing/t-" in e.get("audio_url", "")
+            ]
+        )
+        == 12
+    )
+
+    batch_id = done.stderr.split()[1].rstrip(":")
+    status = batch_stack.cli("batch-status", batch_id, "--json")
+    assert status.returncode == 0, status.stderr
+    view = json.loads(status.stdout)
+    assert view["jobs_by_state"] == {"DONE": 12} and view["info"]["status"] == "complete"
+
+
+def test_dry_run_estimates_and_submits_nothing(batch_stack, tmp_path):
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text(
+        "\n".join(
+            json.dumps({"audio_url": f"{batch_stack.tracks_url}/missing/d-{i}.wav"})
+            for i in range(5)
+        )
+    )
+    before = len(batch_stack.emulator.record("submit"))
+    result = run_batch(
+        batch_stack, str(catalog), "--dry-run", env={"VIDGO_STEMS_CREDITS_PER_TASK": "3"}
+    )
+    assert result.returncode == 0, result.stderr
+    assert "5 new Vidgo task(s) x 3 credits = 15 credits" in result.stderr
+    assert re.search(r"balance: \d+\n", result.stderr)  # read from the emulator
+    assert len(batch_stack.emulator.record("submit")) == before
+    assert not (tmp_path / "c.jsonl.manifest.jsonl").exists()
+
+
+def test_a_balance_that_cannot_cover_the_batch_stops_it_before_any_submit(batch_stack, tmp_path):
+    catalog = tmp_path / "c.csv"
+    catalog.write_text(
+        "audio_url\n" + "\n".join(f"{batch_stack.tracks_url}/missing/p-{i}.wav" for i in range(4))
+    )
+    before = len(batch_stack.emulator.record("submit"))
+    result = run_batch(batch_stack, str(catalog), env={"VIDGO_STEMS_CREDITS_PER_TASK": "1000000"})
+    assert result.returncode == 2
+    assert "does not cover the estimate" in result.stderr and "--ignore-balance" in result.stderr
+    assert len(batch_stack.emulator.record("submit")) == before
