@@ -397,10 +397,21 @@ def _ledger() -> Any:
 def _balance_or_none(settings: Any) -> int | None:
     from worker.vidgo import VidgoClient
 
+    from worker.errors import RetryableError
+
     if settings.vidgo_api_key is None:
         return None
     with VidgoClient(settings) as client:
-        return client.balance()
+        for attempt in range(5):
+            try:
+                return client.balance()
+            except RetryableError as exc:
+                if attempt == 4:
+                    raise
+                wait = max(exc.retry_after_s or 0.0, 0.5 * 2**attempt)
+                click.echo(f"reading the balance: {exc.message}; again in {wait:.1f}s", err=True)
+                time.sleep(wait)
+    raise AssertionError("unreachable")
 
 
 @main.command("batch-status")

@@ -1,0 +1,104 @@
+"""Batch runs under faults: interrupted with SIGINT mid-run, resumed, audited."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.chaos.audit import audit
+from worker.local import wait_for
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
+
+FAULTS = {
+    "rate_429": 0.03,
+    "retry_after_s": 0.2,
+    "rate_5xx": 0.05,
+    "rate_cut": 0.02,
+    "task_fail_rate": 0.02,
+    "task_reject_rate": 0.02,
+    "download_cut_rate": 0.03,
+    "download_expire_rate": 0.02,
+}
+
+
+def start_batch(stack, catalog, *args):
+    log = open(catalog.with_suffix(".log"), "a")  # noqa: SIM115 - closed by the caller
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "batch", str(catalog), "--bad-rows", "skip", *args],
+        env={**stack.env, "PATH": os.environ["PATH"]},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return process, log
+
+
+def manifest_lines(path):
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def test_a_2000_row_catalog_interrupted_and_resumed_ends_once_per_row_and_pays_once(
+    chaos, tmp_path
+):
+    stack = chaos(emulator={"faults": FAULTS}, VIDGO_STEMS_MAX_VIDGO_TASKS="4")
+    stack.start_worker(concurrency=4, name="a")
+    stack.start_worker(concurrency=4, name="b")
+    rows = ["audio_url,id,output_type,album"]
+    for i in range(2000):
+        track = i % 1700  # 300 rows list a track a second time, under their own id
+        rows.append(f"{stack.tracks_url}/missing/cat-{track}.wav,row-{i},vocals,album-{i % 7}")
+    rows[500] = "not a url,row-499,vocals,x"  # a bad row, skipped
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("\n".join(rows) + "\n")
+    manifest = tmp_path / "catalog.csv.manifest.jsonl"
+
+    first, log = start_batch(stack, catalog, "--window", "150")
+    wait_for(
+        lambda: len(manifest_lines(manifest)) >= 400 or first.poll() is not None,
+        timeout_s=300,
+        what="400 rows to end",
+    )
+    assert first.poll() is None, catalog.with_suffix(".log").read_text()[-3000:]
+    first.send_signal(signal.SIGINT)
+    assert first.wait(timeout=120) == 130
+    log.close()
+    interrupted = manifest_lines(manifest)
+    assert 400 <= len(interrupted) < 2000
+    assert len({e["line"] for e in interrupted}) == len(interrupted)
+
+    second, log = start_batch(stack, catalog, "--window", "150")
+    code = second.wait(timeout=600)
+    log.close()
+    output = catalog.with_suffix(".log").read_text()
+    assert code in (0, 1), output[-3000:]
+
+    final = manifest_lines(manifest)
+    assert [e["line"] for e in final] == list(range(2, 2002))  # one result per row, in order
+    assert {e["state"] for e in final} <= {"DONE", "FAILED", "INVALID"}
+    assert final[499]["state"] == "INVALID"
+    assert {json.dumps(e, sort_keys=True) for e in interrupted} <= {
+        json.dumps(e, sort_keys=True) for e in final
+    }  # what was written before the interrupt stays as it was
+    for entry in final:
+        if entry["state"] == "FAILED":
+            assert entry["error_code"] in ("vidgo_task_rejected", "vidgo_task_failed"), entry
+
+    job_ids = sorted({e["job_id"] for e in final if e["job_id"]})
+    assert len(job_ids) == 1699  # 1700 tracks, but the only row of track 499 is the bad one
+    views = [stack.job(j) for j in job_ids]
+    totals = audit(stack, views)
+    ours = {v.request["audio_url"] for v in views}
+    paid_elsewhere = [
+        e for e in stack.emulator.record("submit") if "task_id" in e and e["audio_url"] not in ours
+    ]
+    assert paid_elsewhere == []
+    assert totals["paid"] >= len(job_ids)
+    report = json.loads((tmp_path / "catalog.csv.manifest.failures.json").read_text())
+    assert report["failed_rows"] == sum(e["state"] != "DONE" for e in final)
