@@ -229,6 +229,23 @@ def test_poll_requeues_with_a_growing_countdown_until_finished(h):
     assert (job.state, job.polls, job.vidgo_status) == (S.RUNNING, 4, "running")
 
 
+def test_each_poll_records_how_late_it_started(make_settings, tmp_path):
+    clock = [1000.0]
+    harness = Harness(make_settings(poll_initial_s=3, poll_min_interval_s=2), tmp_path)
+    harness.ctx.clock = lambda: clock[0]
+    harness.ledger._clock = lambda: clock[0]
+    try:
+        job_id = to_polling(harness)
+        clock[0] += 3.0 + 1.25  # the countdown was 3 s; the poll comes 1.25 s late
+        harness.vidgo.detail_answers.append(detail("running"))
+        run_poll(harness.ctx, job_id, harness.last_token())
+        polled = [e for e in harness.ledger.history(job_id) if e["event"] == "polled"]
+        assert polled[-1]["late_s"] == 1.25
+    finally:
+        for close in harness.closers:
+            close()
+
+
 def test_poll_hands_off_to_download_exactly_once(h):
     job_id = to_polling(h)
     token = h.last_token()

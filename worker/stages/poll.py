@@ -57,6 +57,7 @@ class Round:
     empty_polls: dict[str, int] = field(default_factory=dict)
     statuses: dict[str, str] = field(default_factory=dict)
     progress: int | None = None
+    late_s: float | None = None  # how long after its due time this poll started
 
 
 def run_poll(ctx: StageContext, job_id: str, token: str) -> Outcome:
@@ -64,12 +65,14 @@ def run_poll(ctx: StageContext, job_id: str, token: str) -> Outcome:
     job = load_current(ctx, job_id, token, STATES, "poll")
     if job is None:
         return Outcome.STALE
+    late_s = round(max(0.0, ctx.clock() - job.next_due_at), 3) if job.next_due_at else None
     hold = ctx.gate.cooldown()
     if hold is not None:
         return _again(
             ctx, job, Round(pending=_live(job)), event="cooldown", wait_s=hold.remaining_s
         )
     result = _poll_round(ctx, job)
+    result.late_s = late_s
     if result.winner is not None:
         return _finished(ctx, job, *result.winner)
     if not result.pending:
@@ -155,7 +158,9 @@ def _again(
         else poll_countdown(job.polls, ctx.settings, ctx.rng),
         fields=fields,
         incr={"polls": 1} if event == "polled" else None,
-        detail={"vidgo_status": result.statuses} if result.statuses else None,
+        detail={"vidgo_status": result.statuses, "late_s": result.late_s}
+        if result.statuses
+        else None,
     )
 
 
