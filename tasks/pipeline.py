@@ -120,11 +120,15 @@ class StageTask(Task):  # type: ignore[misc]
             log.error("%s job %s FAILED [%s]: %s", self.name, job_id, code, message)
 
 
-@app.task(base=StageTask, name="vidgo.submit", bind=True)
+@app.task(base=StageTask, name="vidgo.submit", bind=True, ignore_result=True)
 def submit(
     self: StageTask, job_id: str | None = None, token: str | None = None, **kwargs: Any
 ) -> str:
-    """Submit the job's track to Vidgo once and start polling (or, with no token, enqueue)."""
+    """Submit the job's track to Vidgo once and start polling (or, with no token, enqueue).
+
+    Only post-processing stores a result (the manifest, under the job id); the ledger is where
+    every other step's outcome lives, so the others skip the result store.
+    """
     if token is None:
         return enqueue_by_name(job_id, kwargs)
     return run_submit(runtime().stage_context(), job_id or "", token).value
@@ -147,13 +151,13 @@ def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
     return enqueued.job_id
 
 
-@app.task(base=StageTask, name="vidgo.poll", bind=True)
+@app.task(base=StageTask, name="vidgo.poll", bind=True, ignore_result=True)
 def poll(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
     """Ask Vidgo about the job's task; re-queue with a countdown until it is finished."""
     return run_poll(runtime().stage_context(), job_id, token).value
 
 
-@app.task(base=StageTask, name="vidgo.download", bind=True)
+@app.task(base=StageTask, name="vidgo.download", bind=True, ignore_result=True)
 def download(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
     """Stream the job's stems to STEMS_DIR/<job_id>/."""
     return run_download(runtime().stage_context(), job_id, token).value
@@ -168,7 +172,7 @@ def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> An
     return manifest
 
 
-@app.task(name="vidgo.webhook", acks_late=True)
+@app.task(name="vidgo.webhook", acks_late=True, ignore_result=True)
 def webhook(job_id: str, **_unknown: Any) -> str:
     """Deliver the job's completion webhook if due; failed attempts are re-scheduled inside."""
     return runtime().webhooks.deliver(job_id)
