@@ -76,11 +76,13 @@ class Bench:
     def start_worker(self, concurrency: int, name: str = "bench") -> WorkerProcess:
         from worker.recovery import workers_seen
 
-        log = self._stack.enter_context(open(self.folder / f"{name}.log", "wb"))
+        log = self._stack.enter_context((self.folder / f"{name}.log").open("wb"))
         worker = WorkerProcess(self.env, concurrency=concurrency, name=name, log=log).start()
         self.workers.append(worker)
         wait_for(
-            lambda: any(w.startswith(worker.hostname) for w in workers_seen(self.redis, self.prefix)),
+            lambda: any(
+                w.startswith(worker.hostname) for w in workers_seen(self.redis, self.prefix)
+            ),
             timeout_s=60,
             what=f"worker {name} to beat",
         )

@@ -41,9 +41,23 @@ def bare_chain(bench: Bench, n: int) -> float:
     env = {**os.environ, "BENCH_QUEUE": "bench-noop"}
     log = open(bench.folder / "noop.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "benchmarks.noop_app", "worker", "-c",
-         str(CONCURRENCY), "--without-gossip", "--without-mingle", "--loglevel", "WARNING"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "benchmarks.noop_app",
+            "worker",
+            "-c",
+            str(CONCURRENCY),
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         from celery import chain
@@ -69,13 +83,16 @@ def bare_chain(bench: Bench, n: int) -> float:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 300
     config = EmulatorConfig(queue_s=0, run_s=0, sample_rate=8000, synth_duration_s=0.2)
-    with tempfile.TemporaryDirectory(prefix="vidgo-bench-") as folder, Bench(
-        Path(folder),
-        config,
-        VIDGO_STEMS_POLL_INITIAL_S="0.01",
-        VIDGO_STEMS_POLL_MIN_INTERVAL_S="0.01",
-        VIDGO_STEMS_POLL_MAX_S="0.01",
-    ) as bench:
+    with (
+        tempfile.TemporaryDirectory(prefix="vidgo-bench-") as folder,
+        Bench(
+            Path(folder),
+            config,
+            VIDGO_STEMS_POLL_INITIAL_S="0.01",
+            VIDGO_STEMS_POLL_MIN_INTERVAL_S="0.01",
+            VIDGO_STEMS_POLL_MAX_S="0.01",
+        ) as bench,
+    ):
         print(f"stack in {folder}", flush=True)
         calls = redis_calls(bench)
         ours = pipeline(bench, n)

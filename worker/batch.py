@@ -39,6 +39,11 @@ from worker.webhooks import event_for
 log = logging.getLogger(__name__)
 
 INVALID = "INVALID"  # the manifest state of a catalog row that was skipped as bad
+WATCH_SLICE = 2000  # jobs of the window looked at per look
+EXPIRED_REASON = (
+    "the job left the ledger (VIDGO_STEMS_JOB_RETENTION_S) before its result was read; "
+    "its stems, if any, are under STEMS_DIR/<job_id>"
+)
 FINAL_STATES = (*(s.value for s in JobState if s.is_terminal), INVALID)
 
 
@@ -334,6 +339,8 @@ class BatchRunner:
         self.failures = FailureReport(self.batch_id)
         self._last_report = 0.0
         self._last_watch = 0.0
+        self._cursor = 0
+        self._in_flight: dict[str, str] = {}  # last state seen per job of the window
 
     def run(self) -> Progress:
         """Feed, watch and record until every row has a final result or a stop is asked for."""
@@ -437,9 +444,8 @@ class BatchRunner:
         if throttle and now - self._last_watch < self.options.check_interval_s:
             return
         self._last_watch = now
-        ids = list(self.window)
+        ids = self._next_slice()
         states = job_states(self.ledger, ids)
-        in_flight: Counter[str] = Counter()
         for job_id in ids:
             state = states[job_id]
             rows = self.window[job_id]
@@ -448,16 +454,34 @@ class BatchRunner:
                 del self.window[job_id]
                 for row in rows:
                     if job is None:  # expired between two looks: ask for a re-run
-                        self._record(invalid_entry(self.batch_id, RowProblem(row.line, "expired")))
+                        self._record(
+                            invalid_entry(self.batch_id, RowProblem(row.line, EXPIRED_REASON))
+                        )
                     else:
                         self._record(manifest_entry(self.batch_id, row, job))
-            else:
-                in_flight[state] += len(rows)
+        self._in_flight.update({j: states[j] for j in ids if j in self.window})
+        for job_id in [j for j in ids if j not in self.window]:
+            self._in_flight.pop(job_id, None)
+        counts: Counter[str] = Counter()
+        for job_id, state in self._in_flight.items():
+            counts[state] += len(self.window.get(job_id, ()))
         for state in JobState:
             if not state.is_terminal:
-                self.progress.by_state[state.value] = in_flight[state.value]
+                self.progress.by_state[state.value] = counts[state.value]
         self._write_report()
         self.on_progress(self.progress)
+
+    def _next_slice(self) -> list[str]:
+        """The next WATCH_SLICE jobs of the window, round robin: each look costs the same
+        however large the window is."""
+        ids = list(self.window)
+        if len(ids) <= WATCH_SLICE:
+            return ids
+        if self._cursor >= len(ids):
+            self._cursor = 0
+        chosen = ids[self._cursor : self._cursor + WATCH_SLICE]
+        self._cursor += WATCH_SLICE
+        return chosen
 
     def _drain(self) -> None:
         while self.window and not self.stop.is_set():

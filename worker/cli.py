@@ -395,9 +395,8 @@ def _ledger() -> Any:
 
 
 def _balance_or_none(settings: Any) -> int | None:
-    from worker.vidgo import VidgoClient
-
     from worker.errors import RetryableError
+    from worker.vidgo import VidgoClient
 
     if settings.vidgo_api_key is None:
         return None
