@@ -48,17 +48,20 @@ def fetch_to_file(http: httpx.Client, url: str, dest: Path, *, max_bytes: int) -
     part = part_path(dest)
     offset = part.stat().st_size if part.exists() else 0
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    wanted: tuple[hashlib._Hash, ...] = (sha,)
     try:
         with http.stream("GET", url, headers=_resume_headers(part, offset)) as response:
             _refuse_bad_status(response, dest.name)
             offset, total = _plan(response, offset, dest.name)
             _remember_etag(part, response.headers.get("etag"))
+            if _etag_is_md5(part):
+                wanted = (sha, md5)  # MD5 is slow: computed only when it can be checked
             if total is not None and total > max_bytes:
                 raise StorageError(f"{dest.name} is {total} bytes, over VIDGO_STEMS_MAX_STEM_BYTES")
             with open(part, "ab" if offset else "wb") as out:
                 if offset:
-                    _hash_existing(part, offset, sha, md5)
-                _copy(response, out, sha, md5, start=offset, max_bytes=max_bytes, name=dest.name)
+                    _hash_existing(part, offset, *wanted)
+                _copy(response, out, *wanted, start=offset, max_bytes=max_bytes, name=dest.name)
                 out.flush()
                 os.fsync(out.fileno())
     except httpx.HTTPError as exc:
@@ -138,7 +141,7 @@ def _copy(
     name: str,
 ) -> None:
     size = start
-    for chunk in response.iter_bytes(CHUNK_BYTES):
+    for chunk in response.iter_bytes():  # as the network delivers: re-chunking costs a copy
         size += len(chunk)
         if size > max_bytes:
             raise StorageError(f"{name} grew past VIDGO_STEMS_MAX_STEM_BYTES={max_bytes}")
@@ -164,6 +167,12 @@ def _verify(
             _discard(part)
             _discard(etag_file)
             raise StemDownloadError(f"{name}: checksum does not match the ETag; downloading again")
+
+
+def _etag_is_md5(part: Path) -> bool:
+    etag_file = _etag_path(part)
+    match = _HEX_ETAG.match(etag_file.read_text()) if etag_file.exists() else None
+    return bool(match and len(match.group(1)) == 32)
 
 
 def _etag_path(part: Path) -> Path:
