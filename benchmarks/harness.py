@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 
 from emulator import EmulatorConfig
@@ -111,6 +112,13 @@ class Bench:
         failed = {j: s for j, s in states.items() if s != "DONE"}
         assert not failed, f"{len(failed)} job(s) did not end DONE: {list(failed.items())[:5]}"
         return ended
+
+    def emulator_admin(self, what: str) -> list[dict[str, Any]]:
+        """The emulator's own record (``record``) or tasks, over its admin API."""
+        response = httpx.get(f"{self.emulator.url}/_emulator/{what}", timeout=30)
+        response.raise_for_status()
+        data: list[dict[str, Any]] = response.json()
+        return data
 
     def redis_used_memory(self) -> int:
         return int(self.redis.info("memory")["used_memory"])
