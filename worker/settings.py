@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     credits_per_task: float = Field(default=2.0, ge=0)
     batch_window: int = Field(default=500, ge=1)
 
+    # With Vidgo callbacks on (public_callback_base_url set), a callback wakes the poll as soon
+    # as a task ends, so polling is only the safety net: it starts later and settles longer.
+    callback_poll_initial_s: float = Field(default=20.0, gt=0)
+    callback_poll_max_s: float = Field(default=120.0, gt=0)
+
     # Poll schedule: first poll after poll_initial_s, then x poll_backoff_factor up to poll_max_s.
     poll_initial_s: float = Field(default=3.0, gt=0)
     poll_max_s: float = Field(default=30.0, gt=0)
@@ -189,6 +194,13 @@ class Settings(BaseSettings):
         """Hosts stems may come from: the configured list plus the Vidgo base URL's host."""
         base_host = urlsplit(self.vidgo_base_url).hostname or ""
         return frozenset([*(h.lower() for h in self.allowed_stem_hosts), base_host.lower()])
+
+    @property
+    def poll_schedule(self) -> tuple[float, float]:
+        """(first poll after a submit, longest interval between polls) in effect."""
+        if self.public_callback_base_url:
+            return self.callback_poll_initial_s, self.callback_poll_max_s
+        return self.poll_initial_s, self.poll_max_s
 
     def require_api_key(self) -> SecretStr:
         """Return the Vidgo API key or raise a ConfigError that says how to set it."""

@@ -46,9 +46,9 @@ def web(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
     stack.env.update(
         {
             "VIDGO_STEMS_PUBLIC_CALLBACK_BASE_URL": gateway.url,
-            "VIDGO_STEMS_POLL_INITIAL_S": str(POLL_S),
+            "VIDGO_STEMS_CALLBACK_POLL_INITIAL_S": str(POLL_S),
             "VIDGO_STEMS_POLL_MIN_INTERVAL_S": str(POLL_S),
-            "VIDGO_STEMS_POLL_MAX_S": str(POLL_S),
+            "VIDGO_STEMS_CALLBACK_POLL_MAX_S": str(POLL_S),
             "VIDGO_STEMS_POLL_JITTER_RATIO": "0.1",
         }
     )

@@ -559,6 +559,27 @@ def test_submit_sends_a_tokened_callback_url_under_the_public_base(make_settings
     )
 
 
+def test_with_callbacks_on_polling_becomes_a_slower_safety_net(make_settings, tmp_path):
+    settings = make_settings(
+        public_callback_base_url="https://hooks.example.com",
+        callback_poll_initial_s=20,
+        callback_poll_max_s=120,
+        poll_jitter_ratio=0,
+    )
+    h = Harness(settings, tmp_path)
+    try:
+        h.vidgo.submit_answers.append(submitted())
+        run_submit(h.ctx, h.enqueue(), "t0")
+        assert h.sent[-1].countdown_s == 20
+        assert poll_countdown(30, settings, random.Random(1)) == 120
+        plain = make_settings(poll_initial_s=3, poll_max_s=30, poll_jitter_ratio=0)
+        assert poll_countdown(0, plain, random.Random(1)) == 3
+        assert poll_countdown(30, plain, random.Random(1)) == 30
+    finally:
+        for close in h.closers:
+            close()
+
+
 def test_a_retried_download_keeps_the_stems_it_already_saved(h):
     names = ("bass", "drums", "piano", "guitar", "vocals", "other")
     h.stems.update({f"{n}.wav": wav_bytes(freq=100 + i) for i, n in enumerate(names)})

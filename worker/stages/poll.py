@@ -33,8 +33,8 @@ STATES = (JobState.SUBMITTED, JobState.RUNNING)
 
 def poll_countdown(polls_so_far: int, settings: Settings, rng: random.Random) -> float:
     """Seconds to the next poll: grows geometrically to a cap, jittered, never below the floor."""
-    base = settings.poll_initial_s * settings.poll_backoff_factor ** min(polls_so_far, 64)
-    base = min(base, settings.poll_max_s)
+    initial, longest = settings.poll_schedule
+    base = min(initial * settings.poll_backoff_factor ** min(polls_so_far, 64), longest)
     jitter = base * settings.poll_jitter_ratio
     countdown = base + rng.uniform(-jitter, jitter)
     return round(max(settings.poll_min_interval_s, countdown), 3)

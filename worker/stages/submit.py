@@ -78,7 +78,7 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         to=JobState.SUBMITTED,
         next_task=TaskName.POLL,
         event="submitted",
-        countdown_s=ctx.settings.poll_initial_s,
+        countdown_s=ctx.settings.poll_schedule[0],
         fields={
             "vidgo_task_id": result.task_id,
             "vidgo_task_ids": [*job.vidgo_task_ids, result.task_id],
