@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -67,9 +68,9 @@ class BatchStore:
         redis.hset(self.key, mapping={k: json.dumps(v) for k, v in fields.items()})
         redis.expire(self.key, self.ledger.retention_s)
 
-    def add_job(self, job_id: str) -> None:
+    def add_jobs(self, job_ids: list[str]) -> None:
         pipe = self.ledger.redis.pipeline(transaction=False)
-        pipe.sadd(self.jobs_key, job_id)
+        pipe.sadd(self.jobs_key, *job_ids)
         pipe.expire(self.jobs_key, self.ledger.retention_s)
         pipe.execute()
 
@@ -301,6 +302,10 @@ class BatchOptions:
     window: int = 500
     bad_rows: Literal["stop", "skip"] = "stop"
     check_interval_s: float = 0.5
+    # New jobs are enqueued in chunks, each by a few threads: enqueueing is round trips to
+    # Redis, so threads overlap them.
+    chunk: int = 64
+    threads: int = 4
 
 
 Submit = Callable[..., Enqueued]
@@ -402,29 +407,50 @@ class BatchRunner:
                 yield item
 
     def _feed(self) -> None:
-        for item in self._rows():
-            if self.stop.is_set():
-                return
-            if item.line in self.manifest.written:
-                continue
-            if isinstance(item, RowProblem):
-                self._record(invalid_entry(self.batch_id, item))
-                continue
-            if item.job_id in self.window:
-                self.window[item.job_id].append(item)
-                continue
-            while len(self.window) >= self.options.window and not self.stop.is_set():
-                self._watch()
-                if len(self.window) >= self.options.window:
-                    self.stop.wait(self.options.check_interval_s)
-            if self.stop.is_set():
-                return
-            self._enqueue(item)
-            self._watch(throttle=True)
+        pending: list[CatalogRow] = []  # rows of new jobs, enqueued a chunk at a time
+        with ThreadPoolExecutor(self.options.threads, thread_name_prefix="batch-feed") as pool:
+            for item in self._rows():
+                if self.stop.is_set():
+                    break
+                if item.line in self.manifest.written:
+                    continue
+                if isinstance(item, RowProblem):
+                    self._record(invalid_entry(self.batch_id, item))
+                    continue
+                if item.job_id in self.window:
+                    self.window[item.job_id].append(item)
+                    continue
+                if any(p.job_id == item.job_id for p in pending):
+                    pending.append(item)  # the same job again: it rides with the first row
+                    continue
+                pending.append(item)
+                if len({p.job_id for p in pending}) >= self._room():
+                    self._enqueue(pool, pending)
+                    pending = []
+                    self._wait_for_room()
+            if pending and not self.stop.is_set():
+                self._enqueue(pool, pending)
 
-    def _enqueue(self, row: CatalogRow) -> None:
+    def _room(self) -> int:
+        return max(1, min(self.options.chunk, self.options.window - len(self.window)))
+
+    def _wait_for_room(self) -> None:
+        self._watch(throttle=True)
+        while len(self.window) >= self.options.window and not self.stop.is_set():
+            self.stop.wait(self.options.check_interval_s)
+            self._watch()
+
+    def _enqueue(self, pool: ThreadPoolExecutor, rows: list[CatalogRow]) -> None:
+        firsts = {row.job_id: row for row in reversed(rows)}  # the first row of each job
+        enqueued = list(pool.map(self._submit_one, firsts.values()))
+        self.store.add_jobs([e.job_id for e in enqueued])
+        self.progress.fed += len(enqueued)
+        for row in rows:
+            self.window.setdefault(row.job_id, []).append(row)
+
+    def _submit_one(self, row: CatalogRow) -> Enqueued:
         request = row.request
-        enqueued = self.submit(
+        return self.submit(
             request.audio_url,
             title=request.title,
             model_name=request.model_name.value,
@@ -434,9 +460,6 @@ class BatchRunner:
             ledger=self.ledger,
             settings=self.settings,
         )
-        self.store.add_job(enqueued.job_id)
-        self.progress.fed += 1
-        self.window[enqueued.job_id] = [row]
 
     def _watch(self, *, throttle: bool = False) -> None:
         """Record every job of the window that has ended; refresh the live counts."""

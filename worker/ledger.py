@@ -287,9 +287,11 @@ class Ledger:
             keys=[self.job_key(job_id), self.history_key(job_id), self.active_key],
             args=[now, entry, *_pairs(fields)],
         )
+        if created:  # what was written is the whole job: no need to read it back
+            return JobRecord.from_hash(job_id, fields), True
         job = self.get(job_id)
         assert job is not None, "job vanished right after create"
-        return job, bool(created)
+        return job, False
 
     def advance(
         self,
