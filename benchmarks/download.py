@@ -99,6 +99,12 @@ def main() -> None:
                     f"{plain['peak_rss'] / MB:.0f}",
                 ),
                 (
+                    "plain copy + sha256 + fsync, by hand",
+                    f"{rate['plain+work']:.0f}",
+                    f"{rate['plain+work'] / rate['plain']:.2f}",
+                    f"{best['plain+work']['peak_rss'] / MB:.0f}",
+                ),
+                (
                     "pipeline downloader (fetch_to_file)",
                     f"{rate['pipeline']:.0f}",
                     f"{rate['pipeline'] / rate['plain']:.2f}",
