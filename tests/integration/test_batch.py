@@ -65,6 +65,10 @@ def test_a_small_catalog_runs_to_a_complete_manifest_and_report(batch_stack, tmp
 
     done = run_batch(batch_stack, str(catalog), "--bad-rows", "skip")
     assert done.returncode == 1, done.stderr  # complete, with two invalid rows
+    # Not a terminal: the live view is plain summary lines, the last one complete.
+    summaries = [line for line in done.stderr.splitlines() if " rows final · " in line]
+    assert summaries and summaries[-1].startswith("15/15 rows final")
+    assert "failures 2" in summaries[-1] and "DONE 13" in summaries[-1]
     manifest = read_manifest(tmp_path / "tracks.csv.manifest.jsonl")
     assert [e["line"] for e in manifest] == list(range(2, 17))
     by_line = {e["line"]: e for e in manifest}
