@@ -137,13 +137,18 @@ def submit(
 def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
     """The body of a ``vidgo.submit`` sent by name: validate, create the job, return its id."""
     from worker.api import submit_job  # worker.api imports this module's app at import time
+    from worker.models import parse_request
 
-    fields = ("title", "model_name", "output_type", "webhook_url", "metadata")
+    given = {k: v for k, v in kwargs.items() if v is not None}
     try:
+        request = parse_request(
+            {k: given[k] for k in ("audio_url", "title", "model_name", "output_type") if k in given}
+        )
         enqueued = submit_job(
-            kwargs.get("audio_url"),  # type: ignore[arg-type]  # validated inside
+            request,
             job_id=job_id,
-            **{k: kwargs[k] for k in fields if kwargs.get(k) is not None},
+            webhook_url=given.get("webhook_url"),
+            metadata=given.get("metadata"),
         )
     except VidgoStemsError as exc:
         log.error("vidgo.submit by name refused: %s", exc.message)

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from worker.app import dispatch, dispatch_webhook, runtime
 from worker.ledger import ACTIVE_STATES, JobRecord, JobState, Ledger, new_token
-from worker.models import parse_request, validate_job_id, validate_metadata
+from worker.models import JobRequest, parse_request, validate_job_id, validate_metadata
 from worker.netsafe import check_webhook_url
 from worker.settings import Settings, get_settings
 from worker.stages.context import Step, TaskName
@@ -142,11 +142,16 @@ def enqueue(
     view, the webhook and the manifest. Raises InvalidRequest, naming the allowed values, for
     bad input.
     """
+    request = parse_request(
+        {
+            "audio_url": audio_url,
+            "title": title,
+            "model_name": model_name,
+            "output_type": output_type,
+        }
+    )
     return submit_job(
-        audio_url,
-        title=title,
-        model_name=model_name,
-        output_type=output_type,
+        request,
         job_id=job_id,
         webhook_url=webhook_url,
         metadata=metadata,
@@ -156,27 +161,16 @@ def enqueue(
 
 
 def submit_job(
-    audio_url: str,
+    request: JobRequest,
     *,
-    title: str | None = None,
-    model_name: str = "base",
-    output_type: str = "general",
     job_id: str | None = None,
     webhook_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     ledger: Ledger | None = None,
     settings: Settings | None = None,
 ) -> Enqueued:
-    """:func:`enqueue`, also saying whether the job is new or was there already."""
+    """Enqueue an already parsed request; also says whether the job is new or was there."""
     settings = settings or get_settings()
-    request = parse_request(
-        {
-            "audio_url": audio_url,
-            "title": title,
-            "model_name": model_name,
-            "output_type": output_type,
-        }
-    )
     job_id = validate_job_id(job_id) if job_id is not None else request.fingerprint()
     extra = validate_metadata(metadata) if metadata is not None else None
     hook = webhook_url or settings.default_webhook_url

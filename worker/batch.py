@@ -168,6 +168,7 @@ class ManifestWriter:
         self.path = path
         self.batch_id = batch_id
         self.written: set[int] = set()
+        self.earlier: list[dict[str, Any]] = []  # entries already in the file when opened
         self._handle: Any = None
 
     def open(self) -> None:
@@ -195,6 +196,7 @@ class ManifestWriter:
                     f"catalog ({self.batch_id}): give another --manifest path"
                 )
             self.written.add(int(entry["line"]))
+            self.earlier.append(entry)
             kept.append(line)
         if lines[-1].strip():
             self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
@@ -308,9 +310,6 @@ class BatchOptions:
     threads: int = 4
 
 
-Submit = Callable[..., Enqueued]
-
-
 class BatchRunner:
     """Runs one catalog to the end (or to a stop request), writing results as rows end."""
 
@@ -323,7 +322,6 @@ class BatchRunner:
         options: BatchOptions,
         *,
         check: CatalogCheck | None = None,
-        submit: Submit = submit_job,
         on_progress: Callable[[Progress], None] = lambda _: None,
         stop: threading.Event | None = None,
     ) -> None:
@@ -336,7 +334,6 @@ class BatchRunner:
         self.store = BatchStore(ledger, self.batch_id)
         self.manifest = ManifestWriter(manifest, self.batch_id)
         self.report_path = manifest.with_name(manifest.stem + ".failures.json")
-        self.submit = submit
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
         self.window: dict[str, list[CatalogRow]] = {}
@@ -388,13 +385,9 @@ class BatchRunner:
         return self.progress
 
     def _count_existing(self) -> None:
-        if not self.manifest.written:
-            return
-        for line in self.manifest.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                entry = json.loads(line)
-                self.progress.by_state[entry["state"]] += 1
-                self.failures.add(entry)
+        for entry in self.manifest.earlier:
+            self.progress.by_state[entry["state"]] += 1
+            self.failures.add(entry)
 
     def _rows(self) -> Iterator[CatalogRow | RowProblem]:
         bad_lines = {p.line for p in self.check.problems}
@@ -449,12 +442,8 @@ class BatchRunner:
             self.window.setdefault(row.job_id, []).append(row)
 
     def _submit_one(self, row: CatalogRow) -> Enqueued:
-        request = row.request
-        return self.submit(
-            request.audio_url,
-            title=request.title,
-            model_name=request.model_name.value,
-            output_type=request.output_type.value,
+        return submit_job(
+            row.request,
             job_id=row.job_id,
             metadata=row.metadata or None,
             ledger=self.ledger,

@@ -36,7 +36,7 @@ from worker import api
 from worker.app import dispatch, runtime
 from worker.callbacks import handle_callback
 from worker.errors import ConfigError, InvalidRequest
-from worker.models import MAX_METADATA_BYTES, ModelName, OutputType
+from worker.models import MAX_METADATA_BYTES, ModelName, OutputType, parse_request
 from worker.recovery import workers_seen
 from worker.settings import Settings, get_settings
 
@@ -187,7 +187,7 @@ def create_app(settings: Settings | None = None) -> "AccessLog":
     _install_error_handlers(app)
     _add_job_routes(app, settings, [Depends(authorised)])
     _add_vidgo_and_health_routes(app, settings)
-    return AccessLog(BodyLimit(app, settings.gateway_max_body_bytes), app)
+    return AccessLog(BodyLimit(app, settings.gateway_max_body_bytes))
 
 
 def _add_job_routes(app: FastAPI, settings: Settings, secured: list[Any]) -> None:
@@ -200,11 +200,9 @@ def _add_job_routes(app: FastAPI, settings: Settings, secured: list[Any]) -> Non
         summary="Enqueue a track; answers at once with the job id",
     )
     def create_job(body: JobCreate, request: Request) -> JSONResponse:
+        track = {"audio_url", "title", "model_name", "output_type"}
         enqueued = api.submit_job(
-            body.audio_url,
-            title=body.title,
-            model_name=body.model_name.value,
-            output_type=body.output_type.value,
+            parse_request(body.model_dump(mode="json", include=track)),
             job_id=body.job_id,
             webhook_url=body.webhook_url,
             metadata=body.metadata,
@@ -333,17 +331,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class AccessLog:
-    """One log line per request: method, path (never the query string), status, duration.
+    """One log line per request: method, path (never the query string), status, duration."""
 
-    It also stands in for the FastAPI app where callers want its attributes (``openapi()``).
-    """
-
-    def __init__(self, inner: ASGIApp, app: FastAPI) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
-        self.fastapi = app
-
-    def openapi(self) -> dict[str, Any]:
-        return self.fastapi.openapi()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -134,3 +134,20 @@ def test_a_balance_that_cannot_cover_the_batch_stops_it_before_any_submit(batch_
     assert result.returncode == 2
     assert "does not cover the estimate" in result.stderr and "--ignore-balance" in result.stderr
     assert len(batch_stack.emulator.record("submit")) == before
+
+
+def test_the_batch_never_has_more_jobs_in_flight_than_its_window(batch_stack, tmp_path):
+    catalog = tmp_path / "window.csv"
+    rows = catalog_rows(batch_stack, 12, prefix="w")
+    catalog.write_text("audio_url,id,title,model_name,output_type\n" + "\n".join(rows) + "\n")
+    result = run_batch(batch_stack, str(catalog), "--window", "3")
+    assert result.returncode == 0, result.stderr
+    edges = []
+    for entry in read_manifest(tmp_path / "window.csv.manifest.jsonl"):
+        history = batch_stack.ledger.history(entry["job_id"])
+        edges += [(history[0]["at"], 1), (history[-1]["at"], -1)]  # enqueued .. ended
+    level = peak = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
+        level += step
+        peak = max(peak, level)
+    assert peak == 3  # the window, and nothing else, held the rest back
