@@ -1,6 +1,6 @@
 """Celery settings, mapped from worker.settings; each one says why it is set.
 
-Loaded by ``worker.app`` through ``config_from_object("celeryconfig")``.
+Loaded by ``worker.celery_app`` through ``config_from_object("celeryconfig")``.
 """
 
 from worker.settings import get_settings

@@ -32,9 +32,9 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="vidgo-bench-") as folder,
         Bench(Path(folder), EmulatorConfig()) as bench,
     ):
-        from worker.app import app
-        from worker.batch import BatchOptions, BatchRunner
-        from worker.catalog import check_catalog
+        from worker.batch.catalog import check_catalog
+        from worker.batch.runner import BatchOptions, BatchRunner
+        from worker.celery_app import app
         from worker.settings import get_settings
 
         catalog = Path(folder) / "catalog.csv"

@@ -1,6 +1,6 @@
 """A private stack for a benchmark: Redis, the emulator, worker processes, measurements.
 
-Environment variables are set before ``worker.app`` is imported, so the benchmark process
+Environment variables are set before ``worker.celery_app`` is imported, so the benchmark process
 (which enqueues) and the workers it starts share one configuration.
 """
 
@@ -20,8 +20,8 @@ import redis
 
 from emulator import EmulatorConfig
 from emulator.server import BackgroundEmulator
-from worker.local import WorkerProcess, wait_for
-from worker.redis_server import RedisServer, free_port
+from worker.devstack.local import WorkerProcess, wait_for
+from worker.devstack.redis_server import RedisServer, free_port
 
 #: Limits out of the way: a benchmark measures the pipeline, not the brakes.
 UNLIMITED = {
@@ -75,7 +75,7 @@ class Bench:
         self._stack.close()
 
     def start_worker(self, concurrency: int, name: str = "bench") -> WorkerProcess:
-        from worker.recovery import workers_seen
+        from worker.pipeline.recovery import workers_seen
 
         log = self._stack.enter_context((self.folder / f"{name}.log").open("wb"))
         worker = WorkerProcess(self.env, concurrency=concurrency, name=name, log=log).start()
@@ -91,14 +91,14 @@ class Bench:
 
     @property
     def ledger(self) -> Any:
-        from worker.app import runtime
+        from worker.celery_app import runtime
 
         return runtime().ledger
 
     def wait_all_ended(self, job_ids: list[str], timeout_s: float) -> float:
         """Wait until no job is active (one cheap command per look); returns when, after
         checking that every job ended DONE."""
-        from worker.batch import job_states
+        from worker.batch.runner import job_states
 
         active = self.ledger.active_key
         wait_for(

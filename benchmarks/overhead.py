@@ -24,7 +24,7 @@ def redis_calls(bench: Bench) -> int:
 
 
 def pipeline(bench: Bench, n: int) -> float:
-    from worker.api import enqueue
+    from worker.web.api import enqueue
 
     bench.start_worker(CONCURRENCY, "pipeline")
     start = time.perf_counter()

@@ -20,12 +20,12 @@ import httpx
 
 from benchmarks.harness import Bench, table
 from emulator import EmulatorConfig
-from worker.local import wait_for
-from worker.redis_server import free_port
+from worker.devstack.local import wait_for
+from worker.devstack.redis_server import free_port
 
 
 def run_jobs(bench: Bench, label: str, n: int) -> dict[str, float]:
-    from worker.api import enqueue, get_job
+    from worker.web.api import enqueue, get_job
 
     since = time.time()
     ids = [

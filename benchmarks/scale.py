@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmarks.harness import Bench, percentile, table, tree_rss_bytes
 from emulator import EmulatorConfig
-from worker.local import wait_for
+from worker.devstack.local import wait_for
 
 MB = 1024 * 1024
 
@@ -30,7 +30,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="vidgo-bench-") as folder,
         Bench(Path(folder), config, VIDGO_STEMS_STALL_TIMEOUT_S="100000") as bench,
     ):
-        from worker.api import enqueue
+        from worker.web.api import enqueue
 
         worker = bench.start_worker(4, "scale")
         assert worker.process is not None

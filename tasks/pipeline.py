@@ -1,4 +1,4 @@
-"""The four Celery tasks of the pipeline: thin wrappers around ``worker.stages``.
+"""The four Celery tasks of the pipeline: thin wrappers around ``worker.pipeline.stages``.
 
 Names are a wire format (``vidgo.submit``, ``vidgo.poll``, ``vidgo.download``,
 ``vidgo.postprocess``, plus ``vidgo.webhook`` for completion webhooks); kwargs are ``job_id``
@@ -7,7 +7,7 @@ exception type, in :class:`StageTask` alone.
 
 ``vidgo.submit`` sent *without* a token is an enqueue by name, for backends that cannot import
 this package: ``send_task("vidgo.submit", kwargs={"audio_url": ..., "job_id": ...})`` creates
-the job in the ledger exactly as :func:`worker.api.enqueue` does and returns its id.
+the job in the ledger exactly as :func:`worker.web.api.enqueue` does and returns its id.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import redis.exceptions
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.app import app, dispatch_webhook, runtime
+from worker.celery_app import app, dispatch_webhook, runtime
 from worker.errors import (
     InvalidTaskInput,
     PermanentError,
@@ -28,9 +28,9 @@ from worker.errors import (
     VidgoRateLimited,
     VidgoStemsError,
 )
-from worker.ledger import ACTIVE_STATES, JobState
-from worker.stages import run_download, run_poll, run_postprocess, run_submit
-from worker.webhooks import announce
+from worker.pipeline.ledger import ACTIVE_STATES, JobState
+from worker.pipeline.stages import run_download, run_poll, run_postprocess, run_submit
+from worker.web.webhooks import announce
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,8 @@ def submit(
 
 def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
     """The body of a ``vidgo.submit`` sent by name: validate, create the job, return its id."""
-    from worker.api import submit_job  # worker.api imports this module's app at import time
     from worker.models import parse_request
+    from worker.web.api import submit_job  # worker.web.api imports this module's app at import time
 
     given = {k: v for k, v in kwargs.items() if v is not None}
     try:

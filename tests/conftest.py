@@ -7,9 +7,9 @@ import os
 import pytest
 import redis
 
-from worker import tracks
-from worker.local import FileServer
-from worker.redis_server import RedisServer
+from worker.devstack import tracks
+from worker.devstack.local import FileServer
+from worker.devstack.redis_server import RedisServer
 from worker.settings import Settings, get_settings
 
 _OURS = ("VIDGO_", "REDIS_URL", "STEMS_DIR")

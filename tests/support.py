@@ -18,11 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from worker.api import enqueue, get_job
-from worker.app import app
-from worker.ledger import Ledger
-from worker.local import WorkerProcess, wait_for
-from worker.redis_server import free_port
+from worker.celery_app import app
+from worker.devstack.local import WorkerProcess, wait_for
+from worker.devstack.redis_server import free_port
+from worker.pipeline.ledger import Ledger
+from worker.web.api import enqueue, get_job
 
 API_KEY = "sk-test-" + secrets.token_hex(8)
 

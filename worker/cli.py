@@ -75,7 +75,7 @@ def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str, super
         "-m",
         "celery",
         "-A",
-        "worker.app",
+        "worker.celery_app",
         "worker",
         "--queues",
         settings.queue_name,
@@ -123,7 +123,7 @@ def separate(
     timeout_s: float,
 ) -> None:
     """Enqueue AUDIO_URL and print its job id (needs REDIS_URL)."""
-    from worker.api import enqueue
+    from worker.web.api import enqueue
 
     job_id = enqueue(
         audio_url,
@@ -139,7 +139,7 @@ def separate(
 
 
 def _wait(job_id: str, timeout_s: float) -> int:
-    from worker.api import get_job
+    from worker.web.api import get_job
 
     deadline = time.monotonic() + timeout_s
     last = None
@@ -170,7 +170,7 @@ def _wait(job_id: str, timeout_s: float) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole job as JSON.")
 def status(job_id: str, as_json: bool) -> None:
     """Show a job's state, attempts, history and last error (needs REDIS_URL)."""
-    from worker.api import get_job
+    from worker.web.api import get_job
 
     view = get_job(job_id)
     if view is None:
@@ -209,7 +209,7 @@ def status(job_id: str, as_json: bool) -> None:
 def cancel(job_id: str) -> None:
     """Stop a job on our side (needs REDIS_URL). Vidgo has no cancel: a task it already has
     finishes there and is billed; nothing more is polled or downloaded."""
-    from worker.api import cancel as cancel_job
+    from worker.web.api import cancel as cancel_job
 
     view = cancel_job(job_id)
     if view is None:
@@ -230,12 +230,12 @@ def gateway(host: str, port: int, workers: int) -> None:
     VIDGO_STEMS_GATEWAY_API_KEYS). Put TLS in front of it."""
     import uvicorn
 
-    from worker.gateway import create_app
+    from worker.web.gateway import create_app
 
     create_app()  # fail here, with the fix, when the configuration is incomplete
     logging.getLogger("vidgo_stems.gateway").setLevel(logging.INFO)
     uvicorn.run(
-        "worker.gateway:create_app",
+        "worker.web.gateway:create_app",
         factory=True,
         host=host,
         port=port,
@@ -297,9 +297,9 @@ def batch(
     """
     from rich.console import Console
 
-    from worker.batch import BatchError, BatchOptions, BatchRunner, jobs_to_submit
-    from worker.catalog import check_catalog
-    from worker.liveview import LiveView, summary_line
+    from worker.batch.catalog import check_catalog
+    from worker.batch.liveview import LiveView, summary_line
+    from worker.batch.runner import BatchError, BatchOptions, BatchRunner, jobs_to_submit
     from worker.settings import get_settings
 
     settings = get_settings()
@@ -389,7 +389,7 @@ def _ledger_if_configured(settings: Any, dry_run: bool) -> Any:
 
 
 def _ledger() -> Any:
-    from worker.app import runtime
+    from worker.celery_app import runtime
 
     return runtime().ledger
 
@@ -420,8 +420,8 @@ def batch_status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress from any machine (needs REDIS_URL)."""
     from dataclasses import asdict
 
-    from worker.batch import batch_view
-    from worker.liveview import describe_states
+    from worker.batch.liveview import describe_states
+    from worker.batch.runner import batch_view
 
     view = batch_view(_ledger(), batch_id)
     if view is None:
@@ -446,7 +446,7 @@ def batch_status(batch_id: str, as_json: bool) -> None:
 def stats() -> None:
     """Show the global counters (retries, resubmissions, ambiguous submits, stalls, ...) and
     any active rate-limit cool-down or credits pause (needs REDIS_URL)."""
-    from worker.app import runtime
+    from worker.celery_app import runtime
 
     rt = runtime()
     counters = rt.ledger.counters()
@@ -465,8 +465,8 @@ def stats() -> None:
 @main.command("resume-submits")
 def resume_submits() -> None:
     """Lift a credits pause at once, after topping up the Vidgo account (needs REDIS_URL)."""
-    from worker.app import dispatch, runtime
-    from worker.recovery import wake_waiting_submits
+    from worker.celery_app import dispatch, runtime
+    from worker.pipeline.recovery import wake_waiting_submits
 
     rt = runtime()
     rt.gate.resume_submits()
@@ -516,7 +516,7 @@ def emulator(
 @click.option("--timeout", "timeout_s", default=300.0, show_default=True)
 def demo(out: Path, timeout_s: float) -> None:
     """Separate a few generated tracks end to end on a private Redis and the emulator."""
-    from worker.demo import run_demo
+    from worker.devstack.demo import run_demo
 
     sys.exit(run_demo(out, timeout_s=timeout_s))
 

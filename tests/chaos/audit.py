@@ -7,7 +7,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from worker.ledger import JobState
+from worker.pipeline.ledger import JobState
 
 
 def audit(stack, views) -> dict[str, int]:

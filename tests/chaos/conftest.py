@@ -9,7 +9,7 @@ import pytest
 from emulator import EmulatorConfig
 from emulator.server import BackgroundEmulator
 from tests.support import API_KEY, Emulator, Stack
-from worker.redis_server import free_port
+from worker.devstack.redis_server import free_port
 
 #: Workers recover quickly: short sweeps and time limits, patient retries.
 CHAOS = {

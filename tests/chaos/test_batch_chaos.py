@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.chaos.audit import audit
-from worker.local import wait_for
+from worker.devstack.local import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 

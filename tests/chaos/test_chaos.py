@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from tests.chaos.audit import audit
-from worker.ledger import JobState
-from worker.local import wait_for
-from worker.redis_server import RedisServer
+from worker.devstack.local import wait_for
+from worker.devstack.redis_server import RedisServer
+from worker.pipeline.ledger import JobState
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

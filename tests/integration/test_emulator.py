@@ -12,10 +12,10 @@ import pytest
 
 from emulator import EmulatorConfig
 from emulator.server import BackgroundEmulator
-from worker import tracks
-from worker.local import FileServer, wait_for
+from worker.devstack import tracks
+from worker.devstack.local import FileServer, wait_for
+from worker.devstack.redis_server import free_port
 from worker.models import ALL_STEMS
-from worker.redis_server import free_port
 from worker.vidgo.parse import extract_stem_urls, parse_detail
 
 AUTH = {"Authorization": "Bearer k"}

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from tests.support import Stack
-from worker.ledger import JobState
+from worker.pipeline.ledger import JobState
 
 pytestmark = pytest.mark.integration
 

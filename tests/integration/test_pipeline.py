@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from celery.result import AsyncResult
 
-from worker.app import app
+from worker.celery_app import app
 from worker.errors import InvalidRequest
-from worker.ledger import JobState
 from worker.models import ALL_STEMS
+from worker.pipeline.ledger import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 
-from worker.local import wait_for
+from worker.devstack.local import wait_for
 from worker.supervise import restart_delay_s
 
 # A child that dies with status 3 the first time (no marker file yet), then exits 0.

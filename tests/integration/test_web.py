@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from tests.support import API_KEY, GatewayProcess, Receiver, Stack
-from worker.ledger import JobState
-from worker.local import wait_for
-from worker.redis_server import free_port
-from worker.webhooks import WebhookVerificationError, verify
+from worker.devstack.local import wait_for
+from worker.devstack.redis_server import free_port
+from worker.pipeline.ledger import JobState
+from worker.web.webhooks import WebhookVerificationError, verify
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ import json
 import fakeredis
 import pytest
 
-from worker import api
 from worker.errors import ConfigError, InvalidRequest
-from worker.ledger import JobState, Ledger
-from worker.stages.context import TaskName
+from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.stages.context import TaskName
+from worker.web import api
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 URL = "https://cdn.example/a.mp3"

@@ -7,10 +7,10 @@ import json
 import fakeredis
 import pytest
 
-from worker.callbacks import CallbackOutcome, callback_hint, handle_callback
-from worker.ledger import JobState, Ledger
 from worker.models import parse_request
-from worker.stages.context import TaskName
+from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.stages.context import TaskName
+from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
 
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
 EVIL = json.dumps(

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.catalog import (
+from worker.batch.catalog import (
     CatalogError,
     CatalogRow,
     RowProblem,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from worker import errors
-from worker.fetch import fetch_to_file, part_path
+from worker.files.fetch import fetch_to_file, part_path
 
 BODY = bytes(range(256)) * 64  # 16 KiB
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from worker.gate import VidgoGate
-from worker.ledger import JobState, Ledger
 from worker.models import parse_request
-from worker.recovery import STEP_FOR_STATE, overdue_by, sweep
-from worker.stages.context import TaskName
+from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.recovery import STEP_FOR_STATE, overdue_by, sweep
+from worker.pipeline.stages.context import TaskName
 from worker.vidgo.failures import is_permanent_failure
+from worker.vidgo.gate import VidgoGate
 
 S = JobState
 

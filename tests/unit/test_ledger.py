@@ -5,8 +5,8 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from worker.ledger import ACTIVE_STATES, TRANSITIONS, IllegalTransition, JobState, Ledger
 from worker.models import parse_request
+from worker.pipeline.ledger import ACTIVE_STATES, TRANSITIONS, IllegalTransition, JobState, Ledger
 
 S = JobState
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})

@@ -8,13 +8,13 @@ import fakeredis
 import httpx
 import pytest
 
-from worker.gate import VidgoGate
-from worker.ledger import JobState, Ledger
-from worker.limits import VidgoLimits
+from worker.files.scratch import StemStore
 from worker.models import parse_request
-from worker.stages import Outcome, StageContext, TaskName, run_submit
-from worker.storage import StemStore
+from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.stages import Outcome, StageContext, TaskName, run_submit
 from worker.vidgo import VidgoClient
+from worker.vidgo.gate import VidgoGate
+from worker.vidgo.limits import VidgoLimits
 
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
 

@@ -16,10 +16,10 @@ import pytest
 import soundfile as sf
 
 from worker import errors
-from worker.gate import VidgoGate
-from worker.ledger import JobState, Ledger
+from worker.files.scratch import StemStore
 from worker.models import parse_request
-from worker.stages import (
+from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.stages import (
     Outcome,
     StageContext,
     TaskName,
@@ -29,8 +29,8 @@ from worker.stages import (
     run_postprocess,
     run_submit,
 )
-from worker.storage import StemStore
 from worker.vidgo import VidgoClient
+from worker.vidgo.gate import VidgoGate
 
 S = JobState
 

@@ -13,10 +13,10 @@ import pytest
 import standardwebhooks
 from pydantic import SecretStr
 
-from worker.ledger import JobState, Ledger
 from worker.models import parse_request
-from worker.netsafe import BlockedAddress
-from worker.webhooks import (
+from worker.pipeline.ledger import JobState, Ledger
+from worker.web.netsafe import BlockedAddress
+from worker.web.webhooks import (
     WebhookSender,
     WebhookVerificationError,
     announce,

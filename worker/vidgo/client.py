@@ -16,10 +16,10 @@ import httpx
 from pydantic import SecretStr
 
 from worker.errors import VidgoProtocolError, VidgoStemsError
-from worker.limits import VidgoLimits
 from worker.models import VIDGO_MODEL, JobRequest
 from worker.settings import Settings
 from worker.vidgo.http_errors import error_for_status, error_for_transport
+from worker.vidgo.limits import VidgoLimits
 from worker.vidgo.parse import SubmitResult, TaskDetail, body_code, parse_detail, parse_submit
 
 USER_AGENT = "vidgo-stems/0.1"

@@ -8,9 +8,9 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from worker.batch import FINAL_STATES
-from worker.batch import Progress as BatchProgress
-from worker.ledger import JobState
+from worker.batch.runner import FINAL_STATES
+from worker.batch.runner import Progress as BatchProgress
+from worker.pipeline.ledger import JobState
 
 _ORDER = [s.value for s in JobState if not s.is_terminal] + list(FINAL_STATES)
 

@@ -24,16 +24,16 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from worker.gate import VidgoGate
-from worker.ledger import Ledger
-from worker.limits import VidgoLimits
-from worker.recovery import SweepThread
+from worker.files.scratch import StemStore
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.recovery import SweepThread
+from worker.pipeline.stages.context import StageContext, Step, TaskName
 from worker.settings import Settings, get_settings
-from worker.stages.context import StageContext, Step, TaskName
-from worker.storage import StemStore
 from worker.vidgo import VidgoClient
 from worker.vidgo.client import http_timeout
-from worker.webhooks import WebhookSender
+from worker.vidgo.gate import VidgoGate
+from worker.vidgo.limits import VidgoLimits
+from worker.web.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Any, cast
 
 import redis
 
-from worker.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.stages.context import Step, TaskName
 from worker.settings import Settings
-from worker.stages.context import Step, TaskName
-from worker.webhooks import redispatch_overdue
+from worker.web.webhooks import redispatch_overdue
 
 log = logging.getLogger(__name__)
 

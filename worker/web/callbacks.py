@@ -19,10 +19,10 @@ from enum import StrEnum
 from typing import Any
 
 from worker.errors import InvalidRequest
-from worker.ledger import JobState, Ledger
 from worker.models import validate_job_id
-from worker.recovery import kick
-from worker.stages.context import Step
+from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.recovery import kick
+from worker.pipeline.stages.context import Step
 from worker.vidgo.parse import unwrap_data
 
 log = logging.getLogger(__name__)

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from worker.errors import PermanentError, TaskStalled, VidgoOutputError, VidgoTaskFailed
-from worker.ledger import JobRecord, JobState
 from worker.models import expected_stems
+from worker.pipeline.ledger import JobRecord, JobState
+from worker.pipeline.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
 from worker.settings import Settings
-from worker.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
 from worker.vidgo import StemUrls, VidgoStatus
 from worker.vidgo.failures import is_permanent_failure
 from worker.vidgo.parse import extract_stem_urls

@@ -1,7 +1,7 @@
 """Pieces of a whole local stack, shared by the demo and the integration tests.
 
 A static file server for input tracks, and a Celery worker run as a real subprocess with an
-explicit environment. (The private Redis is :mod:`worker.redis_server`; the emulator is
+explicit environment. (The private Redis is :mod:`worker.devstack.redis_server`; the emulator is
 :mod:`emulator.server`.)
 """
 
@@ -19,7 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from worker.redis_server import free_port
+from worker.devstack.redis_server import free_port
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -2,9 +2,9 @@
 
 Stem URLs come from a remote party, so each is checked against the allowed hosts before any
 request; the download client carries no Vidgo credentials. The transfer itself (resume, length
-and checksum checks, atomic rename) is :func:`worker.fetch.fetch_to_file`. When storage says a URL
-has expired (403/404/410), the task is queried again for fresh URLs, up to ``max_url_refreshes``
-times per job, and the stage is retried with them.
+and checksum checks, atomic rename) is :func:`worker.files.fetch.fetch_to_file`. When storage
+says a URL has expired (403/404/410), the task is queried again for fresh URLs, up to
+``max_url_refreshes`` times per job, and the stage is retried with them.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from worker.errors import RetryableError, StemHostNotAllowed, StemUrlExpired
-from worker.fetch import fetch_to_file
-from worker.ledger import JobRecord, JobState
+from worker.files.fetch import fetch_to_file
+from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
 from worker.models import expected_stems
-from worker.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
-from worker.storage import AUDIO_SUFFIXES, safe_stem_name
+from worker.pipeline.ledger import JobRecord, JobState
+from worker.pipeline.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
 from worker.vidgo.parse import extract_stem_urls
 
 log = logging.getLogger(__name__)

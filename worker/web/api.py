@@ -19,13 +19,13 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from worker.app import dispatch, dispatch_webhook, runtime
-from worker.ledger import ACTIVE_STATES, JobRecord, JobState, Ledger, new_token
+from worker.celery_app import dispatch, dispatch_webhook, runtime
 from worker.models import JobRequest, parse_request, validate_job_id, validate_metadata
-from worker.netsafe import check_webhook_url
+from worker.pipeline.ledger import ACTIVE_STATES, JobRecord, JobState, Ledger, new_token
+from worker.pipeline.stages.context import Step, TaskName
 from worker.settings import Settings, get_settings
-from worker.stages.context import Step, TaskName
-from worker.webhooks import announce, deliveries
+from worker.web.netsafe import check_webhook_url
+from worker.web.webhooks import announce, deliveries
 
 log = logging.getLogger(__name__)
 

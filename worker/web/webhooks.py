@@ -31,9 +31,9 @@ import standardwebhooks
 from pydantic import SecretStr
 
 from worker.errors import ConfigError
-from worker.ledger import JobRecord, JobState, Ledger
-from worker.netsafe import BlockedAddress, resolve_public
+from worker.pipeline.ledger import JobRecord, JobState, Ledger
 from worker.settings import Settings, secret_bytes
+from worker.web.netsafe import BlockedAddress, resolve_public
 
 log = logging.getLogger(__name__)
 

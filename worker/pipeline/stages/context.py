@@ -20,12 +20,12 @@ from typing import Any
 
 import httpx
 
-from worker.gate import VidgoGate
-from worker.ledger import JobRecord, JobState, Ledger, new_token
-from worker.limits import VidgoLimits
+from worker.files.scratch import StemStore
+from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
 from worker.settings import Settings
-from worker.storage import StemStore
 from worker.vidgo import VidgoClient
+from worker.vidgo.gate import VidgoGate
+from worker.vidgo.limits import VidgoLimits
 
 log = logging.getLogger(__name__)
 

@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from worker.api import Enqueued, submit_job
-from worker.catalog import CatalogCheck, CatalogRow, RowProblem, check_catalog, read_catalog
-from worker.ledger import JobRecord, JobState, Ledger
+from worker.batch.catalog import CatalogCheck, CatalogRow, RowProblem, check_catalog, read_catalog
+from worker.files.scratch import storage_error
+from worker.pipeline.ledger import JobRecord, JobState, Ledger
 from worker.settings import Settings
-from worker.storage import storage_error
-from worker.webhooks import event_for
+from worker.web.api import Enqueued, submit_job
+from worker.web.webhooks import event_for
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from worker import tracks
-from worker.ledger import JobState
-from worker.local import FileServer, WorkerProcess
-from worker.redis_server import RedisServer, free_port
+from worker.devstack import tracks
+from worker.devstack.local import FileServer, WorkerProcess
+from worker.devstack.redis_server import RedisServer, free_port
+from worker.pipeline.ledger import JobState
 
 JOBS = [
     ("groove", "base", "general"),
@@ -79,7 +79,7 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
 
 
 def _separate(files_url: str, timeout_s: float) -> int:
-    from worker.api import enqueue, get_job
+    from worker.web.api import enqueue, get_job
 
     job_ids = []
     for name, model_name, output_type in JOBS:
@@ -110,7 +110,7 @@ def _separate(files_url: str, timeout_s: float) -> int:
 
 
 def _report(job_ids: list[str]) -> int:
-    from worker.api import get_job
+    from worker.web.api import get_job
 
     ok = True
     _say("")

@@ -7,7 +7,7 @@ make it answer 5xx (only an unreachable Redis does: 503).
 
 - ``POST /v1/jobs``, ``GET /v1/jobs/{id}``, ``DELETE /v1/jobs/{id}``: bearer keys from
   ``VIDGO_STEMS_GATEWAY_API_KEYS``.
-- ``POST /v1/vidgo/callback/{id}?token=...``: Vidgo's callbacks (see :mod:`worker.callbacks`).
+- ``POST /v1/vidgo/callback/{id}?token=...``: Vidgo's callbacks (see :mod:`worker.web.callbacks`).
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
 - ``GET /openapi.json`` and ``GET /docs``.
 
@@ -32,13 +32,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker import api
-from worker.app import dispatch, runtime
-from worker.callbacks import handle_callback
+from worker.celery_app import dispatch, runtime
 from worker.errors import ConfigError, InvalidRequest
 from worker.models import MAX_METADATA_BYTES, ModelName, OutputType, parse_request
-from worker.recovery import workers_seen
+from worker.pipeline.recovery import workers_seen
 from worker.settings import Settings, get_settings
+from worker.web import api
+from worker.web.callbacks import handle_callback
 
 log = logging.getLogger("vidgo_stems.gateway")
 

@@ -21,7 +21,7 @@ from typing import BinaryIO
 import httpx
 
 from worker.errors import StemDownloadError, StemUrlExpired, StorageError
-from worker.storage import storage_error
+from worker.files.scratch import storage_error
 
 CHUNK_BYTES = 1 << 16
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")

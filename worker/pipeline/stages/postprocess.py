@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from worker import __version__
-from worker.audio import analyse
 from worker.errors import PermanentError
-from worker.ledger import JobRecord, JobState
-from worker.stages.context import StageContext, load_current
+from worker.files.audio import analyse
+from worker.pipeline.ledger import JobRecord, JobState
+from worker.pipeline.stages.context import StageContext, load_current
 
 log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"

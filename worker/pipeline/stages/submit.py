@@ -20,10 +20,10 @@ import logging
 from dataclasses import replace
 
 from worker.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
-from worker.gate import Hold
-from worker.ledger import JobRecord, JobState
+from worker.pipeline.ledger import JobRecord, JobState
+from worker.pipeline.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
 from worker.settings import Settings
-from worker.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
+from worker.vidgo.gate import Hold
 
 log = logging.getLogger(__name__)
 
