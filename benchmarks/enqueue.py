@@ -35,7 +35,6 @@ def main() -> None:
         from worker.batch.catalog import check_catalog
         from worker.batch.runner import BatchOptions, BatchRunner
         from worker.celery_app import app
-        from worker.settings import get_settings
 
         catalog = Path(folder) / "catalog.csv"
         write_catalog(catalog, rows)
@@ -60,8 +59,7 @@ def main() -> None:
         runner = BatchRunner(
             catalog,
             Path(folder) / "manifest.jsonl",
-            bench.ledger,
-            get_settings(),
+            bench.producer,
             BatchOptions(window=rows),
             check=check,
             on_progress=watch,

@@ -90,15 +90,19 @@ class Bench:
         return worker
 
     @property
-    def ledger(self) -> Any:
-        from worker.celery_app import runtime
+    def producer(self) -> Any:
+        from worker.celery_app import producer
 
-        return runtime().ledger
+        return producer()
+
+    @property
+    def ledger(self) -> Any:
+        return self.producer.ledger
 
     def wait_all_ended(self, job_ids: list[str], timeout_s: float) -> float:
         """Wait until no job is active (one cheap command per look); returns when, after
         checking that every job ended DONE."""
-        from worker.batch.runner import job_states
+        from worker.batch.store import job_states
 
         active = self.ledger.active_key
         wait_for(

@@ -29,7 +29,7 @@ def pipeline(bench: Bench, n: int) -> float:
     bench.start_worker(CONCURRENCY, "pipeline")
     start = time.perf_counter()
     ids = [
-        enqueue(f"http://127.0.0.1:9/bench/{i}.wav", output_type="vocals", ledger=bench.ledger)
+        enqueue(f"http://127.0.0.1:9/bench/{i}.wav", output_type="vocals", producer=bench.producer)
         for i in range(n)
     ]
     end = bench.wait_all_ended(ids, timeout_s=600)

@@ -29,11 +29,13 @@ def run_jobs(bench: Bench, label: str, n: int) -> dict[str, float]:
 
     since = time.time()
     ids = [
-        enqueue(f"http://127.0.0.1:9/{label}/{i}.wav", output_type="vocals", ledger=bench.ledger)
+        enqueue(
+            f"http://127.0.0.1:9/{label}/{i}.wav", output_type="vocals", producer=bench.producer
+        )
         for i in range(n)
     ]
     bench.wait_all_ended(ids, timeout_s=600)
-    views = [get_job(j, ledger=bench.ledger) for j in ids]
+    views = [get_job(j, producer=bench.producer) for j in ids]
     ours = {t for v in views if v for t in v.vidgo_task_ids}
     record = [e for e in bench.emulator_admin("record") if e["at"] >= since]
     kinds = Counter(

@@ -39,7 +39,9 @@ def main() -> None:
         redis_before = bench.redis_used_memory()
         started = time.perf_counter()
         ids = [
-            enqueue(f"http://127.0.0.1:9/scale/{i}.wav", output_type="vocals", ledger=bench.ledger)
+            enqueue(
+                f"http://127.0.0.1:9/scale/{i}.wav", output_type="vocals", producer=bench.producer
+            )
             for i in range(n)
         ]
         enqueued_s = time.perf_counter() - started

@@ -1,13 +1,15 @@
-"""The four Celery tasks of the pipeline: thin wrappers around ``worker.pipeline.stages``.
+"""The Celery tasks of the pipeline: thin wrappers around ``worker.pipeline.stages``.
 
-Names are a wire format (``vidgo.submit``, ``vidgo.poll``, ``vidgo.download``,
-``vidgo.postprocess``, plus ``vidgo.webhook`` for completion webhooks); kwargs are ``job_id``
-and ``token``, and unknown kwargs are ignored so rolling deploys work. Retries follow the
-exception type, in :class:`StageTask` alone.
+Names are a wire format and come from :class:`worker.pipeline.states.TaskName`
+(``vidgo.submit``, ``vidgo.poll``, ``vidgo.download``, ``vidgo.postprocess``, plus
+``vidgo.webhook`` for completion webhooks); kwargs are ``job_id`` and ``token``, and unknown
+kwargs are ignored so rolling deploys work. Retries follow the exception type, in
+:class:`StageTask` alone.
 
-``vidgo.submit`` sent *without* a token is an enqueue by name, for backends that cannot import
-this package: ``send_task("vidgo.submit", kwargs={"audio_url": ..., "job_id": ...})`` creates
-the job in the ledger exactly as :func:`worker.web.api.enqueue` does and returns its id.
+``vidgo.enqueue`` is an enqueue by name, for backends that cannot import this package:
+``send_task("vidgo.enqueue", kwargs={"audio_url": ..., "job_id": ...})`` creates the job in the
+ledger exactly as :func:`worker.web.api.enqueue` does and returns its id. ``vidgo.submit`` sent
+*without* a token does the same, so senders written before ``vidgo.enqueue`` keep working.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import redis.exceptions
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from worker.celery_app import app, dispatch_webhook, runtime
+from worker.backoff import backoff_s
+from worker.celery_app import app, dispatch_webhook, producer
 from worker.errors import (
     InvalidTaskInput,
     PermanentError,
@@ -28,8 +31,12 @@ from worker.errors import (
     VidgoRateLimited,
     VidgoStemsError,
 )
+from worker.models import parse_request
 from worker.pipeline.ledger import ACTIVE_STATES, JobState
 from worker.pipeline.stages import run_download, run_poll, run_postprocess, run_submit
+from worker.pipeline.states import TaskName
+from worker.runtime import runtime
+from worker.web.api import submit_job
 from worker.web.webhooks import announce
 
 log = logging.getLogger(__name__)
@@ -43,8 +50,9 @@ def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> flo
     """Exponential backoff with full jitter, capped; a Retry-After from Vidgo is a floor."""
     settings = runtime().settings
     cap = min(settings.retry_backoff_max_s, settings.visibility_timeout_s / 4)
-    ceiling = min(cap, settings.retry_backoff_base_s * 2 ** min(retries, 32))
-    countdown = rng.uniform(0, ceiling)
+    countdown = backoff_s(
+        retries, base_s=settings.retry_backoff_base_s, max_s=cap, jitter=(0.0, 1.0), rng=rng
+    )
     retry_after = getattr(exc, "retry_after_s", None)
     if retry_after is not None:
         countdown = max(countdown, min(retry_after, cap))
@@ -53,7 +61,7 @@ def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> flo
 
 def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
     """Mark the job FAILED (guarded by the step token) with a stable code and a human message."""
-    failed = runtime().ledger.advance(
+    failed: bool = runtime().ledger.advance(
         job_id,
         expect=ACTIVE_STATES,
         token=token,
@@ -120,7 +128,7 @@ class StageTask(Task):  # type: ignore[misc]
             log.error("%s job %s FAILED [%s]: %s", self.name, job_id, code, message)
 
 
-@app.task(base=StageTask, name="vidgo.submit", bind=True, ignore_result=True)
+@app.task(base=StageTask, name=TaskName.SUBMIT.value, bind=True, ignore_result=True)
 def submit(
     self: StageTask, job_id: str | None = None, token: str | None = None, **kwargs: Any
 ) -> str:
@@ -135,9 +143,7 @@ def submit(
 
 
 def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
-    """The body of a ``vidgo.submit`` sent by name: validate, create the job, return its id."""
-    from worker.models import parse_request
-    from worker.web.api import submit_job  # worker.web.api imports this module's app at import time
+    """The body of a ``vidgo.enqueue`` sent by name: validate, create the job, return its id."""
 
     given = {k: v for k, v in kwargs.items() if v is not None}
     try:
@@ -149,6 +155,7 @@ def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
             job_id=job_id,
             webhook_url=given.get("webhook_url"),
             metadata=given.get("metadata"),
+            producer=producer(),
         )
     except VidgoStemsError as exc:
         log.error("vidgo.submit by name refused: %s", exc.message)
@@ -156,19 +163,25 @@ def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
     return enqueued.job_id
 
 
-@app.task(base=StageTask, name="vidgo.poll", bind=True, ignore_result=True)
+@app.task(base=StageTask, name=TaskName.ENQUEUE.value, bind=True)
+def enqueue(self: StageTask, job_id: str | None = None, **kwargs: Any) -> str:
+    """Create a job from a request sent by name and return its id (stored as the result)."""
+    return enqueue_by_name(job_id, kwargs)
+
+
+@app.task(base=StageTask, name=TaskName.POLL.value, bind=True, ignore_result=True)
 def poll(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
     """Ask Vidgo about the job's task; re-queue with a countdown until it is finished."""
     return run_poll(runtime().stage_context(), job_id, token).value
 
 
-@app.task(base=StageTask, name="vidgo.download", bind=True, ignore_result=True)
+@app.task(base=StageTask, name=TaskName.DOWNLOAD.value, bind=True, ignore_result=True)
 def download(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
     """Stream the job's stems to STEMS_DIR/<job_id>/."""
     return run_download(runtime().stage_context(), job_id, token).value
 
 
-@app.task(base=StageTask, name="vidgo.postprocess", bind=True)
+@app.task(base=StageTask, name=TaskName.POSTPROCESS.value, bind=True)
 def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> Any:
     """Measure the stems, write manifest.json and finish the job; returns the manifest."""
     manifest = run_postprocess(runtime().stage_context(), job_id, token)
@@ -177,7 +190,7 @@ def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> An
     return manifest
 
 
-@app.task(name="vidgo.webhook", acks_late=True, ignore_result=True)
+@app.task(name=TaskName.WEBHOOK.value, acks_late=True, ignore_result=True)
 def webhook(job_id: str, **_unknown: Any) -> str:
     """Deliver the job's completion webhook if due; failed attempts are re-scheduled inside."""
-    return runtime().webhooks.deliver(job_id)
+    return str(runtime().webhooks.deliver(job_id))

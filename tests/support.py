@@ -18,10 +18,11 @@ from pathlib import Path
 
 import httpx
 
-from worker.celery_app import app
+from worker.celery_app import Producer, app
 from worker.devstack.local import WorkerProcess, wait_for
 from worker.devstack.redis_server import free_port
 from worker.pipeline.ledger import Ledger
+from worker.settings import Settings
 from worker.web.api import enqueue, get_job
 
 API_KEY = "sk-test-" + secrets.token_hex(8)
@@ -96,6 +97,11 @@ class Stack:
         self.emulator = emulator
         self.tracks_url = tracks_url
         self.ledger = Ledger(redis_client, prefix=self.prefix)
+        self.producer = Producer(
+            Settings(redis_url=redis_url, redis_key_prefix=self.prefix, queue_name=self.queue),
+            redis_client,
+            self.ledger,
+        )
         self.env = {
             "REDIS_URL": redis_url,
             "VIDGO_API_KEY": API_KEY,
@@ -163,10 +169,10 @@ class Stack:
         return f"{self.tracks_url}/{name}.wav?case={uuid.uuid4().hex[:12]}"
 
     def enqueue(self, audio_url: str, **kwargs) -> str:
-        return enqueue(audio_url, ledger=self.ledger, **kwargs)
+        return enqueue(audio_url, producer=self.producer, **kwargs)
 
     def job(self, job_id: str):
-        return get_job(job_id, ledger=self.ledger)
+        return get_job(job_id, producer=self.producer)
 
     def wait_terminal(self, job_id: str, timeout_s: float = 60.0):
         return self.wait_all([job_id], timeout_s=timeout_s)[0]

@@ -1,44 +1,30 @@
-"""The Celery app and the per-process collaborators every stage uses.
+"""The Celery app and dispatch: all that producers (api, gateway, batch) need.
 
-Clients are built lazily, once per process, and rebuilt after a fork (``worker_process_init``),
-never at import. Enqueueing needs only Redis; the Vidgo client (and with it ``VIDGO_API_KEY``)
-is needed only where stages run.
+Importing this module reads no setting and opens no connection: Celery's configuration is a
+promise resolved from :func:`worker.settings.get_settings` on first use. :class:`Producer`
+bundles what the producer side works with (settings, Redis, the ledger and the two dispatch
+functions); code that enqueues takes one as an argument, and :func:`producer` gives the
+process's default one. The consumer side (stage clients, worker signals, the sweep) lives in
+:mod:`worker.runtime`, which producers never import.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import random
 import threading
-from functools import cached_property
+from collections.abc import Callable
+from dataclasses import dataclass
 
-import httpx
 import redis
 from celery import Celery
-from celery.signals import (
-    worker_init,
-    worker_process_init,
-    worker_process_shutdown,
-    worker_ready,
-    worker_shutdown,
-)
 
-from worker.files.scratch import StemStore
+from celeryconfig import celery_config
 from worker.pipeline.ledger import Ledger
-from worker.pipeline.recovery import SweepThread
-from worker.pipeline.stages.context import StageContext, Step, TaskName
+from worker.pipeline.states import Step, TaskName
 from worker.settings import Settings, get_settings
-from worker.vidgo import VidgoClient
-from worker.vidgo.client import http_timeout
-from worker.vidgo.gate import VidgoGate
-from worker.vidgo.limits import VidgoLimits
-from worker.web.webhooks import WebhookSender
-
-log = logging.getLogger(__name__)
 
 app = Celery("vidgo_stems")
-app.config_from_object("celeryconfig")
+app.add_defaults(lambda: celery_config(get_settings()))
 
 
 def dispatch(step: Step) -> None:
@@ -56,149 +42,52 @@ def dispatch(step: Step) -> None:
 def dispatch_webhook(job_id: str, countdown_s: float) -> None:
     """Send the message that delivers a job's completion webhook."""
     app.send_task(
-        "vidgo.webhook",
+        TaskName.WEBHOOK.value,
         kwargs={"job_id": job_id},
         countdown=countdown_s or None,
         queue=app.conf.task_default_queue,
     )
 
 
-class Runtime:
-    """The collaborators of one process. Attributes are built on first use."""
+def redis_client(settings: Settings) -> redis.Redis:
+    """A client for the shared Redis, checking idle connections before use."""
+    return redis.Redis.from_url(settings.require_redis_url(), health_check_interval=30)
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._lock = threading.Lock()
 
-    @cached_property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.require_redis_url(), health_check_interval=30)
+def make_ledger(client: redis.Redis, settings: Settings) -> Ledger:
+    return Ledger(client, prefix=settings.redis_key_prefix, retention_s=settings.job_retention_s)
 
-    @cached_property
-    def ledger(self) -> Ledger:
-        return Ledger(
-            self.redis,
-            prefix=self.settings.redis_key_prefix,
-            retention_s=self.settings.job_retention_s,
-        )
 
-    @cached_property
-    def gate(self) -> VidgoGate:
-        return VidgoGate(self.redis, prefix=self.settings.redis_key_prefix)
+@dataclass
+class Producer:
+    """What code that enqueues and reads jobs works with; pass your own in tests."""
 
-    @cached_property
-    def limits(self) -> VidgoLimits:
-        return VidgoLimits(self.redis, self.settings)
+    settings: Settings
+    redis: redis.Redis
+    ledger: Ledger
+    dispatch: Callable[[Step], None] = dispatch
+    dispatch_webhook: Callable[[str, float], None] = dispatch_webhook
 
-    @cached_property
-    def vidgo(self) -> VidgoClient:
-        return VidgoClient(self.settings, limits=self.limits)
-
-    @cached_property
-    def http(self) -> httpx.Client:
-        """Client for stem downloads: no Vidgo credentials, long read timeout, no redirects."""
-        return httpx.Client(
-            timeout=http_timeout(self.settings, read_s=self.settings.download_read_timeout_s),
-            follow_redirects=False,
-            headers={"User-Agent": "vidgo-stems/0.1"},
-        )
-
-    @cached_property
-    def webhook_http(self) -> httpx.Client:
-        """Client for caller webhooks: short timeouts, no redirects (a redirect could lead
-        anywhere), no credentials."""
-        return httpx.Client(
-            timeout=httpx.Timeout(self.settings.webhook_timeout_s),
-            follow_redirects=False,
-            trust_env=False,
-        )
-
-    @cached_property
-    def webhooks(self) -> WebhookSender:
-        return WebhookSender(self.ledger, self.settings, self.webhook_http, dispatch_webhook)
-
-    def stage_context(self) -> StageContext:
-        with self._lock:
-            return StageContext(
-                settings=self.settings,
-                ledger=self.ledger,
-                gate=self.gate,
-                store=StemStore(self.settings.stems_dir),
-                dispatch=dispatch,
-                vidgo_factory=lambda: self.vidgo,
-                http_factory=lambda: self.http,
-                rng=random.Random(),
-                limits=self.limits,
-            )
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Producer:
+        client = redis_client(settings)
+        return cls(settings=settings, redis=client, ledger=make_ledger(client, settings))
 
     def close(self) -> None:
-        self.__dict__.pop("webhooks", None)
-        for name in ("vidgo", "http", "webhook_http"):
-            client = self.__dict__.pop(name, None)
-            if client is not None:
-                client.close()
-        conn = self.__dict__.pop("redis", None)
-        if conn is not None:
-            conn.close()
+        self.redis.close()
 
 
-_runtime: Runtime | None = None
-_runtime_pid: int | None = None
-_runtime_lock = threading.Lock()
+_default: Producer | None = None
+_default_pid: int | None = None
+_default_lock = threading.Lock()
 
 
-def runtime() -> Runtime:
-    """This process's Runtime; a forked child gets its own."""
-    global _runtime, _runtime_pid
-    with _runtime_lock:
-        if _runtime is None or _runtime_pid != os.getpid():
-            _runtime = Runtime(get_settings())
-            _runtime_pid = os.getpid()
-        return _runtime
-
-
-@worker_init.connect
-def _check_config(**_: object) -> None:
-    settings = get_settings()
-    settings.require_redis_url()
-    settings.require_api_key()
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs full URLs at INFO
-
-
-@worker_process_init.connect
-def _init_process(**_: object) -> None:
-    global _runtime, _runtime_pid
-    with _runtime_lock:
-        _runtime, _runtime_pid = None, None
-    runtime()
-
-
-@worker_process_shutdown.connect
-def _close_process(**_: object) -> None:
-    if _runtime is not None and _runtime_pid == os.getpid():
-        _runtime.close()
-
-
-_sweeper: SweepThread | None = None
-
-
-@worker_ready.connect
-def _start_sweep(sender: object = None, **_: object) -> None:
-    """Every worker beats and sweeps for lost jobs and webhooks (one sweep at a time)."""
-    global _sweeper
-    rt = runtime()
-    _sweeper = SweepThread(
-        rt.redis,
-        rt.ledger,
-        dispatch,
-        rt.settings,
-        dispatch_webhook=dispatch_webhook,
-        hostname=str(getattr(sender, "hostname", "") or ""),
-    )
-    _sweeper.start()
-
-
-@worker_shutdown.connect
-def _stop_sweep(**_: object) -> None:
-    if _sweeper is not None:
-        _sweeper.stop()
+def producer() -> Producer:
+    """This process's default Producer, built from the environment on first use (and again in
+    a forked child, which must not share its parent's connections)."""
+    global _default, _default_pid
+    with _default_lock:
+        if _default is None or _default_pid != os.getpid():
+            _default = Producer.from_settings(get_settings())
+            _default_pid = os.getpid()
+        return _default

@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from worker.errors import ConfigError, InvalidRequest, VidgoStemsError
+from worker.errors import VidgoStemsError
+from worker.settings import load_settings
 
 
 def _fail(exc: VidgoStemsError) -> None:
@@ -299,10 +300,10 @@ def batch(
 
     from worker.batch.catalog import check_catalog
     from worker.batch.liveview import LiveView, summary_line
-    from worker.batch.runner import BatchError, BatchOptions, BatchRunner, jobs_to_submit
-    from worker.settings import get_settings
+    from worker.batch.preflight import estimate
+    from worker.batch.runner import BatchOptions, BatchRunner
 
-    settings = get_settings()
+    settings = load_settings()
     err = Console(stderr=True)
     check = check_catalog(catalog)
     click.echo(
@@ -314,29 +315,17 @@ def batch(
         click.echo(f"  {catalog}:{problem.line}: {problem.reason}", err=True)
     if len(check.problems) > 20:
         click.echo(f"  ... and {len(check.problems) - 20} more", err=True)
-    ledger = _ledger_if_configured(settings, dry_run)
-    to_submit = jobs_to_submit(ledger, sorted(check.job_ids))
-    needed = to_submit * settings.credits_per_task
-    balance = _balance_or_none(settings)
-    click.echo(
-        f"estimate: {to_submit} new Vidgo task(s) x {settings.credits_per_task:g} credits = "
-        f"{needed:g} credits at least (VIDGO_STEMS_CREDITS_PER_TASK; resubmissions cost more); "
-        f"balance: {'unknown' if balance is None else balance}",
-        err=True,
+    known = None if dry_run and not settings.redis_url else _producer()
+    cost = estimate(
+        check,
+        known.ledger if known else None,
+        settings,
+        on_retry=lambda message: click.echo(message, err=True),
     )
+    click.echo(cost.describe(), err=True)
     if dry_run:
         sys.exit(2 if check.problems and bad_rows == "stop" else 0)
-    if not ignore_balance:
-        if balance is None:
-            raise ConfigError(
-                "cannot read the Vidgo balance without VIDGO_API_KEY: set it, or pass "
-                "--ignore-balance to start without the credits check"
-            )
-        if balance < needed:
-            raise ConfigError(
-                f"the balance ({balance} credits) does not cover the estimate ({needed:g}): "
-                "top up, or pass --ignore-balance to start anyway"
-            )
+    cost.check(ignore_balance=ignore_balance)
     manifest = manifest_path or catalog.with_name(catalog.name + ".manifest.jsonl")
     stop = threading.Event()
     options = BatchOptions(window=window or settings.batch_window, bad_rows=bad_rows)  # type: ignore[arg-type]
@@ -344,8 +333,7 @@ def batch(
         runner = BatchRunner(
             catalog,
             manifest,
-            ledger or _ledger(),
-            settings,
+            known or _producer(),
             options,
             check=check,
             on_progress=view.update,
@@ -354,8 +342,6 @@ def batch(
         previous = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop, err))
         try:
             result = runner.run()
-        except BatchError as exc:
-            raise InvalidRequest(str(exc)) from None
         finally:
             signal.signal(signal.SIGINT, previous)
     click.echo(summary_line(result), err=True)
@@ -382,35 +368,10 @@ def _stop_on_first_interrupt(stop: threading.Event, err: Any) -> Any:
     return handler
 
 
-def _ledger_if_configured(settings: Any, dry_run: bool) -> Any:
-    if dry_run and not settings.redis_url:
-        return None
-    return _ledger()
+def _producer() -> Any:
+    from worker.celery_app import producer
 
-
-def _ledger() -> Any:
-    from worker.celery_app import runtime
-
-    return runtime().ledger
-
-
-def _balance_or_none(settings: Any) -> int | None:
-    from worker.errors import RetryableError
-    from worker.vidgo import VidgoClient
-
-    if settings.vidgo_api_key is None:
-        return None
-    with VidgoClient(settings) as client:
-        for attempt in range(5):
-            try:
-                return client.balance()
-            except RetryableError as exc:
-                if attempt == 4:
-                    raise
-                wait = max(exc.retry_after_s or 0.0, 0.5 * 2**attempt)
-                click.echo(f"reading the balance: {exc.message}; again in {wait:.1f}s", err=True)
-                time.sleep(wait)
-    raise AssertionError("unreachable")
+    return producer()
 
 
 @main.command("batch-status")
@@ -421,9 +382,9 @@ def batch_status(batch_id: str, as_json: bool) -> None:
     from dataclasses import asdict
 
     from worker.batch.liveview import describe_states
-    from worker.batch.runner import batch_view
+    from worker.batch.store import batch_view
 
-    view = batch_view(_ledger(), batch_id)
+    view = batch_view(_producer().ledger, batch_id)
     if view is None:
         click.echo(f"no batch {batch_id} in Redis", err=True)
         sys.exit(1)
@@ -446,17 +407,18 @@ def batch_status(batch_id: str, as_json: bool) -> None:
 def stats() -> None:
     """Show the global counters (retries, resubmissions, ambiguous submits, stalls, ...) and
     any active rate-limit cool-down or credits pause (needs REDIS_URL)."""
-    from worker.celery_app import runtime
+    from worker.vidgo.gate import VidgoGate
 
-    rt = runtime()
-    counters = rt.ledger.counters()
+    p = _producer()
+    gate = VidgoGate(p.redis, prefix=p.settings.redis_key_prefix)
+    counters = p.ledger.counters()
     for name in sorted(counters):
         click.echo(f"{name:24s} {counters[name]}")
     if not counters:
         click.echo("no counters yet")
     for label, hold in (
-        ("rate-limit cool-down", rt.gate.cooldown()),
-        ("submits paused", rt.gate.submit_pause()),
+        ("rate-limit cool-down", gate.cooldown()),
+        ("submits paused", gate.submit_pause()),
     ):
         if hold is not None:
             click.echo(f"{label}: {hold.remaining_s:.0f}s left ({hold.reason})")
@@ -465,12 +427,12 @@ def stats() -> None:
 @main.command("resume-submits")
 def resume_submits() -> None:
     """Lift a credits pause at once, after topping up the Vidgo account (needs REDIS_URL)."""
-    from worker.celery_app import dispatch, runtime
     from worker.pipeline.recovery import wake_waiting_submits
+    from worker.vidgo.gate import VidgoGate
 
-    rt = runtime()
-    rt.gate.resume_submits()
-    woken = wake_waiting_submits(rt.ledger, dispatch)
+    p = _producer()
+    VidgoGate(p.redis, prefix=p.settings.redis_key_prefix).resume_submits()
+    woken = wake_waiting_submits(p.ledger, p.dispatch)
     click.echo(f"submits resumed; {len(woken)} waiting job(s) submitted again now")
 
 

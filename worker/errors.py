@@ -5,13 +5,19 @@
     VidgoStemsError                       code, message, status_code, job_id
     ├── ConfigError                       a setting is missing or malformed at start-up
     ├── InvalidRequest                    a job request is refused at enqueue
+    ├── CatalogError                      a catalog cannot be read at all
+    ├── BatchError                        a batch cannot run as asked
     ├── RetryableError                    try the same step again later, with backoff
     │   ├── VidgoUnavailable              Vidgo answered 408 or 5xx
     │   ├── VidgoRateLimited              Vidgo answered 429 (retry_after_s when given)
     │   ├── VidgoTransportError           no usable answer: connect, timeout, reset, cut body
     │   ├── VidgoTaskNotFound             404 for a task id we hold (may lag right after submit)
-    │   └── StemDownloadError             a stem transfer broke or came back short
+    │   ├── StemDownloadError             a stem transfer broke or came back short
+    │   ├── StemUrlsRefreshed             expired stem URLs were replaced: download again
+    │   ├── StemMissing                   a stored stem is not where the ledger says it is
+    │   └── StorageUnavailable            the storage layer did not answer
     └── PermanentError                    retrying the same step cannot help; the job fails
+        ├── InvalidTaskInput              a vidgo.enqueue by name carries an invalid request
         ├── VidgoBadRequest               400: the request was refused as invalid
         ├── VidgoAuthError                401: the API key is missing or wrong
         ├── VidgoCreditsError             402: not enough credits
@@ -25,6 +31,8 @@
         ├── TaskStalled                   a Vidgo task did not finish within the deadline
         ├── StemHostNotAllowed            a stem URL points at a host outside the allow list
         ├── StemUrlExpired                storage refused a stem URL (403/404/410)
+        ├── StemCorrupt                   a stored stem no longer matches its checksum
+        ├── StemUndecodable               a stem cannot be decoded as audio
         └── StorageError                  stems cannot be written (disk full, no permission)
 
 Every class has a stable ``code`` string that lands in the ledger, the manifest and the API.
@@ -77,6 +85,19 @@ class InvalidRequest(VidgoStemsError):
     """Raised when a job request is refused at enqueue; the message names the allowed values."""
 
     code = "invalid_request"
+
+
+class CatalogError(VidgoStemsError):
+    """Raised when a catalog cannot be read at all (missing, binary, no header, no audio_url)."""
+
+    code = "bad_catalog"
+
+
+class BatchError(VidgoStemsError):
+    """Raised when a batch cannot run as asked (bad rows with --bad-rows stop, a foreign
+    manifest); the message says what to do."""
+
+    code = "batch_refused"
 
 
 class RetryableError(VidgoStemsError):
@@ -132,6 +153,25 @@ class StemDownloadError(RetryableError):
     code = "stem_download_error"
 
 
+class StemUrlsRefreshed(RetryableError):
+    """Raised after expired stem URLs were replaced by fresh ones: try the download again."""
+
+    code = "stem_urls_refreshed"
+    retry_after_s = 0.5
+
+
+class StemMissing(RetryableError):
+    """Raised when a stored stem is missing or changed: its step downloads it again."""
+
+    code = "stem_missing"
+
+
+class StorageUnavailable(RetryableError):
+    """Raised when the storage layer (object store, shared folder) did not answer."""
+
+    code = "storage_unavailable"
+
+
 class PermanentError(VidgoStemsError):
     """Raised when trying the same step again cannot help; the job ends FAILED."""
 
@@ -139,7 +179,8 @@ class PermanentError(VidgoStemsError):
 
 
 class InvalidTaskInput(PermanentError):
-    """Raised when a ``vidgo.submit`` sent by name carries an invalid request (no job made)."""
+    """Raised when a ``vidgo.enqueue`` (or ``vidgo.submit``) sent by name carries an invalid
+    request; no job is made."""
 
     code = "invalid_request"
 
@@ -226,3 +267,15 @@ class StorageError(PermanentError):
     """Raised when stems cannot be written: disk full, no permission, not a directory."""
 
     code = "storage_error"
+
+
+class StemCorrupt(PermanentError):
+    """Raised when a stem no longer matches the checksum taken when it was downloaded."""
+
+    code = "stem_corrupt"
+
+
+class StemUndecodable(PermanentError):
+    """Raised when a downloaded stem cannot be decoded as audio."""
+
+    code = "stem_undecodable"

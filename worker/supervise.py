@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from worker.backoff import backoff_s
+
 log = logging.getLogger(__name__)
 
 #: A child that ran this long without dying counts as healthy: the backoff starts over.
@@ -24,7 +26,7 @@ HEALTHY_AFTER_S = 60.0
 
 def restart_delay_s(failures: int, *, base_s: float = 1.0, cap_s: float = 30.0) -> float:
     """Seconds to wait before the next start after ``failures`` quick deaths in a row."""
-    return float(min(cap_s, base_s * 2.0 ** max(0, failures - 1)))
+    return float(backoff_s(failures - 1, base_s=base_s, max_s=cap_s))
 
 
 class Supervisor:

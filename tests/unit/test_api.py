@@ -8,6 +8,7 @@ import json
 import fakeredis
 import pytest
 
+from worker.celery_app import Producer
 from worker.errors import ConfigError, InvalidRequest
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.stages.context import TaskName
@@ -18,27 +19,39 @@ URL = "https://cdn.example/a.mp3"
 
 
 @pytest.fixture
-def world(monkeypatch, make_settings):
+def world(make_settings):
     client = fakeredis.FakeRedis()
     ledger = Ledger(client, prefix="t", retention_s=100)
     steps, hooks = [], []
-    monkeypatch.setattr(api, "dispatch", steps.append)
-    monkeypatch.setattr(api, "dispatch_webhook", lambda job_id, delay: hooks.append(job_id))
     settings = make_settings(webhook_secret=SECRET)
-    yield ledger, settings, steps, hooks
+    producer = Producer(
+        settings,
+        client,
+        ledger,
+        dispatch=steps.append,
+        dispatch_webhook=lambda job_id, delay: hooks.append(job_id),
+    )
+    yield producer, settings, steps, hooks
     client.close()
 
 
+def _with(producer, settings):
+    """The same collaborators under other settings."""
+    return Producer(
+        settings, producer.redis, producer.ledger, producer.dispatch, producer.dispatch_webhook
+    )
+
+
 def test_enqueue_keeps_webhook_and_metadata_on_the_job(world):
-    ledger, settings, steps, _ = world
+    p, settings, steps, _ = world
+    ledger = p.ledger
     job_id = api.enqueue(
         URL,
         webhook_url="https://hooks.example.com/done",
         metadata={"upload": 42, "user": "ann"},
-        ledger=ledger,
-        settings=settings,
+        producer=_with(p, settings),
     )
-    view = api.get_job(job_id, ledger=ledger)
+    view = api.get_job(job_id, producer=p)
     assert view.metadata == {"upload": 42, "user": "ann"}
     assert view.webhook.url == "https://hooks.example.com/done"
     assert view.webhook.status == "pending" and view.webhook.attempts == []
@@ -48,17 +61,18 @@ def test_enqueue_keeps_webhook_and_metadata_on_the_job(world):
 
 
 def test_the_default_webhook_url_applies_when_none_is_given(world, make_settings):
-    ledger, _, _, _ = world
+    p, _, _, _ = world
     settings = make_settings(webhook_secret=SECRET, default_webhook_url="https://h.example.com/")
-    job_id = api.enqueue(URL, ledger=ledger, settings=settings)
-    assert api.get_job(job_id, ledger=ledger).webhook.url == "https://h.example.com"
+    job_id = api.enqueue(URL, producer=_with(p, settings))
+    assert api.get_job(job_id, producer=p).webhook.url == "https://h.example.com"
 
 
 def test_a_webhook_without_a_signing_secret_is_refused_with_the_fix(world, make_settings):
-    ledger, _, steps, _ = world
+    p, _, steps, _ = world
+    ledger = p.ledger
     with pytest.raises(ConfigError, match="vidgo-stems webhook-secret"):
         api.enqueue(
-            URL, webhook_url="https://hooks.example.com/", ledger=ledger, settings=make_settings()
+            URL, webhook_url="https://hooks.example.com/", producer=_with(p, make_settings())
         )
     assert steps == [] and ledger.active_job_ids() == []
 
@@ -77,19 +91,19 @@ def test_a_webhook_without_a_signing_secret_is_refused_with_the_fix(world, make_
     ],
 )
 def test_hostile_input_is_refused_before_anything_is_stored(world, kwargs, match):
-    ledger, settings, steps, _ = world
+    p, settings, steps, _ = world
+    ledger = p.ledger
     with pytest.raises(InvalidRequest, match=match):
-        api.enqueue(URL, ledger=ledger, settings=settings, **kwargs)
+        api.enqueue(URL, producer=_with(p, settings), **kwargs)
     assert steps == [] and ledger.active_job_ids() == []
 
 
 def test_cancel_ends_the_job_and_makes_its_messages_stale(world):
-    ledger, settings, steps, hooks = world
-    job_id = api.enqueue(
-        URL, webhook_url="https://hooks.example.com/", ledger=ledger, settings=settings
-    )
+    p, settings, steps, hooks = world
+    ledger = p.ledger
+    job_id = api.enqueue(URL, webhook_url="https://hooks.example.com/", producer=_with(p, settings))
     token_in_flight = steps[0].token
-    view = api.cancel(job_id, ledger=ledger)
+    view = api.cancel(job_id, producer=p)
     assert view.state is JobState.CANCELLED and view.stage == "cancelled"
     assert view.error.code == "cancelled" and "billed" in view.error.message
     assert ledger.get(job_id).token != token_in_flight
@@ -104,11 +118,11 @@ def test_cancel_ends_the_job_and_makes_its_messages_stale(world):
 
 
 def test_cancel_leaves_an_ended_job_alone(world):
-    ledger, settings, _, hooks = world
-    job_id = api.enqueue(URL, ledger=ledger, settings=settings)
-    api.cancel(job_id, ledger=ledger)
-    again = api.cancel(job_id, ledger=ledger)
+    p, settings, _, hooks = world
+    job_id = api.enqueue(URL, producer=_with(p, settings))
+    api.cancel(job_id, producer=p)
+    again = api.cancel(job_id, producer=p)
     assert again.state is JobState.CANCELLED
     assert [e["event"] for e in again.history].count("cancelled") == 1
-    assert api.cancel("unknown", ledger=ledger) is None
+    assert api.cancel("unknown", producer=p) is None
     assert hooks == []  # no webhook URL, no webhook

@@ -190,7 +190,7 @@ def test_ambiguous_submit_retries_within_the_configured_bound(make_settings, tmp
     with pytest.raises(errors.SubmitAmbiguous):
         run_submit(h.ctx, job_id, "t0")
     assert h.vidgo.count("submit") == 2
-    assert h.ledger.get(job_id).extra["ambiguous_submits"] == 2
+    assert h.ledger.get(job_id).ambiguous_submits == 2
     assert h.ledger.counters()["ambiguous_submits"] == 2
 
 
@@ -315,7 +315,7 @@ def test_a_task_failed_for_another_reason_is_resubmitted(h):
         is Outcome.HANDED_OFF
     )
     job = h.ledger.get(job_id)
-    assert job.state is S.QUEUED and job.extra["resubmits"] == 1
+    assert job.state is S.QUEUED and job.resubmits == 1
     resubmit = next(e for e in h.ledger.history(job_id) if e["event"] == "resubmit")
     assert "GPU worker crashed" in resubmit["reason"]
 

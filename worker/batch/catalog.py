@@ -16,18 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.errors import InvalidRequest, VidgoStemsError
+from worker.errors import CatalogError, InvalidRequest
 from worker.models import JobRequest, parse_request, validate_metadata
 
 KNOWN = ("audio_url", "id", "title", "model_name", "output_type")
 MAX_ROW_ID_LENGTH = 200
 _SNIFF_BYTES = 8192
-
-
-class CatalogError(VidgoStemsError):
-    """Raised when a catalog cannot be read at all (missing, binary, no header, no audio_url)."""
-
-    code = "bad_catalog"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from worker.batch.runner import FINAL_STATES
+from worker.batch.results import FINAL_STATES
 from worker.batch.runner import Progress as BatchProgress
 from worker.pipeline.ledger import JobState
 

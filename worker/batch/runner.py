@@ -11,16 +11,13 @@ request's fingerprint, so a row whose job exists (finished, or still running fro
 interrupted run) is re-attached, never submitted again. Ctrl-C stops feeding at the next row
 boundary and leaves the ledger, the manifest and the jobs in flight consistent.
 
-Results go to a JSONL manifest, one line per row (``line``, ``row_id``, ``job_id``, ``state``,
-stems with paths and checksums, attempts, error code and message), appended as rows end and
-re-sorted by line when the batch is complete, and to a failure report grouped by reason.
+Results go to a JSONL manifest (:mod:`worker.batch.results`), one line per row, and to a failure
+report grouped by reason; the batch's record lives in Redis (:mod:`worker.batch.store`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -28,248 +25,35 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from worker.batch.catalog import CatalogCheck, CatalogRow, RowProblem, check_catalog, read_catalog
-from worker.files.scratch import storage_error
-from worker.pipeline.ledger import JobRecord, JobState, Ledger
-from worker.settings import Settings
+from worker.batch.results import (
+    FINAL_STATES,
+    INVALID,
+    FailureReport,
+    ManifestWriter,
+    invalid_entry,
+    manifest_entry,
+    write_json_atomically,
+)
+from worker.batch.store import BatchStore, job_states
+from worker.celery_app import Producer
+from worker.errors import BatchError
+from worker.pipeline.ledger import JobState, Ledger
 from worker.web.api import Enqueued, submit_job
-from worker.web.webhooks import event_for
+
+__all__ = ["INVALID", "BatchError", "BatchOptions", "BatchRunner", "Progress", "jobs_to_submit"]
 
 log = logging.getLogger(__name__)
 
-INVALID = "INVALID"  # the manifest state of a catalog row that was skipped as bad
 WATCH_SLICE = 2000  # jobs of the window looked at per look
 EXPIRED_REASON = (
     "the job left the ledger (VIDGO_STEMS_JOB_RETENTION_S) before its result was read; "
     "its stems, if any, are under STEMS_DIR/<job_id>"
 )
-FINAL_STATES = (*(s.value for s in JobState if s.is_terminal), INVALID)
 
 
-class BatchError(Exception):
-    """Raised when a batch cannot run as asked (bad rows with --bad-rows stop, a foreign
-    manifest); the message says what to do."""
-
-
-# -- the batch in Redis --------------------------------------------------------------------
-class BatchStore:
-    """The batch's record in Redis: what it is, and every job it has fed (for batch-status)."""
-
-    def __init__(self, ledger: Ledger, batch_id: str) -> None:
-        self.ledger = ledger
-        self.batch_id = batch_id
-        self.key = ledger.job_key("").replace(":job:", f":batch:{batch_id}")
-        self.jobs_key = f"{self.key}:jobs"
-
-    def save(self, **fields: Any) -> None:
-        redis = self.ledger.redis
-        redis.hset(self.key, mapping={k: json.dumps(v) for k, v in fields.items()})
-        redis.expire(self.key, self.ledger.retention_s)
-
-    def add_jobs(self, job_ids: list[str]) -> None:
-        pipe = self.ledger.redis.pipeline(transaction=False)
-        pipe.sadd(self.jobs_key, *job_ids)
-        pipe.expire(self.jobs_key, self.ledger.retention_s)
-        pipe.execute()
-
-    def info(self) -> dict[str, Any]:
-        raw = cast(dict[bytes, bytes], self.ledger.redis.hgetall(self.key))
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
-
-    def job_ids(self) -> list[str]:
-        members = cast(set[bytes], self.ledger.redis.smembers(self.jobs_key))
-        return sorted(m.decode() for m in members)
-
-
-def job_states(ledger: Ledger, job_ids: list[str]) -> dict[str, str]:
-    """Current state per job id ("EXPIRED" when the ledger no longer has it), in one pipeline."""
-    states: dict[str, str] = {}
-    for start in range(0, len(job_ids), 2000):
-        chunk = job_ids[start : start + 2000]
-        pipe = ledger.redis.pipeline(transaction=False)
-        for job_id in chunk:
-            pipe.hget(ledger.job_key(job_id), "state")
-        for job_id, state in zip(chunk, pipe.execute(), strict=True):
-            states[job_id] = state.decode() if state is not None else "EXPIRED"
-    return states
-
-
-@dataclass
-class BatchView:
-    """The same view of a batch from any machine: its record plus its jobs' states now."""
-
-    batch_id: str
-    info: dict[str, Any]
-    jobs_by_state: dict[str, int]
-    failures: dict[str, int]
-
-    @property
-    def jobs_fed(self) -> int:
-        return sum(self.jobs_by_state.values())
-
-
-def batch_view(ledger: Ledger, batch_id: str) -> BatchView | None:
-    store = BatchStore(ledger, batch_id)
-    info = store.info()
-    if not info:
-        return None
-    ids = store.job_ids()
-    states = job_states(ledger, ids)
-    failures: Counter[str] = Counter()
-    for job_id, state in states.items():
-        if state in (JobState.FAILED.value, JobState.CANCELLED.value):
-            code = cast(bytes | None, ledger.redis.hget(ledger.job_key(job_id), "error_code"))
-            failures[json.loads(code) if code else "unknown"] += 1
-    return BatchView(batch_id, info, dict(Counter(states.values())), dict(failures))
-
-
-# -- results on disk -----------------------------------------------------------------------
-def manifest_entry(batch_id: str, row: CatalogRow, job: JobRecord) -> dict[str, Any]:
-    data = event_for(job)["data"]
-    return {
-        "batch_id": batch_id,
-        "line": row.line,
-        "row_id": row.row_id,
-        "job_id": job.job_id,
-        "state": job.state.value,
-        "stems": data["stems"],
-        "manifest_path": job.manifest_path,
-        "vidgo_task_ids": list(job.vidgo_task_ids),
-        "submit_attempts": job.submit_attempts,
-        "polls": job.polls,
-        "error_code": job.error_code,
-        "error_message": job.error_message,
-    }
-
-
-def invalid_entry(batch_id: str, problem: RowProblem) -> dict[str, Any]:
-    return {
-        "batch_id": batch_id,
-        "line": problem.line,
-        "row_id": None,
-        "job_id": None,
-        "state": INVALID,
-        "stems": {},
-        "manifest_path": None,
-        "vidgo_task_ids": [],
-        "submit_attempts": 0,
-        "polls": 0,
-        "error_code": "invalid_row",
-        "error_message": problem.reason,
-    }
-
-
-class ManifestWriter:
-    """Appends one JSON line per finished row; on resume, knows which rows are already in."""
-
-    def __init__(self, path: Path, batch_id: str) -> None:
-        self.path = path
-        self.batch_id = batch_id
-        self.written: set[int] = set()
-        self.earlier: list[dict[str, Any]] = []  # entries already in the file when opened
-        self._handle: Any = None
-
-    def open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists():
-                self._load()
-            self._handle = self.path.open("a", encoding="utf-8")
-        except OSError as exc:
-            raise storage_error(exc, self.path) from None
-
-    def _load(self) -> None:
-        """Read the rows already written, dropping a last line cut short by a crash."""
-        text = self.path.read_text(encoding="utf-8")
-        lines = text.split("\n")
-        complete = lines[:-1]  # what follows the last newline was cut short, or is empty
-        kept: list[str] = []
-        for line in complete:
-            if not line.strip():
-                continue
-            entry = json.loads(line)
-            if entry.get("batch_id") != self.batch_id:
-                raise BatchError(
-                    f"{self.path} holds results of batch {entry.get('batch_id')}, not of this "
-                    f"catalog ({self.batch_id}): give another --manifest path"
-                )
-            self.written.add(int(entry["line"]))
-            self.earlier.append(entry)
-            kept.append(line)
-        if lines[-1].strip():
-            self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-
-    def write(self, entry: dict[str, Any]) -> bool:
-        """Append the row's result unless it is in already; True when written."""
-        if entry["line"] in self.written:
-            return False
-        try:
-            self._handle.write(json.dumps(entry, sort_keys=True) + "\n")
-            self._handle.flush()
-        except OSError as exc:
-            raise storage_error(exc, self.path) from None
-        self.written.add(int(entry["line"]))
-        return True
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
-
-    def finalise(self) -> None:
-        """Rewrite the manifest in catalog order, atomically."""
-        self.close()
-        entries = [json.loads(line) for line in self.path.read_text().splitlines() if line]
-        entries.sort(key=lambda e: e["line"])
-        temp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            with temp.open("w", encoding="utf-8") as handle:
-                for entry in entries:
-                    handle.write(json.dumps(entry, sort_keys=True) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.path)
-        except OSError as exc:
-            raise storage_error(exc, self.path) from None
-
-
-class FailureReport:
-    """Failed, cancelled and invalid rows grouped by reason, kept up to date as rows end."""
-
-    def __init__(self, batch_id: str) -> None:
-        self.batch_id = batch_id
-        self.groups: dict[str, dict[str, Any]] = {}
-        self.total = 0
-
-    def add(self, entry: dict[str, Any]) -> None:
-        if entry["state"] == JobState.DONE.value:
-            return
-        self.total += 1
-        group = self.groups.setdefault(
-            entry["error_code"] or "unknown",
-            {"count": 0, "example": entry["error_message"], "rows": []},
-        )
-        group["count"] += 1
-        if len(group["rows"]) < 100:
-            group["rows"].append({"line": entry["line"], "row_id": entry["row_id"]})
-
-    def as_dict(self) -> dict[str, Any]:
-        ordered = dict(sorted(self.groups.items(), key=lambda kv: -int(kv[1]["count"])))
-        return {"batch_id": self.batch_id, "failed_rows": self.total, "by_reason": ordered}
-
-
-def write_json_atomically(path: Path, data: Any) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    try:
-        temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.replace(temp, path)
-    except OSError as exc:
-        raise storage_error(exc, path) from None
-
-
-# -- the driver ----------------------------------------------------------------------------
 @dataclass
 class Progress:
     """A snapshot for the live view."""
@@ -317,8 +101,7 @@ class BatchRunner:
         self,
         catalog: Path,
         manifest: Path,
-        ledger: Ledger,
-        settings: Settings,
+        producer: Producer,
         options: BatchOptions,
         *,
         check: CatalogCheck | None = None,
@@ -326,12 +109,12 @@ class BatchRunner:
         stop: threading.Event | None = None,
     ) -> None:
         self.catalog = catalog
-        self.ledger = ledger
-        self.settings = settings
+        self.producer = producer
+        self.ledger = producer.ledger
         self.options = options
         self.check = check or check_catalog(catalog)
         self.batch_id = self.check.batch_id
-        self.store = BatchStore(ledger, self.batch_id)
+        self.store = BatchStore(self.ledger, self.batch_id)
         self.manifest = ManifestWriter(manifest, self.batch_id)
         self.report_path = manifest.with_name(manifest.stem + ".failures.json")
         self.on_progress = on_progress
@@ -446,8 +229,7 @@ class BatchRunner:
             row.request,
             job_id=row.job_id,
             metadata=row.metadata or None,
-            ledger=self.ledger,
-            settings=self.settings,
+            producer=self.producer,
         )
 
     def _watch(self, *, throttle: bool = False) -> None:

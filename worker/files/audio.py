@@ -13,17 +13,11 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from worker.errors import PermanentError
+from worker.errors import StemUndecodable
 
 #: A stem whose RMS level is below this is flagged as silent.
 SILENCE_DBFS = -60.0
 BLOCK_FRAMES = 1 << 16
-
-
-class StemUndecodable(PermanentError):
-    """Raised when a downloaded stem cannot be decoded as audio."""
-
-    code = "stem_undecodable"
 
 
 @dataclass(frozen=True)

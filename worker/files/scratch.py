@@ -60,23 +60,32 @@ class StemStore:
                 raise storage_error(exc, path) from None
         return path
 
-    @contextlib.contextmanager
-    def atomic_writer(self, dest: Path) -> Iterator[BinaryIO]:
-        """Open a temp file beside ``dest``; on clean exit fsync and rename it into place."""
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
-        try:
-            with open(tmp, "wb") as handle:
-                yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, dest)
-        except OSError as exc:
-            raise storage_error(exc, dest) from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+    def atomic_writer(self, dest: Path) -> contextlib.AbstractContextManager[BinaryIO]:
+        return atomic_writer(dest)
 
     def write_json(self, dest: Path, data: Any) -> None:
-        payload = json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
-        with self.atomic_writer(dest) as handle:
-            handle.write(payload)
+        write_json(dest, data)
+
+
+@contextlib.contextmanager
+def atomic_writer(dest: Path) -> Iterator[BinaryIO]:
+    """Open a temp file beside ``dest``; on clean exit fsync and rename it into place."""
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.part")
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise storage_error(exc, dest) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_json(dest: Path, data: Any, *, indent: int = 2) -> None:
+    """Write ``data`` as JSON to ``dest`` atomically (complete or not there at all)."""
+    payload = json.dumps(data, indent=indent, sort_keys=True).encode() + b"\n"
+    with atomic_writer(dest) as handle:
+        handle.write(payload)

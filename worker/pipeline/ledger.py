@@ -1,11 +1,12 @@
 """The job ledger in Redis: the source of truth for every job, whatever the broker says.
 
 A job is one hash (``<prefix>:job:<id>``) plus a history list. Every change is a compare-and-set
-done by one Lua script: it applies only when the job is in an expected state *and* holds the
-expected step token. The token is the baton of the pipeline: each Celery message carries the
-token current when it was sent, a stage acts only while its token is current, and a hand-off sets
-a fresh token before the next message is sent. Duplicate deliveries, racing polls and restarted
-workers therefore find a stale token and stop without side effects.
+done by one Lua script (``lua/``): it applies only when the job is in an expected state *and*
+holds the expected step token. The token is the baton of the pipeline: each Celery message
+carries the token current when it was sent, a stage acts only while its token is current, and a
+hand-off sets a fresh token before the next message is sent. Duplicate deliveries, racing polls
+and restarted workers therefore find a stale token and stop without side effects. Nothing else
+writes a job's record.
 
 Field values are stored as JSON; ``state`` and ``token`` as plain strings.
 """
@@ -17,118 +18,40 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from importlib import resources
 from typing import Any, cast
 
 import redis
 
+from worker.keys import Keys
 from worker.models import JobRequest
-
-
-class JobState(StrEnum):
-    QUEUED = "QUEUED"
-    SUBMITTING = "SUBMITTING"
-    SUBMITTED = "SUBMITTED"
-    RUNNING = "RUNNING"
-    DOWNLOADING = "DOWNLOADING"
-    POSTPROCESSING = "POSTPROCESSING"
-    DONE = "DONE"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
-
-
-S = JobState
-ACTIVE_STATES = frozenset(s for s in JobState if not s.is_terminal)
-
-#: Every legal move.
-TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
-    {
-        (S.QUEUED, S.SUBMITTING),
-        (S.SUBMITTING, S.QUEUED),  # the submit never left, or submits are paused: try later
-        (S.SUBMITTING, S.SUBMITTED),
-        (S.SUBMITTED, S.RUNNING),
-        (S.SUBMITTED, S.DOWNLOADING),
-        (S.RUNNING, S.DOWNLOADING),
-        (S.SUBMITTED, S.QUEUED),  # resubmit a failed or stalled Vidgo task
-        (S.RUNNING, S.QUEUED),
-        (S.DOWNLOADING, S.POSTPROCESSING),
-        (S.POSTPROCESSING, S.DONE),
-        # A self-move hands the baton on: a poll re-queueing, a deferral, the recovery sweep.
-        *((s, s) for s in ACTIVE_STATES),
-        *((s, S.FAILED) for s in ACTIVE_STATES),
-        *((s, S.CANCELLED) for s in ACTIVE_STATES),
-    }
+from worker.pipeline.states import (
+    ACTIVE_STATES,
+    SLOT_FREE_STATES,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    JobState,
+    new_token,
+    state_list,
 )
+
+__all__ = [
+    "ACTIVE_STATES",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "JobRecord",
+    "JobState",
+    "Ledger",
+    "new_token",
+]
 
 
 class IllegalTransition(ValueError):
     """Raised when code asks for a move the state machine does not have (a programming error)."""
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(12)
-
-
-# KEYS: job hash, history list, active-jobs zset, webhooks-due zset, Vidgo in-flight zset.
-# A job that ends and has a webhook_url joins the webhooks-due zset in the same step, so its
-# completion webhook cannot be lost between the end and the send. A job whose Vidgo work is
-# over (downloading, or ended) leaves the in-flight set in the same step, so no slot leaks.
-# ARGV: allowed states (",a,b,"), expected token ("" = any), new state ("" = keep),
-#       new token ("" = keep), now, history entry JSON (without "from"), ttl on terminal,
-#       terminal flag ("1"/"0"), n_set, then n_set field/value pairs, then field/increment pairs.
-_ADVANCE = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {0, ''} end
-if not string.find(ARGV[1], ',' .. state .. ',', 1, true) then return {0, state} end
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return {0, state} end
-local n_set = tonumber(ARGV[9])
-local i = 10
-for _ = 1, n_set do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-while i <= #ARGV do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], tonumber(ARGV[i + 1]))
-  i = i + 2
-end
-local to = state
-if ARGV[3] ~= '' then to = ARGV[3] end
-redis.call('HSET', KEYS[1], 'state', to, 'updated_at', ARGV[5])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'token', ARGV[4]) end
-redis.call('RPUSH', KEYS[2], '{"from":"' .. state .. '",' .. string.sub(ARGV[6], 2))
-if ARGV[8] == '1' or to == 'DOWNLOADING' or to == 'POSTPROCESSING' then
-  redis.call('ZREM', KEYS[5], KEYS[1])
-end
-if ARGV[8] == '1' then
-  redis.call('ZREM', KEYS[3], KEYS[1])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
-  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
-    redis.call('ZADD', KEYS[4], ARGV[5], KEYS[1])
-  end
-else
-  redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1])
-end
-return {1, state}
-"""
-
-# KEYS: job hash, history list, active-jobs zset. ARGV: now, history JSON, field/value pairs.
-_CREATE = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state then return {0, state} end
-local i = 3
-while i <= #ARGV do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], ARGV[1], KEYS[1])
-return {1, 'QUEUED'}
-"""
+def _lua(name: str) -> str:
+    return resources.files("worker.pipeline").joinpath("lua", f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -161,6 +84,17 @@ class JobRecord:
     webhook_url: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     webhook_status: str | None = None
+    # Bookkeeping the stages read back: counts and timestamps (epoch seconds).
+    first_submitted_at: float | None = None
+    finished_at: float | None = None
+    downloaded_at: float | None = None
+    done_at: float | None = None
+    resubmits: int = 0
+    ambiguous_submits: int = 0
+    url_refreshes: int = 0
+    recoveries: int = 0
+    extra_stem_keys: list[str] = field(default_factory=list)
+    #: Fields this version does not know (written by a newer one during a rolling deploy).
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -174,7 +108,9 @@ class JobRecord:
                 decoded[key] = json.loads(value)
             except json.JSONDecodeError:
                 decoded[key] = value
-        known = {f for f in cls.__dataclass_fields__ if f not in ("job_id", "state", "token")}
+        known = {
+            f for f in cls.__dataclass_fields__ if f not in ("job_id", "state", "token", "extra")
+        }
         kwargs = {k: v for k, v in decoded.items() if k in known}
         kwargs["request"] = JobRequest.model_validate(kwargs["request"])
         kwargs["vidgo_task_ids"] = tuple(kwargs.get("vidgo_task_ids") or ())
@@ -200,44 +136,45 @@ class Ledger:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
-        self._prefix = prefix
+        self.keys = Keys(prefix)
         self._retention_s = retention_s
         self._clock = clock
-        self._advance = client.register_script(_ADVANCE)
-        self._create = client.register_script(_CREATE)
+        self._advance = client.register_script(_lua("advance"))
+        self._create = client.register_script(_lua("create"))
+        self._annotate = client.register_script(_lua("annotate"))
 
-    # -- keys: every Redis key this project writes is named here ---------------------------
+    # -- keys (named in worker.keys; these read well at call sites and in tests) -----------
     def job_key(self, job_id: str) -> str:
-        return f"{self._prefix}:job:{job_id}"
+        return self.keys.job(job_id)
 
     def history_key(self, job_id: str) -> str:
-        return f"{self._prefix}:job:{job_id}:history"
+        return self.keys.history(job_id)
+
+    def deliveries_key(self, job_id: str) -> str:
+        return self.keys.deliveries(job_id)
 
     @property
     def active_key(self) -> str:
-        return f"{self._prefix}:jobs:active"
+        return self.keys.active
 
     @property
     def counters_key(self) -> str:
-        return f"{self._prefix}:counters"
+        return self.keys.counters
 
     @property
     def in_flight_key(self) -> str:
-        return f"{self._prefix}:vidgo:in-flight"
+        return self.keys.in_flight
 
     @property
     def webhooks_due_key(self) -> str:
-        return f"{self._prefix}:webhooks:due"
-
-    def deliveries_key(self, job_id: str) -> str:
-        return f"{self._prefix}:job:{job_id}:webhooks"
+        return self.keys.webhooks_due
 
     def job_id_of(self, key: Any) -> str:
-        """The job id in a job key (members of the active and webhooks-due sets are keys)."""
-        return _text(key).removeprefix(self.job_key(""))
+        return self.keys.job_id_of(key)
 
     @property
     def redis(self) -> redis.Redis:
+        """The client, for components that keep their own keys beside the ledger's."""
         return self._redis
 
     @property
@@ -252,6 +189,22 @@ class Ledger:
     def history(self, job_id: str) -> list[dict[str, Any]]:
         items = cast(list[Any], self._redis.lrange(self.history_key(job_id), 0, -1))
         return [json.loads(item) for item in items]
+
+    def states(self, job_ids: list[str], *, chunk: int = 2000) -> dict[str, str | None]:
+        """Current state per job id (None when the ledger no longer has it), pipelined."""
+        states: dict[str, str | None] = {}
+        for start in range(0, len(job_ids), chunk):
+            part = job_ids[start : start + chunk]
+            pipe = self._redis.pipeline(transaction=False)
+            for job_id in part:
+                pipe.hget(self.job_key(job_id), "state")
+            for job_id, state in zip(part, pipe.execute(), strict=True):
+                states[job_id] = _text(state) if state is not None else None
+        return states
+
+    def error_code(self, job_id: str) -> str | None:
+        raw = cast(bytes | None, self._redis.hget(self.job_key(job_id), "error_code"))
+        return cast(str, json.loads(raw)) if raw else None
 
     def counters(self) -> dict[str, int]:
         raw = cast(Mapping[Any, Any], self._redis.hgetall(self.counters_key))
@@ -285,7 +238,7 @@ class Ledger:
         entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
         created, _ = self._create(
             keys=[self.job_key(job_id), self.history_key(job_id), self.active_key],
-            args=[now, entry, *_pairs(fields)],
+            args=[now, entry, JobState.QUEUED.value, *_pairs(fields)],
         )
         if created:  # what was written is the whole job: no need to read it back
             return JobRecord.from_hash(job_id, fields), True
@@ -329,20 +282,63 @@ class Ledger:
                 self.in_flight_key,
             ],
             args=[
-                "," + ",".join(s.value for s in expected) + ",",
+                state_list(tuple(expected)),
                 token or "",
                 to.value if to else "",
                 new_token or "",
                 now,
                 json.dumps(entry),
                 self._retention_s,
-                "1" if to is not None and to.is_terminal else "0",
+                "1" if to in TERMINAL_STATES else "0",
+                state_list(SLOT_FREE_STATES),
                 len(set_pairs) // 2,
                 *set_pairs,
                 *incr_pairs,
             ],
         )
         return bool(ok)
+
+    def annotate(self, job_id: str, fields: Mapping[str, Any]) -> bool:
+        """Set bookkeeping fields of an existing job without moving it; False when it is gone."""
+        pairs = _pairs({k: json.dumps(v) for k, v in fields.items()})
+        return bool(self._annotate(keys=[self.job_key(job_id)], args=pairs))
+
+    def first_callback_within(self, job_id: str, seconds: float) -> bool:
+        """True for the first Vidgo callback of a job within ``seconds`` (later ones repeat it)."""
+        key = self.keys.callback_debounce(job_id)
+        return bool(self._redis.set(key, "1", nx=True, px=max(1, int(seconds * 1000))))
+
+    # -- the webhook outbox: jobs whose completion webhook is due, and its attempts ----------
+    def webhook_due_at(self, job_id: str) -> float | None:
+        return cast(float | None, self._redis.zscore(self.webhooks_due_key, self.job_key(job_id)))
+
+    def schedule_webhook(self, job_id: str, at: float) -> None:
+        self._redis.zadd(self.webhooks_due_key, {self.job_key(job_id): at})
+
+    def clear_webhook(self, job_id: str) -> None:
+        self._redis.zrem(self.webhooks_due_key, self.job_key(job_id))
+
+    def webhooks_due_before(self, at: float, *, limit: int = 1000) -> list[str]:
+        members = cast(
+            list[Any],
+            self._redis.zrangebyscore(self.webhooks_due_key, "-inf", at, start=0, num=limit),
+        )
+        return [self.job_id_of(m) for m in members]
+
+    def record_delivery(self, job_id: str, attempt: Mapping[str, Any]) -> None:
+        key = self.deliveries_key(job_id)
+        pipe = self._redis.pipeline()
+        pipe.rpush(key, json.dumps(dict(attempt)))
+        pipe.expire(key, self._retention_s)
+        pipe.execute()
+
+    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        items = cast(list[Any], self._redis.lrange(self.deliveries_key(job_id), 0, -1))
+        return [json.loads(item) for item in items]
+
+    def webhook_lock(self, job_id: str, timeout_s: float) -> Any:
+        """A non-blocking lock: one delivery of a job's webhook at a time."""
+        return self._redis.lock(self.keys.webhook_lock(job_id), timeout=timeout_s, blocking=False)
 
     def active_job_ids(self, *, older_than_s: float = 0.0, limit: int = 1000) -> list[str]:
         """Ids of non-terminal jobs not updated for ``older_than_s`` seconds, oldest first."""

@@ -23,30 +23,23 @@ from typing import Any, cast
 
 import redis
 
+from worker.keys import Keys
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
-from worker.pipeline.stages.context import Step, TaskName
+from worker.pipeline.states import STATES, Step
 from worker.settings import Settings
 from worker.web.webhooks import redispatch_overdue
 
 log = logging.getLogger(__name__)
 
-STEP_FOR_STATE = {
-    JobState.QUEUED: TaskName.SUBMIT,
-    JobState.SUBMITTING: TaskName.SUBMIT,
-    JobState.SUBMITTED: TaskName.POLL,
-    JobState.RUNNING: TaskName.POLL,
-    JobState.DOWNLOADING: TaskName.DOWNLOAD,
-    JobState.POSTPROCESSING: TaskName.POSTPROCESS,
-}
-#: States in which a stage may be running right now, for up to the task time limit.
-_WORKING = (JobState.SUBMITTING, JobState.DOWNLOADING, JobState.POSTPROCESSING)
+#: The task that drives a job on from each active state.
+STEP_FOR_STATE = {s: info.task for s, info in STATES.items() if info.task is not None}
 
 
 def overdue_by(job: JobRecord, now: float, settings: Settings) -> float:
     """Seconds past the point where the job's next message should have done something."""
     due = max(job.next_due_at or 0.0, job.updated_at)
     allowance = settings.sweep_grace_s
-    if job.state in _WORKING or job.state is JobState.QUEUED:
+    if STATES[job.state].working:
         allowance += settings.task_time_limit_s
     return now - (due + allowance)
 
@@ -139,7 +132,7 @@ class SweepThread(threading.Thread):
         self._dispatch_webhook = dispatch_webhook
         self._settings = settings
         self._hostname = hostname or socket.gethostname()
-        self._lock_key = f"{settings.redis_key_prefix}:sweep-lock"
+        self._lock_key = Keys(settings.redis_key_prefix).sweep_lock
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -177,7 +170,7 @@ WORKER_SEEN_S = 3 * HEARTBEAT_INTERVAL_S
 
 
 def workers_key(prefix: str) -> str:
-    return f"{prefix}:workers"
+    return Keys(prefix).workers
 
 
 def beat(client: redis.Redis, prefix: str, hostname: str) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import redis
 
+from worker.keys import Keys
+
 # KEYS[1]: key. ARGV: milliseconds, value. Sets the key unless it already lives longer.
 _EXTEND = """
 local ttl = redis.call('PTTL', KEYS[1])
@@ -37,8 +39,9 @@ class VidgoGate:
 
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._redis = client
-        self._cooldown_key = f"{prefix}:gate:cooldown"
-        self._pause_key = f"{prefix}:gate:submit-paused"
+        keys = Keys(prefix)
+        self._cooldown_key = keys.cooldown
+        self._pause_key = keys.submit_pause
         self._extend = client.register_script(_EXTEND)
 
     def _hold(self, key: str) -> Hold | None:

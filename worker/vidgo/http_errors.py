@@ -28,7 +28,8 @@ from worker.errors import (
 )
 from worker.vidgo.parse import error_message_of
 
-_PERMANENT: dict[int, type[VidgoStemsError]] = {
+#: Errors by status code for the 4xx answers that have one of their own.
+_BY_STATUS: dict[int, type[VidgoStemsError]] = {
     400: VidgoBadRequest,
     401: VidgoAuthError,
     402: VidgoCreditsError,
@@ -76,8 +77,8 @@ def error_for_status(
         return VidgoRateLimited(text, retry_after_s=retry_after, status_code=429)
     if status_code == 408 or status_code >= 500:
         return VidgoUnavailable(text, status_code=status_code)
-    if status_code in _PERMANENT:
-        return _PERMANENT[status_code](text, status_code=status_code)
+    if status_code in _BY_STATUS:
+        return _BY_STATUS[status_code](text, status_code=status_code)
     return VidgoClientError(text, status_code=status_code)
 
 

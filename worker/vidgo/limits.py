@@ -20,6 +20,7 @@ from typing import Literal, cast
 
 import redis
 
+from worker.keys import Keys
 from worker.settings import Settings
 
 Kind = Literal["submit", "query"]
@@ -80,16 +81,16 @@ class VidgoLimits:
     ) -> None:
         self._redis = client
         self._settings = settings
-        self._prefix = settings.redis_key_prefix
+        self._keys = Keys(settings.redis_key_prefix)
         self._clock = clock
         self._sleep = sleep
         self._reserve = client.register_script(_RESERVE)
         self._penalise = client.register_script(_PENALISE)
         self._take_slot = client.register_script(_TAKE_SLOT)
-        self.in_flight_key = f"{self._prefix}:vidgo:in-flight"  # the same as Ledger's
+        self.in_flight_key = self._keys.in_flight
 
     def bucket_key(self, kind: Kind) -> str:
-        return f"{self._prefix}:vidgo:rate:{kind}"
+        return self._keys.rate_bucket(kind)
 
     def _rates(self, kind: Kind) -> tuple[float, float]:
         s = self._settings

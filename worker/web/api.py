@@ -19,27 +19,17 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from worker.celery_app import dispatch, dispatch_webhook, runtime
+from worker.celery_app import Producer, producer
 from worker.models import JobRequest, parse_request, validate_job_id, validate_metadata
 from worker.pipeline.ledger import ACTIVE_STATES, JobRecord, JobState, Ledger, new_token
-from worker.pipeline.stages.context import Step, TaskName
-from worker.settings import Settings, get_settings
+from worker.pipeline.states import STATES, Step, TaskName
 from worker.web.netsafe import check_webhook_url
 from worker.web.webhooks import announce, deliveries
 
 log = logging.getLogger(__name__)
 
-STAGE_OF_STATE = {
-    JobState.QUEUED: "submit",
-    JobState.SUBMITTING: "submit",
-    JobState.SUBMITTED: "poll",
-    JobState.RUNNING: "poll",
-    JobState.DOWNLOADING: "download",
-    JobState.POSTPROCESSING: "postprocess",
-    JobState.DONE: "done",
-    JobState.FAILED: "failed",
-    JobState.CANCELLED: "cancelled",
-}
+#: The process's default collaborators, for callers that pass none.
+default_producer = producer
 
 
 class Enqueued(NamedTuple):
@@ -100,7 +90,7 @@ class JobView(BaseModel):
         return cls(
             job_id=job.job_id,
             state=job.state,
-            stage=STAGE_OF_STATE[job.state],
+            stage=STATES[job.state].stage,
             request=job.request.model_dump(mode="json"),
             vidgo_task_id=job.vidgo_task_id,
             vidgo_task_ids=list(job.vidgo_task_ids),
@@ -131,8 +121,7 @@ def enqueue(
     job_id: str | None = None,
     webhook_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-    ledger: Ledger | None = None,
-    settings: Settings | None = None,
+    producer: Producer | None = None,
 ) -> str:
     """Validate and enqueue one track; return its job id at once.
 
@@ -155,8 +144,7 @@ def enqueue(
         job_id=job_id,
         webhook_url=webhook_url,
         metadata=metadata,
-        ledger=ledger,
-        settings=settings,
+        producer=producer,
     ).job_id
 
 
@@ -166,36 +154,35 @@ def submit_job(
     job_id: str | None = None,
     webhook_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
-    ledger: Ledger | None = None,
-    settings: Settings | None = None,
+    producer: Producer | None = None,
 ) -> Enqueued:
     """Enqueue an already parsed request; also says whether the job is new or was there."""
-    settings = settings or get_settings()
+    p = producer or default_producer()
+    settings = p.settings
     job_id = validate_job_id(job_id) if job_id is not None else request.fingerprint()
     extra = validate_metadata(metadata) if metadata is not None else None
     hook = webhook_url or settings.default_webhook_url
     if hook is not None:
         hook = check_webhook_url(hook, allow_private=settings.allow_private_webhook_hosts)
         settings.require_webhook_secret()
-    ledger = ledger or runtime().ledger
     token = new_token()
-    job, created = ledger.create(job_id, request, token=token, webhook_url=hook, metadata=extra)
+    job, created = p.ledger.create(job_id, request, token=token, webhook_url=hook, metadata=extra)
     if created:
-        dispatch(Step(TaskName.SUBMIT, job_id, token))
+        p.dispatch(Step(TaskName.SUBMIT, job_id, token))
         log.info("job %s enqueued (%s, %s)", job_id, request.model_name, request.output_type)
     else:
         log.info("job %s already exists (%s); not enqueued again", job_id, job.state.value)
     return Enqueued(job_id, created, job.state)
 
 
-def get_job(job_id: str, *, ledger: Ledger | None = None) -> JobView | None:
+def get_job(job_id: str, *, producer: Producer | None = None) -> JobView | None:
     """The current view of a job, or None when the ledger does not know it."""
-    ledger = ledger or runtime().ledger
+    ledger = (producer or default_producer()).ledger
     job = ledger.get(validate_job_id(job_id))
     return JobView.from_ledger(ledger, job) if job else None
 
 
-def cancel(job_id: str, *, ledger: Ledger | None = None) -> JobView | None:
+def cancel(job_id: str, *, producer: Producer | None = None) -> JobView | None:
     """Stop working on a job: it ends CANCELLED and no step of ours runs for it again.
 
     Vidgo has no cancel: a task already submitted runs to its end at Vidgo and is billed. We
@@ -203,7 +190,8 @@ def cancel(job_id: str, *, ledger: Ledger | None = None) -> JobView | None:
     job that has already ended is left as it is. Returns the job's view (None when unknown);
     ``state`` says whether the cancel took.
     """
-    ledger = ledger or runtime().ledger
+    p = producer or default_producer()
+    ledger = p.ledger
     job = ledger.get(validate_job_id(job_id))
     if job is None:
         return None
@@ -228,5 +216,5 @@ def cancel(job_id: str, *, ledger: Ledger | None = None) -> JobView | None:
         )
         if cancelled:
             log.info("job %s cancelled in %s", job_id, job.state.value)
-            announce(ledger, dispatch_webhook, job_id)
-    return get_job(job_id, ledger=ledger)
+            announce(ledger, p.dispatch_webhook, job_id)
+    return get_job(job_id, producer=p)

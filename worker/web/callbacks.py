@@ -20,15 +20,15 @@ from typing import Any
 
 from worker.errors import InvalidRequest
 from worker.models import validate_job_id
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import kick
-from worker.pipeline.stages.context import Step
+from worker.pipeline.states import Step, TaskName, states_of
 from worker.vidgo.parse import unwrap_data
 
 log = logging.getLogger(__name__)
 
 #: States in which the next step is a poll that a callback can bring forward.
-WAKEABLE = (JobState.SUBMITTED, JobState.RUNNING)
+WAKEABLE = states_of(TaskName.POLL)
 
 
 class CallbackOutcome(StrEnum):
@@ -80,13 +80,7 @@ def handle_callback(
     hint = callback_hint(body)
     if job.state not in WAKEABLE:
         return CallbackOutcome.IGNORED
-    first = ledger.redis.set(
-        f"{ledger.job_key(job_id)}:callback-debounce",
-        "1",
-        nx=True,
-        px=max(1, int(debounce_s * 1000)),
-    )
-    if not first:
+    if not ledger.first_callback_within(job_id, debounce_s):
         return CallbackOutcome.DUPLICATE
     if not kick(ledger, dispatch, job, now=now, event="callback", detail={"hint": hint}):
         return CallbackOutcome.IGNORED  # it moved on meanwhile; its own step carries on

@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.celery_app import dispatch, runtime
+from worker.celery_app import Producer
 from worker.errors import ConfigError, InvalidRequest
 from worker.models import MAX_METADATA_BYTES, ModelName, OutputType, parse_request
 from worker.pipeline.recovery import workers_seen
@@ -147,10 +147,17 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> "AccessLog":
-    """The gateway app. Refuses to build without at least one jobs API key."""
-    settings = settings or get_settings()
-    settings.require_redis_url()
+def create_app(settings: Settings | None = None, producer: Producer | None = None) -> "AccessLog":
+    """The gateway app. Refuses to build without at least one jobs API key.
+
+    ``producer`` holds the ledger, Redis and dispatch it works with; by default one is built
+    from ``settings`` (else the environment). Tests hand in their own.
+    """
+    if producer is None:
+        settings = settings or get_settings()
+        settings.require_redis_url()
+        producer = Producer.from_settings(settings)
+    settings = producer.settings
     if not settings.gateway_api_keys:
         raise ConfigError(
             "VIDGO_STEMS_GATEWAY_API_KEYS is not set: give the jobs API one or more bearer keys, "
@@ -185,12 +192,12 @@ def create_app(settings: Settings | None = None) -> "AccessLog":
         },
     )
     _install_error_handlers(app)
-    _add_job_routes(app, settings, [Depends(authorised)])
-    _add_vidgo_and_health_routes(app, settings)
+    _add_job_routes(app, producer, [Depends(authorised)])
+    _add_vidgo_and_health_routes(app, producer)
     return AccessLog(BodyLimit(app, settings.gateway_max_body_bytes))
 
 
-def _add_job_routes(app: FastAPI, settings: Settings, secured: list[Any]) -> None:
+def _add_job_routes(app: FastAPI, producer: Producer, secured: list[Any]) -> None:
 
     @app.post(
         "/v1/jobs",
@@ -206,7 +213,7 @@ def _add_job_routes(app: FastAPI, settings: Settings, secured: list[Any]) -> Non
             job_id=body.job_id,
             webhook_url=body.webhook_url,
             metadata=body.metadata,
-            settings=settings,
+            producer=producer,
         )
         status_url = str(request.url_for("read_job", job_id=enqueued.job_id))
         accepted = JobAccepted(
@@ -229,7 +236,7 @@ def _add_job_routes(app: FastAPI, settings: Settings, secured: list[Any]) -> Non
         summary="A job's state, stage, Vidgo progress, stems, manifest, error and history",
     )
     def read_job(job_id: str) -> api.JobView:
-        view = api.get_job(job_id)
+        view = api.get_job(job_id, producer=producer)
         if view is None:
             raise HTTPException(404, f"no job {job_id!r}")
         return view
@@ -242,17 +249,19 @@ def _add_job_routes(app: FastAPI, settings: Settings, secured: list[Any]) -> Non
         summary="Cancel a job on our side (Vidgo has no cancel: a submitted task is billed)",
     )
     def cancel_job(job_id: str) -> api.JobView:
-        before = api.get_job(job_id)
+        before = api.get_job(job_id, producer=producer)
         if before is None:
             raise HTTPException(404, f"no job {job_id!r}")
         if before.state.is_terminal:
             raise HTTPException(409, f"job {job_id} already ended {before.state.value}")
-        view = api.cancel(job_id)
+        view = api.cancel(job_id, producer=producer)
         assert view is not None, "a job seen a moment ago has an expiry of days"
         return view
 
 
-def _add_vidgo_and_health_routes(app: FastAPI, settings: Settings) -> None:
+def _add_vidgo_and_health_routes(app: FastAPI, producer: Producer) -> None:
+    settings = producer.settings
+
     @app.post(
         "/v1/vidgo/callback/{job_id}",
         responses={404: {"model": ErrorResponse}},
@@ -264,8 +273,8 @@ def _add_vidgo_and_health_routes(app: FastAPI, settings: Settings) -> None:
         body = await request.body()
         outcome = await run_in_threadpool(
             handle_callback,
-            runtime().ledger,
-            dispatch,
+            producer.ledger,
+            producer.dispatch,
             job_id,
             token,
             body,
@@ -286,10 +295,9 @@ def _add_vidgo_and_health_routes(app: FastAPI, settings: Settings) -> None:
         responses={503: {"model": ErrorResponse}},
     )
     def readyz() -> JSONResponse:
-        rt = runtime()
         try:
-            rt.redis.ping()
-            workers = workers_seen(rt.redis, settings.redis_key_prefix)
+            producer.redis.ping()
+            workers = workers_seen(producer.redis, settings.redis_key_prefix)
         except redis.RedisError as exc:
             return error_response(503, "redis_unreachable", f"Redis does not answer: {exc}")
         if not workers:

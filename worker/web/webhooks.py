@@ -23,13 +23,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import standardwebhooks
 from pydantic import SecretStr
 
+from worker.backoff import backoff_s
 from worker.errors import ConfigError
 from worker.pipeline.ledger import JobRecord, JobState, Ledger
 from worker.settings import Settings, secret_bytes
@@ -148,7 +149,6 @@ class WebhookSender:
         resolve: Callable[[str, int], list[str]] = resolve_public,
     ) -> None:
         self._ledger = ledger
-        self._redis = ledger.redis
         self._settings = settings
         self._http = http
         self._dispatch = dispatch
@@ -158,11 +158,7 @@ class WebhookSender:
 
     def deliver(self, job_id: str) -> str:
         """Attempt the job's webhook if it is due; returns what happened, for logs and tests."""
-        lock = self._redis.lock(
-            f"{self._ledger.job_key(job_id)}:webhook-lock",
-            timeout=self._settings.webhook_timeout_s + 30,
-            blocking=False,
-        )
+        lock = self._ledger.webhook_lock(job_id, self._settings.webhook_timeout_s + 30)
         if not lock.acquire():
             return "busy"  # another worker is delivering it right now
         try:
@@ -171,8 +167,7 @@ class WebhookSender:
             lock.release()
 
     def _deliver_locked(self, job_id: str) -> str:
-        member = self._ledger.job_key(job_id)
-        due_at = cast(float | None, self._redis.zscore(self._ledger.webhooks_due_key, member))
+        due_at = self._ledger.webhook_due_at(job_id)
         if due_at is None:
             return "gone"  # delivered or given up already
         now = self._clock()
@@ -180,9 +175,9 @@ class WebhookSender:
             return "not_due"  # an early or duplicate message; the scheduled one will come
         job = self._ledger.get(job_id)
         if job is None or not job.state.is_terminal or not job.webhook_url:
-            self._redis.zrem(self._ledger.webhooks_due_key, member)
+            self._ledger.clear_webhook(job_id)
             return "gone"
-        previous = cast(int, self._redis.llen(self._ledger.deliveries_key(job_id)))
+        previous = len(self._ledger.deliveries(job_id))
         attempt = self._post(job, previous + 1)
         self._record(job_id, attempt)
         if attempt.ok:
@@ -203,7 +198,7 @@ class WebhookSender:
             )
             return "gave_up"
         delay = self.backoff_s(attempt.attempt)
-        self._redis.zadd(self._ledger.webhooks_due_key, {member: now + delay})
+        self._ledger.schedule_webhook(job_id, now + delay)
         self._set_status(job_id, "retrying")
         self._dispatch(job_id, delay)
         log.warning(
@@ -219,9 +214,13 @@ class WebhookSender:
     def backoff_s(self, attempt: int) -> float:
         """Exponential from webhook_backoff_base_s, capped, with +-20% jitter."""
         s = self._settings
-        growth = 2.0 ** min(attempt - 1, 30)
-        ceiling = min(s.webhook_backoff_max_s, s.webhook_backoff_base_s * growth)
-        return round(ceiling * self._rng.uniform(0.8, 1.2), 3)
+        return backoff_s(
+            attempt - 1,
+            base_s=s.webhook_backoff_base_s,
+            max_s=s.webhook_backoff_max_s,
+            jitter=(0.8, 1.2),
+            rng=self._rng,
+        )
 
     def _post(self, job: JobRecord, number: int) -> Attempt:
         url = job.webhook_url or ""
@@ -256,29 +255,24 @@ class WebhookSender:
             return attempt(None, f"{type(exc).__name__}: {exc}"[:300])
 
     def _record(self, job_id: str, attempt: Attempt) -> None:
-        key = self._ledger.deliveries_key(job_id)
-        pipe = self._redis.pipeline()
-        pipe.rpush(key, json.dumps(asdict(attempt)))
-        pipe.expire(key, self._ledger.retention_s)
-        pipe.execute()
+        self._ledger.record_delivery(job_id, asdict(attempt))
 
     def _finish(self, job_id: str, status: str) -> None:
-        self._redis.zrem(self._ledger.webhooks_due_key, self._ledger.job_key(job_id))
+        self._ledger.clear_webhook(job_id)
         self._set_status(job_id, status)
 
     def _set_status(self, job_id: str, status: str) -> None:
-        self._redis.hset(self._ledger.job_key(job_id), "webhook_status", json.dumps(status))
+        self._ledger.annotate(job_id, {"webhook_status": status})
 
 
 def deliveries(ledger: Ledger, job_id: str) -> list[dict[str, Any]]:
     """The job's delivery attempts, oldest first."""
-    items = cast(list[Any], ledger.redis.lrange(ledger.deliveries_key(job_id), 0, -1))
-    return [json.loads(item) for item in items]
+    return ledger.deliveries(job_id)
 
 
 def announce(ledger: Ledger, dispatch: Callable[[str, float], None], job_id: str) -> bool:
     """Send the webhook message of a job that just ended, if it has a webhook waiting."""
-    if ledger.redis.zscore(ledger.webhooks_due_key, ledger.job_key(job_id)) is None:
+    if ledger.webhook_due_at(job_id) is None:
         return False
     dispatch(job_id, 0.0)
     return True
@@ -293,13 +287,7 @@ def redispatch_overdue(
     limit: int = 1000,
 ) -> list[str]:
     """Re-send the message of every webhook overdue by ``grace_s`` (its message was lost)."""
-    members = cast(
-        list[Any],
-        ledger.redis.zrangebyscore(
-            ledger.webhooks_due_key, "-inf", now - grace_s, start=0, num=limit
-        ),
-    )
-    job_ids = [ledger.job_id_of(m) for m in members]
+    job_ids = ledger.webhooks_due_before(now - grace_s, limit=limit)
     for job_id in job_ids:
         dispatch(job_id, 0.0)
     return job_ids

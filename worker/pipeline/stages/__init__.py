@@ -1,10 +1,11 @@
 """The four pipeline stages as plain functions over a StageContext; Celery lives in ``tasks/``."""
 
-from worker.pipeline.stages.context import Outcome, StageContext, Step, TaskName
+from worker.pipeline.stages.context import Outcome, StageContext
 from worker.pipeline.stages.download import run_download
 from worker.pipeline.stages.poll import poll_countdown, run_poll
 from worker.pipeline.stages.postprocess import run_postprocess
 from worker.pipeline.stages.submit import run_submit
+from worker.pipeline.states import Step, TaskName
 
 __all__ = [
     "Outcome",

@@ -22,31 +22,15 @@ import httpx
 
 from worker.files.scratch import StemStore
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.states import Step, TaskName
 from worker.settings import Settings
 from worker.vidgo import VidgoClient
 from worker.vidgo.gate import VidgoGate
 from worker.vidgo.limits import VidgoLimits
 
+__all__ = ["Outcome", "StageContext", "Step", "TaskName", "hand_off", "load_current"]
+
 log = logging.getLogger(__name__)
-
-
-class TaskName(StrEnum):
-    """The stable Celery task names: a wire format, never renamed."""
-
-    SUBMIT = "vidgo.submit"
-    POLL = "vidgo.poll"
-    DOWNLOAD = "vidgo.download"
-    POSTPROCESS = "vidgo.postprocess"
-
-
-@dataclass(frozen=True)
-class Step:
-    """The next message to send: task, job, the token it carries, and when it is due."""
-
-    task: TaskName
-    job_id: str
-    token: str
-    countdown_s: float = 0.0
 
 
 class Outcome(StrEnum):

@@ -14,22 +14,16 @@ from pathlib import PurePosixPath
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from worker.errors import RetryableError, StemHostNotAllowed, StemUrlExpired
+from worker.errors import StemHostNotAllowed, StemUrlExpired, StemUrlsRefreshed
 from worker.files.fetch import fetch_to_file
 from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
 from worker.models import expected_stems
 from worker.pipeline.ledger import JobRecord, JobState
-from worker.pipeline.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
+from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
+from worker.pipeline.states import TaskName, states_of
 from worker.vidgo.parse import extract_stem_urls
 
 log = logging.getLogger(__name__)
-
-
-class StemUrlsRefreshed(RetryableError):
-    """Raised after expired stem URLs were replaced by fresh ones: try the download again."""
-
-    code = "stem_urls_refreshed"
-    retry_after_s = 0.5
 
 
 def check_stem_url(url: str, allowed_hosts: frozenset[str]) -> str:
@@ -51,7 +45,7 @@ def stem_filename(stem: str, url: str) -> str:
 
 def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
     """Download every stem of ``job_id`` and hand off to post-processing."""
-    job = load_current(ctx, job_id, token, (JobState.DOWNLOADING,), "download")
+    job = load_current(ctx, job_id, token, states_of(TaskName.DOWNLOAD), "download")
     if job is None:
         return Outcome.STALE
     folder = ctx.store.job_dir(job_id)
@@ -95,7 +89,7 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
 
 def _refresh_urls(ctx: StageContext, job: JobRecord, expired: StemUrlExpired) -> NoReturn:
     """Replace expired URLs with fresh ones from Vidgo and raise to retry; re-raise when spent."""
-    refreshes = int(job.extra.get("url_refreshes", 0))
+    refreshes = job.url_refreshes
     if refreshes >= ctx.settings.max_url_refreshes or not job.vidgo_task_id:
         raise StemUrlExpired(
             f"{expired.message}; fresh URLs were asked for {refreshes} time(s) "

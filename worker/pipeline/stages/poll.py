@@ -19,16 +19,18 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.backoff import backoff_s
 from worker.errors import PermanentError, TaskStalled, VidgoOutputError, VidgoTaskFailed
 from worker.models import expected_stems
 from worker.pipeline.ledger import JobRecord, JobState
-from worker.pipeline.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
+from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
+from worker.pipeline.states import TaskName, states_of
 from worker.settings import Settings
 from worker.vidgo import StemUrls, VidgoStatus
 from worker.vidgo.failures import is_permanent_failure
 from worker.vidgo.parse import extract_stem_urls
 
-STATES = (JobState.SUBMITTED, JobState.RUNNING)
+STATES = states_of(TaskName.POLL)
 
 
 def poll_countdown(polls_so_far: int, settings: Settings, rng: random.Random) -> float:
@@ -42,9 +44,13 @@ def poll_countdown(polls_so_far: int, settings: Settings, rng: random.Random) ->
 
 def resubmit_countdown(resubmits_so_far: int, settings: Settings, rng: random.Random) -> float:
     """Backoff before a resubmission: exponential from the base, capped, with full jitter."""
-    ceiling = settings.resubmit_backoff_base_s * 2 ** min(resubmits_so_far, 32)
-    ceiling = min(ceiling, settings.resubmit_backoff_max_s)
-    return round(rng.uniform(ceiling / 2, ceiling), 3)
+    return backoff_s(
+        resubmits_so_far,
+        base_s=settings.resubmit_backoff_base_s,
+        max_s=settings.resubmit_backoff_max_s,
+        jitter=(0.5, 1.0),
+        rng=rng,
+    )
 
 
 @dataclass
@@ -201,7 +207,7 @@ def _resubmit_or_fail(
             raise VidgoOutputError(error.message, code=code, job_id=job.job_id)
         raise error
     ctx.ledger.bump_counter("resubmissions")
-    resubmits = int(job.extra.get("resubmits", 0))
+    resubmits = job.resubmits
     return hand_off(
         ctx,
         job,

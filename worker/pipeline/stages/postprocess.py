@@ -12,19 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from worker import __version__
-from worker.errors import PermanentError
+from worker.errors import StemCorrupt
 from worker.files.audio import analyse
 from worker.pipeline.ledger import JobRecord, JobState
 from worker.pipeline.stages.context import StageContext, load_current
+from worker.pipeline.states import TaskName, states_of
 
 log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
-
-
-class StemCorrupt(PermanentError):
-    """Raised when a stem on disk no longer matches the checksum taken when it was downloaded."""
-
-    code = "stem_corrupt"
 
 
 def file_sha256(path: Path) -> str:
@@ -39,7 +34,6 @@ def build_manifest(
     job: JobRecord, folder: Path, audio: dict[str, dict[str, Any]], done_at: float
 ) -> dict[str, Any]:
     """The manifest document of a finished job (pure)."""
-    extra = job.extra
     stems = {
         name: {**info, "path": str(folder / info["file"]), "audio": audio[name]}
         for name, info in sorted(job.stems.items())
@@ -52,21 +46,21 @@ def build_manifest(
         "stems": stems,
         "silent_stems": sorted(n for n, s in stems.items() if s["audio"]["silent"]),
         "attempts": {"submits": job.submit_attempts, "polls": job.polls},
-        "timings": _timings(job, extra, done_at),
+        "timings": _timings(job, done_at),
         "producer": f"vidgo-stems {__version__}",
     }
 
 
-def _timings(job: JobRecord, extra: dict[str, Any], done_at: float) -> dict[str, Any]:
+def _timings(job: JobRecord, done_at: float) -> dict[str, Any]:
     marks = {
         "queued_at": job.created_at,
-        "first_submitted_at": extra.get("first_submitted_at", job.submitted_at),
+        "first_submitted_at": job.first_submitted_at or job.submitted_at,
         "submitted_at": job.submitted_at,
-        "finished_at": extra.get("finished_at"),
-        "downloaded_at": extra.get("downloaded_at"),
+        "finished_at": job.finished_at,
+        "downloaded_at": job.downloaded_at,
         "done_at": done_at,
     }
-    submitted, finished = job.submitted_at, extra.get("finished_at")
+    submitted, finished = job.submitted_at, job.finished_at
     return {
         **marks,
         "total_s": round(done_at - job.created_at, 3),
@@ -76,7 +70,7 @@ def _timings(job: JobRecord, extra: dict[str, Any], done_at: float) -> dict[str,
 
 def run_postprocess(ctx: StageContext, job_id: str, token: str) -> dict[str, Any] | None:
     """Verify, measure, write the manifest and finish ``job_id``. Returns the manifest."""
-    job = load_current(ctx, job_id, token, (JobState.POSTPROCESSING,), "postprocess")
+    job = load_current(ctx, job_id, token, states_of(TaskName.POSTPROCESS), "postprocess")
     if job is None:
         done = ctx.ledger.get(job_id)
         return done.manifest if done is not None and done.state is JobState.DONE else None

@@ -21,13 +21,14 @@ from dataclasses import replace
 
 from worker.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
 from worker.pipeline.ledger import JobRecord, JobState
-from worker.pipeline.stages.context import Outcome, StageContext, TaskName, hand_off, load_current
+from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
+from worker.pipeline.states import TaskName, states_of
 from worker.settings import Settings
 from worker.vidgo.gate import Hold
 
 log = logging.getLogger(__name__)
 
-STATES = (JobState.QUEUED, JobState.SUBMITTING)
+STATES = states_of(TaskName.SUBMIT)
 
 
 def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
@@ -71,7 +72,6 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         )
         raise
     now = ctx.clock()
-    extra = job.extra
     return hand_off(
         ctx,
         job,
@@ -85,7 +85,7 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
             "live_task_ids": [*job.live_task_ids, result.task_id],
             "vidgo_status": result.status.value,
             "submitted_at": now,
-            "first_submitted_at": extra.get("first_submitted_at", now),
+            "first_submitted_at": job.first_submitted_at or now,
         },
         detail={"vidgo_task_id": result.task_id, "attempt": len(job.vidgo_task_ids) + 1},
     )
@@ -139,7 +139,7 @@ def _pause_for_credits(ctx: StageContext, job: JobRecord, exc: VidgoCreditsError
 def _ambiguous(ctx: StageContext, job: JobRecord, reason: str, exc: RetryableError | None) -> None:
     """Apply the ambiguous-submit policy: raise to retry, or raise SubmitAmbiguous."""
     ctx.ledger.bump_counter("ambiguous_submits")
-    earlier = int(job.extra.get("ambiguous_submits", 0))
+    earlier = job.ambiguous_submits
     settings = ctx.settings
     retry = (
         settings.ambiguous_submit_policy == "retry" and earlier < settings.ambiguous_submit_retries

@@ -1,0 +1,91 @@
+"""Before a batch starts: what it will cost, what the account holds, and whether to go.
+
+The estimate counts the jobs that still need a Vidgo task (unknown to the ledger, or still
+QUEUED) times ``credits_per_task``; a resumed batch therefore estimates only what is left. The
+balance is read with a few retries (a busy Vidgo should not stop a run before it starts).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from worker.backoff import backoff_s
+from worker.batch.catalog import CatalogCheck
+from worker.batch.runner import jobs_to_submit
+from worker.errors import ConfigError, RetryableError
+from worker.pipeline.ledger import Ledger
+from worker.settings import Settings
+from worker.vidgo import VidgoClient
+
+BALANCE_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What a batch is expected to cost against what the account holds."""
+
+    new_tasks: int
+    credits_per_task: float
+    balance: int | None
+
+    @property
+    def credits(self) -> float:
+        return self.new_tasks * self.credits_per_task
+
+    def describe(self) -> str:
+        return (
+            f"estimate: {self.new_tasks} new Vidgo task(s) x {self.credits_per_task:g} credits = "
+            f"{self.credits:g} credits at least (VIDGO_STEMS_CREDITS_PER_TASK; resubmissions "
+            f"cost more); balance: {'unknown' if self.balance is None else self.balance}"
+        )
+
+    def check(self, *, ignore_balance: bool) -> None:
+        """Raise ConfigError, saying what to do, when the batch should not start."""
+        if ignore_balance:
+            return
+        if self.balance is None:
+            raise ConfigError(
+                "cannot read the Vidgo balance without VIDGO_API_KEY: set it, or pass "
+                "--ignore-balance to start without the credits check"
+            )
+        if self.balance < self.credits:
+            raise ConfigError(
+                f"the balance ({self.balance} credits) does not cover the estimate "
+                f"({self.credits:g}): top up, or pass --ignore-balance to start anyway"
+            )
+
+
+def estimate(
+    check: CatalogCheck,
+    ledger: Ledger | None,
+    settings: Settings,
+    *,
+    on_retry: Callable[[str], None] = lambda _: None,
+) -> Estimate:
+    """The estimate for a checked catalog (``ledger`` None: nothing is known to exist yet)."""
+    new_tasks = jobs_to_submit(ledger, sorted(check.job_ids))
+    return Estimate(new_tasks, settings.credits_per_task, read_balance(settings, on_retry))
+
+
+def read_balance(
+    settings: Settings,
+    on_retry: Callable[[str], None] = lambda _: None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int | None:
+    """The account's credits, or None without an API key; retries busy answers a few times."""
+    if settings.vidgo_api_key is None:
+        return None
+    with VidgoClient(settings) as client:
+        for attempt in range(BALANCE_TRIES):
+            try:
+                return client.balance()
+            except RetryableError as exc:
+                if attempt == BALANCE_TRIES - 1:
+                    raise
+                wait = max(exc.retry_after_s or 0.0, backoff_s(attempt, base_s=0.5, max_s=30))
+                on_retry(f"reading the balance: {exc.message}; again in {wait:.1f}s")
+                sleep(wait)
+    raise AssertionError("unreachable")

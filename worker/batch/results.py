@@ -1,0 +1,151 @@
+"""A batch's results on disk: the JSONL manifest, one line per row, and the failure report.
+
+The manifest is appended as rows end (so a crash loses at most a line cut short, dropped on the
+next open) and rewritten in catalog order, atomically, when the batch is complete.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from worker.batch.catalog import CatalogRow, RowProblem
+from worker.errors import BatchError
+from worker.files.scratch import atomic_writer, storage_error, write_json
+from worker.pipeline.ledger import JobRecord, JobState
+from worker.web.webhooks import event_for
+
+INVALID = "INVALID"  # the manifest state of a catalog row that was skipped as bad
+FINAL_STATES = (*(s.value for s in JobState if s.is_terminal), INVALID)
+
+
+def manifest_entry(batch_id: str, row: CatalogRow, job: JobRecord) -> dict[str, Any]:
+    data = event_for(job)["data"]
+    return {
+        "batch_id": batch_id,
+        "line": row.line,
+        "row_id": row.row_id,
+        "job_id": job.job_id,
+        "state": job.state.value,
+        "stems": data["stems"],
+        "manifest_path": job.manifest_path,
+        "vidgo_task_ids": list(job.vidgo_task_ids),
+        "submit_attempts": job.submit_attempts,
+        "polls": job.polls,
+        "error_code": job.error_code,
+        "error_message": job.error_message,
+    }
+
+
+def invalid_entry(batch_id: str, problem: RowProblem) -> dict[str, Any]:
+    return {
+        "batch_id": batch_id,
+        "line": problem.line,
+        "row_id": None,
+        "job_id": None,
+        "state": INVALID,
+        "stems": {},
+        "manifest_path": None,
+        "vidgo_task_ids": [],
+        "submit_attempts": 0,
+        "polls": 0,
+        "error_code": "invalid_row",
+        "error_message": problem.reason,
+    }
+
+
+class ManifestWriter:
+    """Appends one JSON line per finished row; on resume, knows which rows are already in."""
+
+    def __init__(self, path: Path, batch_id: str) -> None:
+        self.path = path
+        self.batch_id = batch_id
+        self.written: set[int] = set()
+        self.earlier: list[dict[str, Any]] = []  # entries already in the file when opened
+        self._handle: Any = None
+
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                self._load()
+            self._handle = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise storage_error(exc, self.path) from None
+
+    def _load(self) -> None:
+        """Read the rows already written, dropping a last line cut short by a crash."""
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        complete = lines[:-1]  # what follows the last newline was cut short, or is empty
+        kept: list[str] = []
+        for line in complete:
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            if entry.get("batch_id") != self.batch_id:
+                raise BatchError(
+                    f"{self.path} holds results of batch {entry.get('batch_id')}, not of this "
+                    f"catalog ({self.batch_id}): give another --manifest path"
+                )
+            self.written.add(int(entry["line"]))
+            self.earlier.append(entry)
+            kept.append(line)
+        if lines[-1].strip():
+            self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+
+    def write(self, entry: dict[str, Any]) -> bool:
+        """Append the row's result unless it is in already; True when written."""
+        if entry["line"] in self.written:
+            return False
+        try:
+            self._handle.write(json.dumps(entry, sort_keys=True) + "\n")
+            self._handle.flush()
+        except OSError as exc:
+            raise storage_error(exc, self.path) from None
+        self.written.add(int(entry["line"]))
+        return True
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def finalise(self) -> None:
+        """Rewrite the manifest in catalog order, atomically."""
+        self.close()
+        entries = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        entries.sort(key=lambda e: e["line"])
+        with atomic_writer(self.path) as handle:
+            for entry in entries:
+                handle.write(json.dumps(entry, sort_keys=True).encode() + b"\n")
+
+
+class FailureReport:
+    """Failed, cancelled and invalid rows grouped by reason, kept up to date as rows end."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        self.groups: dict[str, dict[str, Any]] = {}
+        self.total = 0
+
+    def add(self, entry: dict[str, Any]) -> None:
+        if entry["state"] == JobState.DONE.value:
+            return
+        self.total += 1
+        group = self.groups.setdefault(
+            entry["error_code"] or "unknown",
+            {"count": 0, "example": entry["error_message"], "rows": []},
+        )
+        group["count"] += 1
+        if len(group["rows"]) < 100:
+            group["rows"].append({"line": entry["line"], "row_id": entry["row_id"]})
+
+    def as_dict(self) -> dict[str, Any]:
+        ordered = dict(sorted(self.groups.items(), key=lambda kv: -int(kv[1]["count"])))
+        return {"batch_id": self.batch_id, "failed_rows": self.total, "by_reason": ordered}
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    write_json(path, data)

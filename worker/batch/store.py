@@ -1,0 +1,78 @@
+"""A batch's record in Redis, and the view of a batch that any machine can read.
+
+The record (``<prefix>:batch:<id>``) says what the batch is and how far its last run got; the
+set beside it holds every job the batch fed, so ``vidgo-stems batch-status`` works from any
+host while the run goes on elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, cast
+
+from worker.pipeline.ledger import JobState, Ledger
+
+
+class BatchStore:
+    """The batch's record in Redis: what it is, and every job it has fed (for batch-status)."""
+
+    def __init__(self, ledger: Ledger, batch_id: str) -> None:
+        self.ledger = ledger
+        self.batch_id = batch_id
+        self._redis = ledger.redis
+        self._retention_s = ledger.retention_s
+        self.key = ledger.keys.batch(batch_id)
+        self.jobs_key = ledger.keys.batch_jobs(batch_id)
+
+    def save(self, **fields: Any) -> None:
+        self._redis.hset(self.key, mapping={k: json.dumps(v) for k, v in fields.items()})
+        self._redis.expire(self.key, self._retention_s)
+
+    def add_jobs(self, job_ids: list[str]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(self.jobs_key, *job_ids)
+        pipe.expire(self.jobs_key, self._retention_s)
+        pipe.execute()
+
+    def info(self) -> dict[str, Any]:
+        raw = cast(dict[bytes, bytes], self._redis.hgetall(self.key))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
+
+    def job_ids(self) -> list[str]:
+        members = cast(set[bytes], self._redis.smembers(self.jobs_key))
+        return sorted(m.decode() for m in members)
+
+
+def job_states(ledger: Ledger, job_ids: list[str]) -> dict[str, str]:
+    """Current state per job id ("EXPIRED" when the ledger no longer has it), in one pipeline."""
+    return {j: s or "EXPIRED" for j, s in ledger.states(job_ids).items()}
+
+
+@dataclass
+class BatchView:
+    """The same view of a batch from any machine: its record plus its jobs' states now."""
+
+    batch_id: str
+    info: dict[str, Any]
+    jobs_by_state: dict[str, int]
+    failures: dict[str, int]
+
+    @property
+    def jobs_fed(self) -> int:
+        return sum(self.jobs_by_state.values())
+
+
+def batch_view(ledger: Ledger, batch_id: str) -> BatchView | None:
+    store = BatchStore(ledger, batch_id)
+    info = store.info()
+    if not info:
+        return None
+    ids = store.job_ids()
+    states = job_states(ledger, ids)
+    failures: Counter[str] = Counter()
+    for job_id, state in states.items():
+        if state in (JobState.FAILED.value, JobState.CANCELLED.value):
+            failures[ledger.error_code(job_id) or "unknown"] += 1
+    return BatchView(batch_id, info, dict(Counter(states.values())), dict(failures))

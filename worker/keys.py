@@ -1,0 +1,75 @@
+"""Every Redis key vidgo-stems writes, named in one place.
+
+All keys share the configured prefix (``VIDGO_STEMS_REDIS_KEY_PREFIX``), so several pipelines
+can share one Redis and a test can own a private corner of one. Celery's own keys (queues,
+``unacked``, ``celery-task-meta-*``) are named by Celery and kombu, not here.
+
+::
+
+    <p>:job:<id>                    hash: the job record (the ledger)
+    <p>:job:<id>:history            list: every move of the job, JSON
+    <p>:job:<id>:webhooks           list: completion webhook delivery attempts
+    <p>:job:<id>:webhook-lock       string: one webhook delivery at a time
+    <p>:job:<id>:callback-debounce  string: repeated Vidgo callbacks within the debounce
+    <p>:jobs:active                 zset: job keys not yet ended, by last update
+    <p>:webhooks:due                zset: job keys whose webhook is due, by due time
+    <p>:vidgo:in-flight             zset: job keys holding a Vidgo task (the in-flight cap)
+    <p>:vidgo:rate:<kind>           hash: token bucket for submits or queries
+    <p>:gate:cooldown               string: a shared 429 cool-down, with its reason
+    <p>:gate:submit-paused          string: a credits pause, with its reason
+    <p>:counters                    hash: global counters
+    <p>:workers                     zset: worker heartbeats
+    <p>:sweep-lock                  string: one recovery sweep at a time
+    <p>:storage-id                  string: the identity of the shared storage
+    <p>:batch:<id>                  hash: a batch run's record
+    <p>:batch:<id>:jobs             set: the jobs a batch fed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Keys:
+    """Builds the Redis keys under one prefix."""
+
+    def __init__(self, prefix: str = "vidgo-stems") -> None:
+        self.prefix = prefix
+        self.active = f"{prefix}:jobs:active"
+        self.webhooks_due = f"{prefix}:webhooks:due"
+        self.in_flight = f"{prefix}:vidgo:in-flight"
+        self.cooldown = f"{prefix}:gate:cooldown"
+        self.submit_pause = f"{prefix}:gate:submit-paused"
+        self.counters = f"{prefix}:counters"
+        self.workers = f"{prefix}:workers"
+        self.sweep_lock = f"{prefix}:sweep-lock"
+        self.storage_id = f"{prefix}:storage-id"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def history(self, job_id: str) -> str:
+        return f"{self.job(job_id)}:history"
+
+    def deliveries(self, job_id: str) -> str:
+        return f"{self.job(job_id)}:webhooks"
+
+    def webhook_lock(self, job_id: str) -> str:
+        return f"{self.job(job_id)}:webhook-lock"
+
+    def callback_debounce(self, job_id: str) -> str:
+        return f"{self.job(job_id)}:callback-debounce"
+
+    def rate_bucket(self, kind: str) -> str:
+        return f"{self.prefix}:vidgo:rate:{kind}"
+
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}:batch:{batch_id}"
+
+    def batch_jobs(self, batch_id: str) -> str:
+        return f"{self.batch(batch_id)}:jobs"
+
+    def job_id_of(self, key: Any) -> str:
+        """The job id in a job key (members of the active, due and in-flight sets are keys)."""
+        text = key.decode() if isinstance(key, bytes) else str(key)
+        return text.removeprefix(self.job(""))

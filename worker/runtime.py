@@ -1,0 +1,175 @@
+"""The consumer side: the collaborators every stage uses, the worker's signals and its sweep.
+
+Clients are built lazily, once per process, and rebuilt after a fork (``worker_process_init``),
+never at import. Only worker processes import this module (through ``tasks/``); producers use
+:mod:`worker.celery_app` alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+from functools import cached_property
+
+import httpx
+import redis
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
+
+from worker.celery_app import dispatch, dispatch_webhook, make_ledger, redis_client
+from worker.files.scratch import StemStore
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.recovery import SweepThread
+from worker.pipeline.stages.context import StageContext
+from worker.settings import Settings, get_settings
+from worker.vidgo import VidgoClient
+from worker.vidgo.client import http_timeout
+from worker.vidgo.gate import VidgoGate
+from worker.vidgo.limits import VidgoLimits
+from worker.web.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """The collaborators of one worker process. Attributes are built on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        return redis_client(self.settings)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return make_ledger(self.redis, self.settings)
+
+    @cached_property
+    def gate(self) -> VidgoGate:
+        return VidgoGate(self.redis, prefix=self.settings.redis_key_prefix)
+
+    @cached_property
+    def limits(self) -> VidgoLimits:
+        return VidgoLimits(self.redis, self.settings)
+
+    @cached_property
+    def vidgo(self) -> VidgoClient:
+        return VidgoClient(self.settings, limits=self.limits)
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        """Client for stem downloads: no Vidgo credentials, long read timeout, no redirects."""
+        return httpx.Client(
+            timeout=http_timeout(self.settings, read_s=self.settings.download_read_timeout_s),
+            follow_redirects=False,
+            headers={"User-Agent": "vidgo-stems/0.1"},
+        )
+
+    @cached_property
+    def webhook_http(self) -> httpx.Client:
+        """Client for caller webhooks: short timeouts, no redirects (a redirect could lead
+        anywhere), no credentials."""
+        return httpx.Client(
+            timeout=httpx.Timeout(self.settings.webhook_timeout_s),
+            follow_redirects=False,
+            trust_env=False,
+        )
+
+    @cached_property
+    def webhooks(self) -> WebhookSender:
+        return WebhookSender(self.ledger, self.settings, self.webhook_http, dispatch_webhook)
+
+    def stage_context(self) -> StageContext:
+        with self._lock:
+            return StageContext(
+                settings=self.settings,
+                ledger=self.ledger,
+                gate=self.gate,
+                store=StemStore(self.settings.stems_dir),
+                dispatch=dispatch,
+                vidgo_factory=lambda: self.vidgo,
+                http_factory=lambda: self.http,
+                rng=random.Random(),
+                limits=self.limits,
+            )
+
+    def close(self) -> None:
+        self.__dict__.pop("webhooks", None)
+        for name in ("vidgo", "http", "webhook_http"):
+            client = self.__dict__.pop(name, None)
+            if client is not None:
+                client.close()
+        conn = self.__dict__.pop("redis", None)
+        if conn is not None:
+            conn.close()
+
+
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
+_runtime_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """This process's Runtime; a forked child gets its own."""
+    global _runtime, _runtime_pid
+    with _runtime_lock:
+        if _runtime is None or _runtime_pid != os.getpid():
+            _runtime = Runtime(get_settings())
+            _runtime_pid = os.getpid()
+        return _runtime
+
+
+@worker_init.connect
+def _check_config(**_: object) -> None:
+    settings = get_settings()
+    settings.require_redis_url()
+    settings.require_api_key()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs full URLs at INFO
+
+
+@worker_process_init.connect
+def _init_process(**_: object) -> None:
+    global _runtime, _runtime_pid
+    with _runtime_lock:
+        _runtime, _runtime_pid = None, None
+    runtime()
+
+
+@worker_process_shutdown.connect
+def _close_process(**_: object) -> None:
+    if _runtime is not None and _runtime_pid == os.getpid():
+        _runtime.close()
+
+
+_sweeper: SweepThread | None = None
+
+
+@worker_ready.connect
+def _start_sweep(sender: object = None, **_: object) -> None:
+    """Every worker beats and sweeps for lost jobs and webhooks (one sweep at a time)."""
+    global _sweeper
+    rt = runtime()
+    _sweeper = SweepThread(
+        rt.redis,
+        rt.ledger,
+        dispatch,
+        rt.settings,
+        dispatch_webhook=dispatch_webhook,
+        hostname=str(getattr(sender, "hostname", "") or ""),
+    )
+    _sweeper.start()
+
+
+@worker_shutdown.connect
+def _stop_sweep(**_: object) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
