@@ -33,11 +33,11 @@ from worker.errors import (
 )
 from worker.models import parse_request
 from worker.pipeline.ledger import ACTIVE_STATES, JobState
+from worker.pipeline.outbox import announce
 from worker.pipeline.stages import run_download, run_poll, run_postprocess, run_submit
 from worker.pipeline.states import TaskName
 from worker.runtime import runtime
-from worker.web.api import submit_job
-from worker.web.webhooks import announce
+from worker.web.api import enqueue_request
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
         request = parse_request(
             {k: given[k] for k in ("audio_url", "title", "model_name", "output_type") if k in given}
         )
-        enqueued = submit_job(
+        enqueued = enqueue_request(
             request,
             job_id=job_id,
             webhook_url=given.get("webhook_url"),
@@ -158,7 +158,7 @@ def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
             producer=producer(),
         )
     except VidgoStemsError as exc:
-        log.error("vidgo.submit by name refused: %s", exc.message)
+        log.error("enqueue by name refused for job %s: %s", job_id or "-", exc.message)
         raise InvalidTaskInput(exc.message) from None
     return enqueued.job_id
 

@@ -14,12 +14,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from worker.errors import VidgoStemsError
 from worker.settings import load_settings
+
+if TYPE_CHECKING:
+    from worker.celery_app import Producer
 
 
 def _fail(exc: VidgoStemsError) -> None:
@@ -368,7 +371,7 @@ def _stop_on_first_interrupt(stop: threading.Event, err: Any) -> Any:
     return handler
 
 
-def _producer() -> Any:
+def _producer() -> Producer:
     from worker.celery_app import producer
 
     return producer()

@@ -41,7 +41,7 @@ from worker.batch.store import BatchStore, job_states
 from worker.celery_app import Producer
 from worker.errors import BatchError
 from worker.pipeline.ledger import JobState, Ledger
-from worker.web.api import Enqueued, submit_job
+from worker.web.api import Enqueued, enqueue_request
 
 __all__ = ["INVALID", "BatchError", "BatchOptions", "BatchRunner", "Progress", "jobs_to_submit"]
 
@@ -225,7 +225,7 @@ class BatchRunner:
             self.window.setdefault(row.job_id, []).append(row)
 
     def _submit_one(self, row: CatalogRow) -> Enqueued:
-        return submit_job(
+        return enqueue_request(
             row.request,
             job_id=row.job_id,
             metadata=row.metadata or None,

@@ -25,9 +25,9 @@ import redis
 
 from worker.keys import Keys
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.outbox import redispatch_overdue
 from worker.pipeline.states import STATES, Step
 from worker.settings import Settings
-from worker.web.webhooks import redispatch_overdue
 
 log = logging.getLogger(__name__)
 

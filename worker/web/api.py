@@ -22,9 +22,9 @@ from pydantic import BaseModel
 from worker.celery_app import Producer, producer
 from worker.models import JobRequest, parse_request, validate_job_id, validate_metadata
 from worker.pipeline.ledger import ACTIVE_STATES, JobRecord, JobState, Ledger, new_token
+from worker.pipeline.outbox import announce, deliveries
 from worker.pipeline.states import STATES, Step, TaskName
 from worker.web.netsafe import check_webhook_url
-from worker.web.webhooks import announce, deliveries
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ def enqueue(
             "output_type": output_type,
         }
     )
-    return submit_job(
+    return enqueue_request(
         request,
         job_id=job_id,
         webhook_url=webhook_url,
@@ -148,7 +148,7 @@ def enqueue(
     ).job_id
 
 
-def submit_job(
+def enqueue_request(
     request: JobRequest,
     *,
     job_id: str | None = None,

@@ -208,7 +208,7 @@ def _add_job_routes(app: FastAPI, producer: Producer, secured: list[Any]) -> Non
     )
     def create_job(body: JobCreate, request: Request) -> JSONResponse:
         track = {"audio_url", "title", "model_name", "output_type"}
-        enqueued = api.submit_job(
+        enqueued = api.enqueue_request(
             parse_request(body.model_dump(mode="json", include=track)),
             job_id=body.job_id,
             webhook_url=body.webhook_url,

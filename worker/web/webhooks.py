@@ -33,8 +33,19 @@ from pydantic import SecretStr
 from worker.backoff import backoff_s
 from worker.errors import ConfigError
 from worker.pipeline.ledger import JobRecord, JobState, Ledger
+from worker.pipeline.outbox import announce, deliveries, redispatch_overdue
 from worker.settings import Settings, secret_bytes
 from worker.web.netsafe import BlockedAddress, resolve_public
+
+__all__ = [
+    "WebhookSender",
+    "WebhookVerificationError",
+    "announce",
+    "deliveries",
+    "event_for",
+    "redispatch_overdue",
+    "verify",
+]
 
 log = logging.getLogger(__name__)
 
@@ -263,31 +274,3 @@ class WebhookSender:
 
     def _set_status(self, job_id: str, status: str) -> None:
         self._ledger.annotate(job_id, {"webhook_status": status})
-
-
-def deliveries(ledger: Ledger, job_id: str) -> list[dict[str, Any]]:
-    """The job's delivery attempts, oldest first."""
-    return ledger.deliveries(job_id)
-
-
-def announce(ledger: Ledger, dispatch: Callable[[str, float], None], job_id: str) -> bool:
-    """Send the webhook message of a job that just ended, if it has a webhook waiting."""
-    if ledger.webhook_due_at(job_id) is None:
-        return False
-    dispatch(job_id, 0.0)
-    return True
-
-
-def redispatch_overdue(
-    ledger: Ledger,
-    dispatch: Callable[[str, float], None],
-    *,
-    now: float,
-    grace_s: float,
-    limit: int = 1000,
-) -> list[str]:
-    """Re-send the message of every webhook overdue by ``grace_s`` (its message was lost)."""
-    job_ids = ledger.webhooks_due_before(now - grace_s, limit=limit)
-    for job_id in job_ids:
-        dispatch(job_id, 0.0)
-    return job_ids

@@ -1,0 +1,174 @@
+"""StageTask, the base of the pipeline tasks: which errors it retries, with what countdown, and
+how it fails a job for permanent, exhausted and internal errors.
+
+The task body is replaced by one that raises; the ledger and gate run on fakeredis; ``retry``
+is captured rather than sent, so what is checked is the decision StageTask makes.
+"""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+import redis.exceptions
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+
+import tasks.pipeline as pipeline
+from worker import errors
+from worker.models import parse_request
+from worker.pipeline.ledger import JobState, Ledger
+from worker.vidgo.gate import VidgoGate
+
+
+class FakeRuntime:
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.client = fakeredis.FakeRedis()
+        self.ledger = Ledger(self.client, prefix="t")
+        self.gate = VidgoGate(self.client, prefix="t")
+
+
+@pytest.fixture
+def rt(monkeypatch, make_settings):
+    runtime = FakeRuntime(
+        make_settings(retry_backoff_base_s=2.0, retry_backoff_max_s=60.0, task_max_retries=5)
+    )
+    monkeypatch.setattr(pipeline, "runtime", lambda: runtime)
+    monkeypatch.setattr(pipeline, "dispatch_webhook", lambda job_id, delay: None)
+    yield runtime
+    runtime.client.close()
+
+
+@pytest.fixture
+def job(rt):
+    request = parse_request({"audio_url": "https://cdn.example/a.mp3"})
+    rt.ledger.create("j1", request, token="tok")
+    return "j1"
+
+
+def _run_raising(monkeypatch, exc: BaseException, *, retries: int):
+    """Call vidgo.poll's StageTask with a body that raises ``exc``; returns what retry got."""
+    got: dict = {}
+
+    def fake_retry(**kwargs):
+        got.update(kwargs)
+        return Retry("retry", exc=kwargs.get("exc"), when=kwargs.get("countdown"))
+
+    def body(ctx, job_id, token):
+        raise exc
+
+    monkeypatch.setattr(pipeline, "run_poll", body)
+    monkeypatch.setattr(pipeline.poll, "retry", fake_retry)
+    monkeypatch.setattr(pipeline.runtime(), "stage_context", lambda: None, raising=False)
+    pipeline.poll.push_request(retries=retries)
+    try:
+        with pytest.raises(Retry):
+            pipeline.poll(job_id="j1", token="tok")
+    finally:
+        pipeline.poll.pop_request()
+    return got
+
+
+RETRYABLE = [
+    errors.VidgoUnavailable("503 from Vidgo", status_code=503),
+    errors.VidgoTransportError("reset", maybe_processed=False),
+    errors.VidgoTaskNotFound("404 for t1"),
+    errors.StemDownloadError("cut short"),
+    errors.StemUrlsRefreshed("fresh URLs"),
+    errors.StemMissing("stem gone"),
+    errors.StorageUnavailable("bucket does not answer"),
+    redis.exceptions.ConnectionError("redis went away"),
+    redis.exceptions.TimeoutError("redis slow"),
+    SoftTimeLimitExceeded(),
+]
+
+
+@pytest.mark.parametrize("exc", RETRYABLE, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("retries", [0, 3])
+def test_stage_task_retries_each_retryable_error_with_a_capped_jittered_countdown(
+    monkeypatch, rt, job, exc, retries
+):
+    got = _run_raising(monkeypatch, exc, retries=retries)
+    ceiling = min(60.0, 2.0 * 2**retries)
+    floor = getattr(exc, "retry_after_s", None) or 0.0
+    assert floor <= got["countdown"] <= max(ceiling, floor)
+    assert got["max_retries"] == 5
+    assert got["exc"] is exc
+    assert rt.ledger.counters()["retries"] == 1
+    assert rt.ledger.get(job).state is JobState.QUEUED  # a retry never fails the job
+
+
+def test_stage_task_honours_retry_after_and_cools_every_worker_down_on_429(monkeypatch, rt, job):
+    exc = errors.VidgoRateLimited("429", retry_after_s=40.0)
+    got = _run_raising(monkeypatch, exc, retries=0)
+    assert got["countdown"] == 40.0  # above the 2 s ceiling of a first retry: Retry-After wins
+    hold = rt.gate.cooldown()
+    assert hold is not None and 39 < hold.remaining_s <= 40
+    assert rt.ledger.counters()["rate_limit_cooldowns"] == 1
+
+
+def test_stage_task_caps_retry_after_at_the_backoff_cap(monkeypatch, rt, job):
+    got = _run_raising(monkeypatch, errors.VidgoRateLimited("429", retry_after_s=3600), retries=0)
+    assert got["countdown"] == 60.0
+
+
+def test_stage_task_does_not_retry_a_permanent_error(monkeypatch, rt, job):
+    monkeypatch.setattr(
+        pipeline, "run_poll", lambda *a: (_ for _ in ()).throw(errors.VidgoAuthError("401"))
+    )
+    monkeypatch.setattr(pipeline.runtime(), "stage_context", lambda: None, raising=False)
+    with pytest.raises(errors.VidgoAuthError):
+        pipeline.poll(job_id="j1", token="tok")
+    assert "retries" not in rt.ledger.counters()
+
+
+def _fail(exc: BaseException, *, retries: int = 0, token: str = "tok") -> None:
+    pipeline.poll.push_request(retries=retries)
+    try:
+        pipeline.poll.on_failure(exc, "task-id", (), {"job_id": "j1", "token": token}, None)
+    finally:
+        pipeline.poll.pop_request()
+
+
+def test_on_failure_fails_the_job_with_a_permanent_errors_code_and_message(rt, job):
+    _fail(errors.VidgoTaskFailed("Vidgo rejected the input: not audio", code="vidgo_task_rejected"))
+    failed = rt.ledger.get(job)
+    assert failed.state is JobState.FAILED
+    assert failed.error_code == "vidgo_task_rejected"
+    assert failed.error_message == "Vidgo rejected the input: not audio"
+
+
+def test_on_failure_after_exhausted_retries_says_how_many(rt, job):
+    _fail(errors.VidgoUnavailable("503 from Vidgo", status_code=503), retries=5)
+    failed = rt.ledger.get(job)
+    assert failed.state is JobState.FAILED
+    assert failed.error_code == "vidgo_unavailable"
+    assert failed.error_message == "503 from Vidgo (gave up after 5 retries)"
+
+
+def test_on_failure_for_an_infrastructure_error_uses_a_transient_code(rt, job):
+    _fail(redis.exceptions.ConnectionError("redis went away"), retries=5)
+    assert rt.ledger.get(job).error_code == "transient_error"
+
+
+def test_on_failure_for_a_bug_records_an_internal_error(rt, job):
+    _fail(KeyError("stems"))
+    failed = rt.ledger.get(job)
+    assert failed.state is JobState.FAILED
+    assert failed.error_code == "internal_error"
+    assert failed.error_message == "KeyError: 'stems'"
+
+
+def test_on_failure_with_a_stale_token_leaves_the_job_alone(rt, job):
+    _fail(errors.VidgoAuthError("401"), token="old-token")
+    assert rt.ledger.get(job).state is JobState.QUEUED
+
+
+def test_on_failure_of_an_enqueue_by_name_touches_no_job(rt, job):
+    pipeline.enqueue.push_request(retries=0)
+    try:
+        pipeline.enqueue.on_failure(
+            errors.InvalidTaskInput("bad"), "id", (), {"job_id": "j1"}, None
+        )
+    finally:
+        pipeline.enqueue.pop_request()
+    assert rt.ledger.get(job).state is JobState.QUEUED
