@@ -241,7 +241,13 @@ def test_callbacks_are_sent_in_the_configured_shape(shape):
             }
             client.post("/api/generate/submit", json=body, headers=AUTH)
             wait_for(lambda: receiver.bodies, timeout_s=10, interval_s=0.02, what="a callback")
-            record = client.get("/_emulator/record", params={"kind": "callback"}).json()
+            # The emulator records a callback once the receiver has answered it.
+            record = wait_for(
+                lambda: client.get("/_emulator/record", params={"kind": "callback"}).json(),
+                timeout_s=10,
+                interval_s=0.02,
+                what="the callback in the emulator's record",
+            )
     finally:
         receiver.close()
     first = receiver.bodies[0]
