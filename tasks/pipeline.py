@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from typing import Any
 
 import redis.exceptions
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.result import AsyncResult
 
 from worker.backoff import backoff_s
 from worker.celery_app import app, dispatch_webhook, producer
@@ -34,7 +36,14 @@ from worker.errors import (
 from worker.models import parse_request
 from worker.pipeline.ledger import ACTIVE_STATES, JobState
 from worker.pipeline.outbox import announce
-from worker.pipeline.stages import run_download, run_poll, run_postprocess, run_submit
+from worker.pipeline.retention import purge
+from worker.pipeline.stages import (
+    StageContext,
+    run_download,
+    run_poll,
+    run_postprocess,
+    run_submit,
+)
 from worker.pipeline.states import TaskName
 from worker.runtime import runtime
 from worker.web.api import enqueue_request
@@ -91,6 +100,10 @@ class StageTask(Task):  # type: ignore[misc]
     throws = (PermanentError,)
     _rng = random.Random()
 
+    def context(self) -> StageContext:
+        """The stage collaborators, naming this worker in the history."""
+        return runtime().stage_context(self.request.hostname or "")
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
@@ -139,7 +152,7 @@ def submit(
     """
     if token is None:
         return enqueue_by_name(job_id, kwargs)
-    return run_submit(runtime().stage_context(), job_id or "", token).value
+    return run_submit(self.context(), job_id or "", token).value
 
 
 def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
@@ -172,19 +185,19 @@ def enqueue(self: StageTask, job_id: str | None = None, **kwargs: Any) -> str:
 @app.task(base=StageTask, name=TaskName.POLL.value, bind=True, ignore_result=True)
 def poll(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
     """Ask Vidgo about the job's task; re-queue with a countdown until it is finished."""
-    return run_poll(runtime().stage_context(), job_id, token).value
+    return run_poll(self.context(), job_id, token).value
 
 
 @app.task(base=StageTask, name=TaskName.DOWNLOAD.value, bind=True, ignore_result=True)
 def download(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
     """Stream the job's stems to STEMS_DIR/<job_id>/."""
-    return run_download(runtime().stage_context(), job_id, token).value
+    return run_download(self.context(), job_id, token).value
 
 
 @app.task(base=StageTask, name=TaskName.POSTPROCESS.value, bind=True)
 def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> Any:
     """Measure the stems, write manifest.json and finish the job; returns the manifest."""
-    manifest = run_postprocess(runtime().stage_context(), job_id, token)
+    manifest = run_postprocess(self.context(), job_id, token)
     if manifest is not None:
         announce(runtime().ledger, dispatch_webhook, job_id)
     return manifest
@@ -194,3 +207,20 @@ def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> An
 def webhook(job_id: str, **_unknown: Any) -> str:
     """Deliver the job's completion webhook if due; failed attempts are re-scheduled inside."""
     return str(runtime().webhooks.deliver(job_id))
+
+
+@app.task(name=TaskName.PURGE.value, acks_late=True, ignore_result=True)
+def purge_expired(**_unknown: Any) -> int:
+    """Remove jobs ended more than ``VIDGO_STEMS_PURGE_AFTER_S`` ago, files and entries."""
+    rt = runtime()
+    if not rt.settings.purge_after_s:
+        return 0
+    purged = purge(
+        rt.ledger,
+        rt.storage,
+        older_than_s=rt.settings.purge_after_s,
+        now=time.time(),
+        limit=1000,
+        forget_result=lambda job_id: AsyncResult(job_id, app=app).forget(),
+    )
+    return len(purged)

@@ -7,12 +7,13 @@ import os
 import pytest
 import redis
 
+from tests.s3server import S3Server
 from worker.devstack import tracks
 from worker.devstack.local import FileServer
 from worker.devstack.redis_server import RedisServer
 from worker.settings import Settings, get_settings
 
-_OURS = ("VIDGO_", "REDIS_URL", "STEMS_DIR")
+_OURS = ("VIDGO_", "REDIS_URL", "STEMS_DIR", "AWS_")
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +46,13 @@ def make_settings(tmp_path):
 def redis_server():
     """A private redis-server for the whole session; nothing else uses it."""
     with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto's standalone server) for the whole session."""
+    with S3Server(tmpdir=tmp_path_factory.mktemp("s3")) as server:
         yield server
 
 

@@ -47,6 +47,31 @@ FAST = {
 }
 
 
+def fetch(url: str) -> bytes:
+    """The bytes behind a link a job view hands out: file:// (single-host storage) or http(s)."""
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return Path(unquote(urlsplit(url).path)).read_bytes()
+    response = httpx.get(url, timeout=30)
+    response.raise_for_status()
+    return response.content
+
+
+_CONVENTIONAL = {"REDIS_URL", "STEMS_DIR", "VIDGO_API_KEY", "VIDGO_BASE_URL"}
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    """The Settings a process with exactly this environment would read."""
+    values = {}
+    for name, value in env.items():
+        if name in _CONVENTIONAL:
+            values[name.lower()] = value
+        elif name.startswith("VIDGO_STEMS_"):
+            values[name.removeprefix("VIDGO_STEMS_").lower()] = value
+    return Settings(**values)
+
+
 class Emulator:
     """The emulator seen over HTTP, through its admin API."""
 
@@ -97,11 +122,6 @@ class Stack:
         self.emulator = emulator
         self.tracks_url = tracks_url
         self.ledger = Ledger(redis_client, prefix=self.prefix)
-        self.producer = Producer(
-            Settings(redis_url=redis_url, redis_key_prefix=self.prefix, queue_name=self.queue),
-            redis_client,
-            self.ledger,
-        )
         self.env = {
             "REDIS_URL": redis_url,
             "VIDGO_API_KEY": API_KEY,
@@ -112,6 +132,7 @@ class Stack:
             **FAST,
             **overrides,
         }
+        self.producer = Producer(settings_from_env(self.env), redis_client, self.ledger)
         self.workers: list[WorkerProcess] = []
         self._logs: list = []
         app.conf.update(
@@ -119,12 +140,24 @@ class Stack:
         )
         app.close()  # drop connection pools to an earlier test's broker
 
-    def start_worker(self, *, concurrency: int = 2, name: str = "w") -> WorkerProcess:
+    def start_worker(
+        self,
+        *,
+        concurrency: int = 2,
+        name: str = "w",
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> WorkerProcess:
         log_path = self.folder / f"worker-{len(self.workers)}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         worker = WorkerProcess(
-            self.env, concurrency=concurrency, log=log, loglevel="INFO", name=name
+            {**self.env, **(env or {})},
+            concurrency=concurrency,
+            log=log,
+            loglevel="INFO",
+            name=name,
+            extra_args=args,
         ).start()
         self.workers.append(worker)
         ready = f"{worker.hostname}@".encode()
@@ -148,6 +181,17 @@ class Stack:
         return subprocess.run(
             [sys.executable, "-m", "worker.cli", *args],
             env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def cli_worker(self, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """``vidgo-stems worker`` with this stack's environment plus ``env``, for a start that
+        is expected to be refused (it must exit by itself)."""
+        return subprocess.run(
+            [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "1"],
+            env={**os.environ, **self.env, **env},
             capture_output=True,
             text=True,
             timeout=60,
@@ -197,8 +241,8 @@ class Stack:
 class GatewayProcess:
     """``vidgo-stems gateway`` as a subprocess on a free port, logging to a file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, *, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()

@@ -19,6 +19,8 @@ import redis
 from celery import Celery
 
 from celeryconfig import celery_config
+from worker.files.links import open_configured_storage
+from worker.files.storage import Storage
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.states import Step, TaskName
 from worker.settings import Settings, get_settings
@@ -29,14 +31,28 @@ app.add_defaults(lambda: celery_config(get_settings()))
 
 def dispatch(step: Step) -> None:
     """Send the next pipeline message. Post-processing runs under the job id, so its result
-    (the manifest) can be read from the result store by job id."""
+    (the manifest) can be read from the result store by job id, and on its own queue when
+    ``VIDGO_STEMS_POSTPROCESS_QUEUE`` is set."""
+    post = step.task is TaskName.POSTPROCESS
     app.send_task(
         step.task.value,
         kwargs={"job_id": step.job_id, "token": step.token},
         countdown=step.countdown_s or None,
-        task_id=step.job_id if step.task is TaskName.POSTPROCESS else None,
-        queue=app.conf.task_default_queue,
+        task_id=step.job_id if post else None,
+        queue=queue_for(step.task, get_settings()),
     )
+
+
+def queue_for(task: TaskName, settings: Settings) -> str:
+    """The queue a task's messages go to."""
+    if task is TaskName.POSTPROCESS and settings.postprocess_queue:
+        return settings.postprocess_queue
+    return str(app.conf.task_default_queue)
+
+
+def worker_queues(settings: Settings) -> list[str]:
+    """The queues a worker consumes by default: the main one, and post-processing's own."""
+    return [q for q in dict.fromkeys([settings.queue_name, settings.postprocess_queue]) if q]
 
 
 def dispatch_webhook(job_id: str, countdown_s: float) -> None:
@@ -47,6 +63,11 @@ def dispatch_webhook(job_id: str, countdown_s: float) -> None:
         countdown=countdown_s or None,
         queue=app.conf.task_default_queue,
     )
+
+
+def dispatch_purge() -> None:
+    """Send the message that applies retention (``VIDGO_STEMS_PURGE_AFTER_S``) once."""
+    app.send_task(TaskName.PURGE.value, queue=app.conf.task_default_queue)
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -67,6 +88,14 @@ class Producer:
     ledger: Ledger
     dispatch: Callable[[Step], None] = dispatch
     dispatch_webhook: Callable[[str, float], None] = dispatch_webhook
+    _storage: Storage | None = None
+
+    @property
+    def storage(self) -> Storage:
+        """Where stems are stored, for minting caller links (opened on first use)."""
+        if self._storage is None:
+            self._storage = open_configured_storage(self.settings)
+        return self._storage
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Producer:

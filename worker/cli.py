@@ -32,10 +32,17 @@ def _fail(exc: VidgoStemsError) -> None:
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        import redis
+
         try:
             return super().invoke(ctx)
         except VidgoStemsError as exc:
             _fail(exc)
+        except redis.exceptions.ConnectionError as exc:
+            click.echo(
+                f"error: cannot reach Redis at REDIS_URL: {exc}; check it is running", err=True
+            )
+            sys.exit(2)
 
 
 @click.group(cls=_Group)
@@ -63,17 +70,36 @@ def main(log_level: str) -> None:
     show_default=True,
     help="Restart the Celery worker when it dies unexpectedly.",
 )
+@click.option(
+    "--queues",
+    "-Q",
+    default=None,
+    help="Queues to consume, comma-separated (default: VIDGO_STEMS_QUEUE_NAME and "
+    "VIDGO_STEMS_POSTPROCESS_QUEUE).",
+)
 @click.pass_context
-def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str, supervise: bool) -> None:
+def worker(
+    ctx: click.Context,
+    concurrency: int,
+    pool: str,
+    loglevel: str,
+    supervise: bool,
+    queues: str | None,
+) -> None:
     """Run a Celery worker for the pipeline (needs REDIS_URL and VIDGO_API_KEY).
 
+    Refuses to start when this host's storage is not the storage the other workers use.
     Further arguments go to ``celery worker`` as they are (e.g. ``--hostname w1@%h``).
     """
+    from worker.celery_app import producer, worker_queues
+    from worker.files.shared import check_shared_storage
     from worker.settings import get_settings
 
     settings = get_settings()
     settings.require_redis_url()
     settings.require_api_key()
+    p = producer()
+    check_shared_storage(p.storage, p.redis, p.ledger.keys)
     argv = [
         sys.executable,
         "-m",
@@ -82,7 +108,7 @@ def worker(ctx: click.Context, concurrency: int, pool: str, loglevel: str, super
         "worker.celery_app",
         "worker",
         "--queues",
-        settings.queue_name,
+        queues or ",".join(worker_queues(settings)),
         "--concurrency",
         str(concurrency),
         "--pool",
@@ -162,7 +188,7 @@ def _wait(job_id: str, timeout_s: float) -> int:
                     f"{view.state.value} [{view.error.code}]: {view.error.message}", err=True
                 )
                 return 1
-            click.echo(view.manifest_path)
+            click.echo(view.manifest_url or "")
             return 0
         time.sleep(1.0)
     click.echo(f"job {job_id} did not finish within {timeout_s:.0f}s", err=True)
@@ -196,8 +222,11 @@ def status(job_id: str, as_json: bool) -> None:
     )
     if view.error:
         click.echo(f"  error [{view.error.code}]: {view.error.message}")
-    if view.manifest_path:
-        click.echo(f"  manifest: {view.manifest_path}")
+    for name, stem in sorted(view.stems.items()):
+        click.echo(f"  stem {name}: {stem.bytes} bytes, sha256 {stem.sha256}")
+        click.echo(f"    {stem.url or '(no link: storage unreachable)'}")
+    if view.manifest_url:
+        click.echo(f"  manifest: {view.manifest_url}")
     click.echo("  history:")
     for entry in view.history:
         at = time.strftime("%H:%M:%S", time.localtime(entry["at"]))
@@ -425,6 +454,39 @@ def stats() -> None:
     ):
         if hold is not None:
             click.echo(f"{label}: {hold.remaining_s:.0f}s left ({hold.reason})")
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    help="Remove jobs that ended longer ago than this: 30d, 12h, 90m, 45s.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def purge(older_than: str, dry_run: bool) -> None:
+    """Remove ended jobs' stored files and ledger entries, together (needs REDIS_URL)."""
+    from celery.result import AsyncResult
+
+    from worker.celery_app import app
+    from worker.pipeline.retention import parse_duration
+    from worker.pipeline.retention import purge as purge_jobs
+
+    seconds = parse_duration(older_than)
+    p = _producer()
+    gone = purge_jobs(
+        p.ledger,
+        p.storage,
+        older_than_s=seconds,
+        now=time.time(),
+        dry_run=dry_run,
+        forget_result=lambda job_id: AsyncResult(job_id, app=app).forget(),
+    )
+    verb = "would remove" if dry_run else "removed"
+    for item in gone:
+        ended = time.strftime("%Y-%m-%d %H:%M", time.gmtime(item.ended_at))
+        click.echo(f"{verb} {item.job_id} (ended {ended} UTC, {item.files} file(s))")
+    click.echo(f"{len(gone)} job(s) {verb}, ended more than {older_than} ago in {p.storage.url}")
 
 
 @main.command("resume-submits")

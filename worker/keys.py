@@ -12,6 +12,7 @@ can share one Redis and a test can own a private corner of one. Celery's own key
     <p>:job:<id>:webhook-lock       string: one webhook delivery at a time
     <p>:job:<id>:callback-debounce  string: repeated Vidgo callbacks within the debounce
     <p>:jobs:active                 zset: job keys not yet ended, by last update
+    <p>:jobs:ended                  zset: job keys that ended, by when (purge reads it)
     <p>:webhooks:due                zset: job keys whose webhook is due, by due time
     <p>:vidgo:in-flight             zset: job keys holding a Vidgo task (the in-flight cap)
     <p>:vidgo:rate:<kind>           hash: token bucket for submits or queries
@@ -36,6 +37,7 @@ class Keys:
     def __init__(self, prefix: str = "vidgo-stems") -> None:
         self.prefix = prefix
         self.active = f"{prefix}:jobs:active"
+        self.ended = f"{prefix}:jobs:ended"
         self.webhooks_due = f"{prefix}:webhooks:due"
         self.in_flight = f"{prefix}:vidgo:in-flight"
         self.cooldown = f"{prefix}:gate:cooldown"

@@ -23,8 +23,16 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from worker.celery_app import dispatch, dispatch_webhook, make_ledger, redis_client
+from worker.celery_app import (
+    dispatch,
+    dispatch_purge,
+    dispatch_webhook,
+    make_ledger,
+    redis_client,
+)
+from worker.files.links import open_configured_storage
 from worker.files.scratch import StemStore
+from worker.files.storage import Storage
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import SweepThread
 from worker.pipeline.stages.context import StageContext
@@ -85,16 +93,24 @@ class Runtime:
         )
 
     @cached_property
-    def webhooks(self) -> WebhookSender:
-        return WebhookSender(self.ledger, self.settings, self.webhook_http, dispatch_webhook)
+    def storage(self) -> Storage:
+        return open_configured_storage(self.settings)
 
-    def stage_context(self) -> StageContext:
+    @cached_property
+    def webhooks(self) -> WebhookSender:
+        return WebhookSender(
+            self.ledger, self.settings, self.webhook_http, dispatch_webhook, storage=self.storage
+        )
+
+    def stage_context(self, worker_name: str = "") -> StageContext:
         with self._lock:
             return StageContext(
                 settings=self.settings,
                 ledger=self.ledger,
                 gate=self.gate,
-                store=StemStore(self.settings.stems_dir),
+                storage=self.storage,
+                scratch=StemStore(self.settings.scratch_root),
+                worker_name=worker_name,
                 dispatch=dispatch,
                 vidgo_factory=lambda: self.vidgo,
                 http_factory=lambda: self.http,
@@ -134,6 +150,8 @@ def _check_config(**_: object) -> None:
     settings.require_redis_url()
     settings.require_api_key()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs full URLs at INFO
+    # The shared-storage check runs in `vidgo-stems worker` before Celery starts, not here:
+    # obstore's runtime must not be started in a process that then forks pool children.
 
 
 @worker_process_init.connect
@@ -164,6 +182,7 @@ def _start_sweep(sender: object = None, **_: object) -> None:
         dispatch,
         rt.settings,
         dispatch_webhook=dispatch_webhook,
+        dispatch_purge=dispatch_purge,
         hostname=str(getattr(sender, "hostname", "") or ""),
     )
     _sweeper.start()

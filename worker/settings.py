@@ -47,6 +47,25 @@ class Settings(BaseSettings):
         default=Path("stems"), validation_alias=AliasChoices("STEMS_DIR", "stems_dir")
     )
 
+    # Where finished stems and manifests are stored: file:///abs/path (one host, or a folder
+    # every worker host mounts) or s3://bucket/prefix (AWS_* variables configure the client).
+    # Unset: file:// under STEMS_DIR.
+    storage_url: str | None = None
+    # Local working space for downloads before they are verified and stored (per host).
+    # Unset: .scratch under STEMS_DIR.
+    scratch_dir: Path | None = None
+    # Post-processing on its own queue (CPU-heavy: give it its own hosts); unset: the main queue.
+    postprocess_queue: str | None = None
+    # URLs handed to callers: for file:// storage the gateway serves signed links under this
+    # public base URL, signed with file_url_secret (32+ random bytes); S3 links are pre-signed.
+    # Links live url_ttl_s seconds and are minted afresh on every read of a job.
+    public_base_url: str | None = None
+    file_url_secret: SecretStr | None = None
+    url_ttl_s: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    # Ended jobs older than this lose their stored files and ledger entry in the sweep; unset:
+    # kept until `vidgo-stems purge`.
+    purge_after_s: int | None = Field(default=None, gt=0)
+
     # Public base URL under which Vidgo can reach our callback endpoint; None sends no callback
     # URL (polling alone then finds every result).
     public_callback_base_url: str | None = None
@@ -151,7 +170,9 @@ class Settings(BaseSettings):
     queue_name: str = "vidgo"
     redis_key_prefix: str = "vidgo-stems"
 
-    @field_validator("vidgo_base_url", "public_callback_base_url", "default_webhook_url")
+    @field_validator(
+        "vidgo_base_url", "public_callback_base_url", "default_webhook_url", "public_base_url"
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -188,6 +209,23 @@ class Settings(BaseSettings):
                 "Make one with `vidgo-stems webhook-secret` and give it to workers and receivers"
             )
         return self.webhook_secret
+
+    @field_validator("file_url_secret")
+    @classmethod
+    def _check_file_url_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 characters: make one with `openssl rand -hex 32`")
+        return value
+
+    @property
+    def storage_location(self) -> str:
+        """The storage URL in effect: VIDGO_STEMS_STORAGE_URL, else file:// under STEMS_DIR."""
+        return self.storage_url or self.stems_dir.absolute().as_uri()
+
+    @property
+    def scratch_root(self) -> Path:
+        """Where downloads are verified before they are stored."""
+        return self.scratch_dir or self.stems_dir / ".scratch"
 
     @property
     def stem_hosts(self) -> frozenset[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
+from tests.support import fetch
 from worker.pipeline.ledger import JobState
 
 
@@ -52,8 +52,8 @@ def audit(stack, views) -> dict[str, int]:
 
 
 def verify_stems(view, task) -> None:
-    manifest = json.loads(Path(view.manifest_path).read_text())
+    manifest = json.loads(fetch(view.manifest_url))
     assert set(manifest["stems"]) == set(task["sha256"]), view.job_id
     for stem, entry in manifest["stems"].items():
-        on_disk = hashlib.sha256(Path(entry["path"]).read_bytes()).hexdigest()
+        on_disk = hashlib.sha256(fetch(view.stems[stem].url)).hexdigest()
         assert on_disk == entry["sha256"] == task["sha256"][stem], (view.job_id, stem)

@@ -33,6 +33,6 @@ def test_demo_runs_without_redis_on_path_and_leaves_verified_manifests(tmp_path)
         manifest = json.loads(path.read_text())
         assert manifest["stems"]
         for stem in manifest["stems"].values():
-            assert Path(stem["path"]).stat().st_size == stem["bytes"]
+            assert (out / "stems" / stem["key"]).stat().st_size == stem["bytes"]
             assert len(stem["sha256"]) == 64
             assert stem["audio"]["duration_s"] == pytest.approx(6.0, abs=0.01)

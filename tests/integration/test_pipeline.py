@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from celery.result import AsyncResult
 
+from tests.support import fetch
 from worker.celery_app import app
 from worker.errors import InvalidRequest
 from worker.models import ALL_STEMS
@@ -26,10 +26,10 @@ def assert_done_and_verified(stack, job_id, expected_stems):
     view = stack.wait_terminal(job_id)
     assert view.state is JobState.DONE, view.error
     task = stack.emulator.tasks()[view.vidgo_task_id]
-    manifest = json.loads(Path(view.manifest_path).read_text())
+    manifest = json.loads(fetch(view.manifest_url))
     assert set(manifest["stems"]) == set(expected_stems) == set(task["sha256"])
     for stem, entry in manifest["stems"].items():
-        on_disk = hashlib.sha256(Path(entry["path"]).read_bytes()).hexdigest()
+        on_disk = hashlib.sha256(fetch(view.stems[stem].url)).hexdigest()
         assert on_disk == entry["sha256"] == task["sha256"][stem]
         assert entry["audio"]["sample_rate"] == 22050
         assert entry["audio"]["duration_s"] == pytest.approx(2.0, abs=0.01)

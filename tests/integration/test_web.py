@@ -8,6 +8,7 @@ on loopback. A callback must make results arrive long before the next poll would
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -34,7 +35,10 @@ POLL_S = 8.0
 @pytest.fixture(scope="module")
 def web(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
     folder = tmp_path_factory.mktemp("web")
+    port = free_port()
     shared = {
+        "VIDGO_STEMS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "VIDGO_STEMS_FILE_URL_SECRET": secrets.token_hex(32),
         "VIDGO_STEMS_GATEWAY_API_KEYS": f"old-key-{secrets.token_hex(4)},{GATEWAY_KEY}",
         "VIDGO_STEMS_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "VIDGO_STEMS_ALLOW_PRIVATE_WEBHOOK_HOSTS": "true",
@@ -42,7 +46,7 @@ def web(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
         "VIDGO_STEMS_CALLBACK_DEBOUNCE_S": "1.0",
     }
     stack = Stack(redis_client, redis_server.url, emulator, tracks_url, folder, **shared)
-    gateway = GatewayProcess(stack.env, folder / "gateway.log")
+    gateway = GatewayProcess(stack.env, folder / "gateway.log", port=port)
     stack.env.update(
         {
             "VIDGO_STEMS_PUBLIC_CALLBACK_BASE_URL": gateway.url,
@@ -63,6 +67,29 @@ def web(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
     stack.receiver.close()
     gateway.stop()
     stack.stop()
+
+
+def test_stem_links_are_served_by_the_gateway_with_ranges_and_refused_when_tampered(web):
+    job_id = post_job(web, output_type="vocals")["job_id"]
+    view = web.wait_terminal(job_id, timeout_s=POLL_S * 3)
+    assert view.state is JobState.DONE, view.error
+    read = web.http.get(f"/v1/jobs/{job_id}").json()
+    stem = read["stems"]["vocals"]
+    assert stem["url"].startswith(f"{web.gateway.url}/v1/files/{job_id}/vocals.")
+    assert stem["content_type"] == "audio/wav"
+    body = httpx.get(stem["url"], timeout=10)  # no bearer key: the link is the credential
+    assert body.status_code == 200
+    assert hashlib.sha256(body.content).hexdigest() == stem["sha256"]
+    assert len(body.content) == stem["bytes"]
+    part = httpx.get(stem["url"], headers={"Range": "bytes=10-19"}, timeout=10)
+    assert part.status_code == 206 and part.content == body.content[10:20]
+    manifest = httpx.get(read["manifest_url"], timeout=10).json()
+    assert manifest["job_id"] == job_id and manifest["stems"]["vocals"]["sha256"] == stem["sha256"]
+    tampered = stem["url"].replace("sig=", "sig=x")
+    refused = httpx.get(tampered, timeout=10)
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "url_refused"
+    sneaky = stem["url"].replace(f"/v1/files/{job_id}/", f"/v1/files/{job_id}/../")
+    assert httpx.get(sneaky, timeout=10).status_code in (403, 404)
 
 
 def post_job(web, **body) -> dict:
@@ -302,7 +329,8 @@ def test_traversal_in_job_ids_titles_and_metadata_never_leaves_the_stems_folder(
     root = web.stems_dir.resolve()
     written = [p.resolve() for p in root.rglob("*")]
     assert all(p.is_relative_to(root) for p in written)
-    job_files = sorted(p.name for p in (root / job_id).iterdir())
+    # Hidden files beside them are the storage layer's checksum sidecars.
+    job_files = sorted(p.name for p in (root / job_id).iterdir() if p.name[0] != ".")
     assert job_files == ["manifest.json", "vocals.wav"]
 
 

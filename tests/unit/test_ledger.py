@@ -76,7 +76,7 @@ def test_handing_off_installs_the_new_token(ledger):
         (S.DONE, S.QUEUED),
         (S.FAILED, S.SUBMITTING),
         (S.DOWNLOADING, S.RUNNING),
-        (S.POSTPROCESSING, S.DOWNLOADING),
+        (S.POSTPROCESSING, S.SUBMITTED),
         (S.QUEUED, S.DOWNLOADING),
     ],
 )

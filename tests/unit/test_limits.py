@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from worker.files.scratch import StemStore
+from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.stages import Outcome, StageContext, TaskName, run_submit
@@ -140,7 +141,8 @@ def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path)
         settings=settings,
         ledger=ledger,
         gate=VidgoGate(client, prefix="vidgo-stems"),
-        store=StemStore(tmp_path),
+        storage=FileStorage(tmp_path / "stored"),
+        scratch=StemStore(tmp_path / "scratch"),
         dispatch=sent.append,
         vidgo_factory=lambda: vidgo,
         http_factory=lambda: None,

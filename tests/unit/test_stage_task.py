@@ -58,7 +58,7 @@ def _run_raising(monkeypatch, exc: BaseException, *, retries: int):
 
     monkeypatch.setattr(pipeline, "run_poll", body)
     monkeypatch.setattr(pipeline.poll, "retry", fake_retry)
-    monkeypatch.setattr(pipeline.runtime(), "stage_context", lambda: None, raising=False)
+    monkeypatch.setattr(pipeline.runtime(), "stage_context", lambda *a: None, raising=False)
     pipeline.poll.push_request(retries=retries)
     try:
         with pytest.raises(Retry):
@@ -115,7 +115,7 @@ def test_stage_task_does_not_retry_a_permanent_error(monkeypatch, rt, job):
     monkeypatch.setattr(
         pipeline, "run_poll", lambda *a: (_ for _ in ()).throw(errors.VidgoAuthError("401"))
     )
-    monkeypatch.setattr(pipeline.runtime(), "stage_context", lambda: None, raising=False)
+    monkeypatch.setattr(pipeline.runtime(), "stage_context", lambda *a: None, raising=False)
     with pytest.raises(errors.VidgoAuthError):
         pipeline.poll(job_id="j1", token="tok")
     assert "retries" not in rt.ledger.counters()

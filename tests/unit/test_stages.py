@@ -17,6 +17,7 @@ import soundfile as sf
 
 from worker import errors
 from worker.files.scratch import StemStore
+from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.stages import (
@@ -80,7 +81,8 @@ class Harness:
             settings=settings,
             ledger=self.ledger,
             gate=self.gate,
-            store=StemStore(tmp_path / "stems"),
+            storage=FileStorage(tmp_path / "stems"),
+            scratch=StemStore(tmp_path / "scratch"),
             dispatch=self.sent.append,
             vidgo_factory=lambda: client,
             http_factory=lambda: http,
@@ -428,7 +430,7 @@ def test_download_streams_verifies_and_hands_off(h):
     h.stems["vocals.wav"] = wav_bytes()
     job_id = to_downloading(h)
     assert run_download(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
-    path = h.ctx.store.root / job_id / "vocals.wav"
+    path = h.ctx.storage.root / job_id / "vocals.wav"
     assert path.read_bytes() == h.stems["vocals.wav"]
     stem = h.ledger.get(job_id).stems["vocals"]
     assert stem["sha256"] == hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
@@ -451,7 +453,8 @@ def test_download_cut_short_is_retryable_and_keeps_only_a_hidden_part(h):
     )
     with pytest.raises(errors.StemDownloadError, match="4 of 1000"):
         run_download(h.ctx, job_id, h.last_token())
-    assert [p.name for p in (h.ctx.store.root / job_id).iterdir()] == [".vocals.wav.part"]
+    assert [p.name for p in (h.ctx.scratch.root / job_id).iterdir()] == [".vocals.wav.part"]
+    assert not (h.ctx.storage.root / job_id).exists()  # nothing half-done is stored
 
 
 def test_an_expired_url_is_refreshed_from_vidgo_then_downloaded(h):
@@ -487,7 +490,8 @@ def test_download_on_a_full_disk_fails_clearly_and_leaves_nothing(h, monkeypatch
     monkeypatch.setattr(os, "replace", full)
     with pytest.raises(errors.StorageError, match="disk is full"):
         run_download(h.ctx, job_id, h.last_token())
-    assert list((h.ctx.store.root / job_id).iterdir()) == []
+    assert list((h.ctx.scratch.root / job_id).iterdir()) == []
+    assert not (h.ctx.storage.root / job_id).exists()
 
 
 def test_postprocess_measures_stems_and_writes_the_manifest(h):
@@ -500,7 +504,7 @@ def test_postprocess_measures_stems_and_writes_the_manifest(h):
     job_id = to_downloading(h, names=("bass", "drums", "piano", "guitar", "vocals", "other"))
     run_download(h.ctx, job_id, h.last_token())
     manifest = run_postprocess(h.ctx, job_id, h.last_token())
-    on_disk = json.loads((h.ctx.store.root / job_id / "manifest.json").read_text())
+    on_disk = json.loads((h.ctx.storage.root / job_id / "manifest.json").read_text())
     assert manifest == on_disk
     assert manifest["vidgo_task_id"] == "v1"
     assert set(manifest["stems"]) == {"bass", "drums", "piano", "guitar", "vocals", "other"}
@@ -515,13 +519,42 @@ def test_postprocess_measures_stems_and_writes_the_manifest(h):
     assert job.state is S.DONE and job.manifest == manifest
 
 
-def test_postprocess_refuses_a_stem_changed_on_disk(h):
+@pytest.mark.parametrize("damage", ["changed", "deleted"])
+def test_a_stored_stem_changed_or_deleted_before_postprocess_is_downloaded_again(h, damage):
     h.stems["vocals.wav"] = wav_bytes()
     job_id = to_downloading(h)
     run_download(h.ctx, job_id, h.last_token())
-    (h.ctx.store.root / job_id / "vocals.wav").write_bytes(b"tampered")
-    with pytest.raises(errors.PermanentError, match="changed since download"):
-        run_postprocess(h.ctx, job_id, h.last_token())
+    stored = h.ctx.storage.root / job_id / "vocals.wav"
+    if damage == "changed":
+        stored.write_bytes(b"tampered")
+    else:
+        stored.unlink()
+    h.ctx.scratch.remove_job(job_id)  # post-processing runs on another host
+    assert run_postprocess(h.ctx, job_id, h.last_token()) is None
+    job = h.ledger.get(job_id)
+    assert job.state is S.DOWNLOADING and "vocals" not in job.stems
+    assert h.sent[-1].task is TaskName.DOWNLOAD
+    h.stem_requests = []
+    assert run_download(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
+    assert h.stem_requests == ["vocals.wav"]
+    manifest = run_postprocess(h.ctx, job_id, h.last_token())
+    assert h.ledger.get(job_id).state is S.DONE
+    assert (
+        manifest["stems"]["vocals"]["sha256"] == hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
+    )
+    assert stored.read_bytes() == h.stems["vocals.wav"]
+
+
+def test_postprocess_on_another_host_reads_the_stems_from_storage(h):
+    h.stems["vocals.wav"] = wav_bytes()
+    job_id = to_downloading(h)
+    run_download(h.ctx, job_id, h.last_token())
+    h.ctx.scratch.remove_job(job_id)
+    h.stem_requests = []
+    manifest = run_postprocess(h.ctx, job_id, h.last_token())
+    assert manifest["stems"]["vocals"]["audio"]["sample_rate"] == 8000
+    assert h.stem_requests == []  # nothing fetched from Vidgo again
+    assert not (h.ctx.scratch.root / job_id).exists()  # scratch is cleaned once DONE
 
 
 def capture_submit_bodies(h):

@@ -13,6 +13,7 @@ import pytest
 import standardwebhooks
 from pydantic import SecretStr
 
+from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
 from worker.web.netsafe import BlockedAddress
@@ -144,13 +145,51 @@ def test_delivery_posts_a_signed_event_and_records_it(world):
     assert len(received) == 1 and dispatched == []
 
 
-def test_the_event_holds_no_token_and_no_stem_url(world):
+def test_the_event_holds_no_token_and_no_stem_url(world, tmp_path):
     ledger, *_ = world
     ended_job(ledger)
     job = ledger.get("j1")
-    text = json.dumps(event_for(job))
+    text = json.dumps(event_for(job, FileStorage(tmp_path), 60))
     assert job.callback_token not in text
     assert "stem_urls" not in text
+
+
+def test_a_done_event_links_every_stem_and_the_manifest(world, tmp_path):
+    ledger, *_ = world
+    storage = FileStorage(
+        tmp_path, url_signer=lambda key, ttl: f"https://files.example/{key}?t={ttl}"
+    )
+    stored = storage.put_bytes("j1/vocals.mp3", b"ID3 audio", content_type="audio/mpeg")
+    ledger.create("j1", REQUEST, token="t0")
+    for src, dst in (
+        (JobState.QUEUED, JobState.SUBMITTING),
+        (JobState.SUBMITTING, JobState.SUBMITTED),
+        (JobState.SUBMITTED, JobState.DOWNLOADING),
+        (JobState.DOWNLOADING, JobState.POSTPROCESSING),
+    ):
+        ledger.advance("j1", expect=src, token="t0", to=dst, event="e")
+    stem = {"file": "vocals.mp3", "key": stored.key, "sha256": stored.sha256, "bytes": 9}
+    ledger.advance(
+        "j1",
+        expect=JobState.POSTPROCESSING,
+        token="t0",
+        to=JobState.DONE,
+        fields={
+            "stems": {"vocals": {**stem, "content_type": "audio/mpeg"}},
+            "manifest_key": "j1/manifest.json",
+        },
+        event="done",
+    )
+    data = event_for(ledger.get("j1"), storage, 60)["data"]
+    assert data["stems"] == {
+        "vocals": {
+            "url": "https://files.example/j1/vocals.mp3?t=60",
+            "sha256": stored.sha256,
+            "bytes": 9,
+            "content_type": "audio/mpeg",
+        }
+    }
+    assert data["manifest_url"] == "https://files.example/j1/manifest.json?t=60"
 
 
 def test_a_failing_receiver_is_retried_with_backoff_then_gets_it(world):

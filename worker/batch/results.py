@@ -12,24 +12,33 @@ from typing import Any
 
 from worker.batch.catalog import CatalogRow, RowProblem
 from worker.errors import BatchError
+from worker.files.links import link, stem_links
 from worker.files.scratch import atomic_writer, storage_error, write_json
+from worker.files.storage import Storage
 from worker.pipeline.ledger import JobRecord, JobState
-from worker.web.webhooks import event_for
 
 INVALID = "INVALID"  # the manifest state of a catalog row that was skipped as bad
 FINAL_STATES = (*(s.value for s in JobState if s.is_terminal), INVALID)
 
 
-def manifest_entry(batch_id: str, row: CatalogRow, job: JobRecord) -> dict[str, Any]:
-    data = event_for(job)["data"]
+def manifest_entry(
+    batch_id: str, row: CatalogRow, job: JobRecord, storage: Storage, ttl_s: int
+) -> dict[str, Any]:
+    """A finished row: its job's outcome, with links (valid ``ttl_s`` seconds) and the storage
+    keys they point at (``vidgo-stems status JOB`` mints fresh links later)."""
+    done = job.state is JobState.DONE
+    stems = stem_links(storage, job.stems, ttl_s) if done else {}
+    for name, info in stems.items():
+        info["key"] = job.stems[name].get("key")
     return {
         "batch_id": batch_id,
         "line": row.line,
         "row_id": row.row_id,
         "job_id": job.job_id,
         "state": job.state.value,
-        "stems": data["stems"],
-        "manifest_path": job.manifest_path,
+        "stems": stems,
+        "manifest_key": job.manifest_key if done else None,
+        "manifest_url": link(storage, job.manifest_key, ttl_s) if done else None,
         "vidgo_task_ids": list(job.vidgo_task_ids),
         "submit_attempts": job.submit_attempts,
         "polls": job.polls,
@@ -46,7 +55,8 @@ def invalid_entry(batch_id: str, problem: RowProblem) -> dict[str, Any]:
         "job_id": None,
         "state": INVALID,
         "stems": {},
-        "manifest_path": None,
+        "manifest_key": None,
+        "manifest_url": None,
         "vidgo_task_ids": [],
         "submit_attempts": 0,
         "polls": 0,

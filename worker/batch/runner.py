@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 WATCH_SLICE = 2000  # jobs of the window looked at per look
 EXPIRED_REASON = (
     "the job left the ledger (VIDGO_STEMS_JOB_RETENTION_S) before its result was read; "
-    "its stems, if any, are under STEMS_DIR/<job_id>"
+    "its stems, if any, are in storage under <job_id>/"
 )
 
 
@@ -252,7 +252,15 @@ class BatchRunner:
                             invalid_entry(self.batch_id, RowProblem(row.line, EXPIRED_REASON))
                         )
                     else:
-                        self._record(manifest_entry(self.batch_id, row, job))
+                        self._record(
+                            manifest_entry(
+                                self.batch_id,
+                                row,
+                                job,
+                                self.producer.storage,
+                                self.producer.settings.url_ttl_s,
+                            )
+                        )
         self._in_flight.update({j: states[j] for j in ids if j in self.window})
         for job_id in [j for j in ids if j not in self.window]:
             self._in_flight.pop(job_id, None)

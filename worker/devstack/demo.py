@@ -122,7 +122,7 @@ def _report(job_ids: list[str]) -> int:
             _say(f"  {job_id}  {view.state.value if view else '?'}: {reason}")
             continue
         stems = ", ".join(sorted(view.stems))
-        _say(f"  {job_id}  DONE  stems: {stems}\n      manifest: {view.manifest_path}")
+        _say(f"  {job_id}  DONE  stems: {stems}\n      manifest: {view.manifest_url}")
     _say("all jobs DONE" if ok else "some jobs did not finish")
     return 0 if ok else 1
 

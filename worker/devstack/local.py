@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
@@ -57,6 +57,7 @@ class WorkerProcess:
         name: str = "vidgo",
         log: IO[bytes] | None = None,
         loglevel: str = "WARNING",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.env = {**os.environ, **env}
         self.hostname = f"{name}-{os.getpid()}-{free_port()}"
@@ -75,6 +76,7 @@ class WorkerProcess:
             f"{self.hostname}@%h",
             "--without-gossip",
             "--without-mingle",
+            *extra_args,
         ]
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None

@@ -1,4 +1,5 @@
-"""Where stems land: ``STEMS_DIR/<job_id>/<stem>.<ext>`` plus ``manifest.json``, written atomically.
+"""Local scratch space: ``<scratch>/<job_id>/<stem>.<ext>`` while a stem is downloaded and
+checked on this host, before the storage layer keeps it; plus the atomic local writer.
 
 Every file is written to a hidden ``.part`` file in the same folder, flushed, fsynced and renamed
 into place, so a file with its final name is always complete. OS errors (disk full, permission,
@@ -12,6 +13,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +61,10 @@ class StemStore:
             except OSError as exc:
                 raise storage_error(exc, path) from None
         return path
+
+    def remove_job(self, job_id: str) -> None:
+        """Drop a job's scratch folder once its files are stored and measured."""
+        shutil.rmtree(self.root / validate_job_id(job_id), ignore_errors=True)
 
     def atomic_writer(self, dest: Path) -> contextlib.AbstractContextManager[BinaryIO]:
         return atomic_writer(dest)

@@ -77,7 +77,7 @@ class JobRecord:
     stem_urls: dict[str, str] = field(default_factory=dict)
     stems: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
-    manifest_path: str | None = None
+    manifest_key: str | None = None
     error_code: str | None = None
     error_message: str | None = None
     callback_token: str | None = None
@@ -280,6 +280,7 @@ class Ledger:
                 self.active_key,
                 self.webhooks_due_key,
                 self.in_flight_key,
+                self.keys.ended,
             ],
             args=[
                 state_list(tuple(expected)),
@@ -339,6 +340,25 @@ class Ledger:
     def webhook_lock(self, job_id: str, timeout_s: float) -> Any:
         """A non-blocking lock: one delivery of a job's webhook at a time."""
         return self._redis.lock(self.keys.webhook_lock(job_id), timeout=timeout_s, blocking=False)
+
+    def ended_before(self, at: float, *, limit: int = 1000) -> list[tuple[str, float]]:
+        """(job id, ended at) of jobs that ended before ``at``, oldest first."""
+        pairs = cast(
+            list[tuple[Any, float]],
+            self._redis.zrangebyscore(
+                self.keys.ended, "-inf", at, start=0, num=limit, withscores=True
+            ),
+        )
+        return [(self.job_id_of(key), float(score)) for key, score in pairs]
+
+    def forget(self, job_id: str) -> None:
+        """Remove an ended job's record, history and deliveries, and every index entry."""
+        key = self.job_key(job_id)
+        pipe = self._redis.pipeline()
+        pipe.delete(key, self.history_key(job_id), self.deliveries_key(job_id))
+        for index in (self.keys.ended, self.keys.active, self.webhooks_due_key, self.in_flight_key):
+            pipe.zrem(index, key)
+        pipe.execute()
 
     def active_job_ids(self, *, older_than_s: float = 0.0, limit: int = 1000) -> list[str]:
         """Ids of non-terminal jobs not updated for ``older_than_s`` seconds, oldest first."""

@@ -9,7 +9,8 @@ well past that (``sweep_grace_s``, plus the task time limit for stages that may 
 Any late copy of the old message then finds a stale token and does nothing, so a kick can never
 make work happen twice. A job kicked while SUBMITTING meets the ambiguous-submit policy.
 
-Every worker runs :class:`SweepThread`; a Redis lock lets one sweep run at a time.
+Every worker runs :class:`SweepThread`; a Redis lock lets one sweep run at a time. The same
+sweep sends ``vidgo.purge`` to apply retention (``VIDGO_STEMS_PURGE_AFTER_S``) when it is set.
 """
 
 from __future__ import annotations
@@ -123,9 +124,11 @@ class SweepThread(threading.Thread):
         settings: Settings,
         *,
         dispatch_webhook: Callable[[str, float], None] | None = None,
+        dispatch_purge: Callable[[], None] | None = None,
         hostname: str = "",
     ) -> None:
         super().__init__(name="vidgo-stems-sweep", daemon=True)
+        self._dispatch_purge = dispatch_purge
         self._redis = client
         self._ledger = ledger
         self._dispatch = dispatch
@@ -158,6 +161,10 @@ class SweepThread(threading.Thread):
                 now=time.time(),
                 grace_s=self._settings.sweep_grace_s,
             )
+        if self._dispatch_purge is not None and self._settings.purge_after_s:
+            # Purging talks to the storage layer; that happens in a pool child (vidgo.purge),
+            # never in this process, which forks the children (obstore is not fork-safe).
+            self._dispatch_purge()
         return sweep(self._ledger, self._dispatch, self._settings)
 
     def stop(self) -> None:

@@ -6,9 +6,10 @@ the Celery task names all read this module; none of them names a state on its ow
 
 ::
 
-    QUEUED ─► SUBMITTING ─► SUBMITTED ─► RUNNING ─► DOWNLOADING ─► POSTPROCESSING ─► DONE
+    QUEUED ─► SUBMITTING ─► SUBMITTED ─► RUNNING ─► DOWNLOADING ⇄ POSTPROCESSING ─► DONE
       ▲           │             │           │
       └───────────┴─────────────┴───────────┘  (submit again later: paused, resubmit)
+    (POSTPROCESSING goes back to DOWNLOADING when a stored stem is missing or changed)
     any active state ─► FAILED | CANCELLED      any active state ─► itself (a hand-off)
 """
 
@@ -48,6 +49,7 @@ class TaskName(StrEnum):
     DOWNLOAD = "vidgo.download"
     POSTPROCESS = "vidgo.postprocess"
     WEBHOOK = "vidgo.webhook"
+    PURGE = "vidgo.purge"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
         (S.SUBMITTED, S.QUEUED),  # resubmit a failed or stalled Vidgo task
         (S.RUNNING, S.QUEUED),
         (S.DOWNLOADING, S.POSTPROCESSING),
+        (S.POSTPROCESSING, S.DOWNLOADING),  # a stored stem went missing: fetch it again
         (S.POSTPROCESSING, S.DONE),
         # A self-move hands the baton on: a poll re-queueing, a deferral, the recovery sweep.
         *((s, s) for s in ACTIVE_STATES),

@@ -20,8 +20,9 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from worker.celery_app import Producer, producer
+from worker.files.links import link, stem_links
 from worker.models import JobRequest, parse_request, validate_job_id, validate_metadata
-from worker.pipeline.ledger import ACTIVE_STATES, JobRecord, JobState, Ledger, new_token
+from worker.pipeline.ledger import ACTIVE_STATES, JobRecord, JobState, new_token
 from worker.pipeline.outbox import announce, deliveries
 from worker.pipeline.states import STATES, Step, TaskName
 from worker.web.netsafe import check_webhook_url
@@ -49,8 +50,20 @@ class WebhookView(BaseModel):
     attempts: list[dict[str, Any]]
 
 
+class StemLink(BaseModel):
+    """A stored file a caller can fetch: a fresh link (None when it cannot be made right now)
+    and what it must hold."""
+
+    url: str | None
+    sha256: str | None
+    bytes: int | None
+    content_type: str | None
+
+
 class JobView(BaseModel):
-    """What a caller may know about a job. Contains no secrets and no stem URLs."""
+    """What a caller may know about a job. Contains no secrets; its links are minted on each
+    read and live ``VIDGO_STEMS_URL_TTL_S`` seconds, so an old link is renewed by reading the
+    job again."""
 
     job_id: str
     state: JobState
@@ -62,8 +75,8 @@ class JobView(BaseModel):
     vidgo_progress: int | None
     submit_attempts: int
     polls: int
-    stems: dict[str, Any]
-    manifest_path: str | None
+    stems: dict[str, StemLink]
+    manifest_url: str | None
     manifest: dict[str, Any] | None
     error: JobError | None
     metadata: dict[str, Any]
@@ -73,7 +86,8 @@ class JobView(BaseModel):
     history: list[dict[str, Any]]
 
     @classmethod
-    def from_ledger(cls, ledger: Ledger, job: JobRecord) -> JobView:
+    def build(cls, producer: Producer, job: JobRecord) -> JobView:
+        ledger = producer.ledger
         webhook = None
         if job.webhook_url:
             webhook = WebhookView(
@@ -81,12 +95,8 @@ class JobView(BaseModel):
                 status=job.webhook_status or "pending",
                 attempts=deliveries(ledger, job.job_id),
             )
-        return cls.from_record(job, ledger.history(job.job_id), webhook)
-
-    @classmethod
-    def from_record(
-        cls, job: JobRecord, history: list[dict[str, Any]], webhook: WebhookView | None = None
-    ) -> JobView:
+        ttl_s = producer.settings.url_ttl_s
+        stems = stem_links(producer.storage, job.stems, ttl_s) if job.stems else {}
         return cls(
             job_id=job.job_id,
             state=job.state,
@@ -98,8 +108,8 @@ class JobView(BaseModel):
             vidgo_progress=job.vidgo_progress,
             submit_attempts=job.submit_attempts,
             polls=job.polls,
-            stems=job.stems,
-            manifest_path=job.manifest_path,
+            stems={name: StemLink(**info) for name, info in stems.items()},
+            manifest_url=link(producer.storage, job.manifest_key, ttl_s),
             manifest=job.manifest,
             error=JobError(code=job.error_code, message=job.error_message or "")
             if job.error_code
@@ -108,7 +118,7 @@ class JobView(BaseModel):
             webhook=webhook,
             created_at=job.created_at,
             updated_at=job.updated_at,
-            history=history,
+            history=ledger.history(job.job_id),
         )
 
 
@@ -177,9 +187,9 @@ def enqueue_request(
 
 def get_job(job_id: str, *, producer: Producer | None = None) -> JobView | None:
     """The current view of a job, or None when the ledger does not know it."""
-    ledger = (producer or default_producer()).ledger
-    job = ledger.get(validate_job_id(job_id))
-    return JobView.from_ledger(ledger, job) if job else None
+    p = producer or default_producer()
+    job = p.ledger.get(validate_job_id(job_id))
+    return JobView.build(p, job) if job else None
 
 
 def cancel(job_id: str, *, producer: Producer | None = None) -> JobView | None:

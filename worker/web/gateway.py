@@ -8,6 +8,8 @@ make it answer 5xx (only an unreachable Redis does: 503).
 - ``POST /v1/jobs``, ``GET /v1/jobs/{id}``, ``DELETE /v1/jobs/{id}``: bearer keys from
   ``VIDGO_STEMS_GATEWAY_API_KEYS``.
 - ``POST /v1/vidgo/callback/{id}?token=...``: Vidgo's callbacks (see :mod:`worker.web.callbacks`).
+- ``GET /v1/files/{key}?expires=...&sig=...``: stored stems and manifests for ``file://``
+  storage, behind signed, expiring links (see :mod:`worker.web.files`); no bearer key.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
 - ``GET /openapi.json`` and ``GET /docs``.
 
@@ -34,11 +36,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.celery_app import Producer
 from worker.errors import ConfigError, InvalidRequest
+from worker.files.links import file_root
 from worker.models import MAX_METADATA_BYTES, ModelName, OutputType, parse_request
 from worker.pipeline.recovery import workers_seen
 from worker.settings import Settings, get_settings
 from worker.web import api
 from worker.web.callbacks import handle_callback
+from worker.web.files import add_file_routes
 
 log = logging.getLogger("vidgo_stems.gateway")
 
@@ -192,6 +196,7 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
         },
     )
     _install_error_handlers(app)
+    _add_file_routes_for_local_storage(app, settings)
     _add_job_routes(app, producer, [Depends(authorised)])
     _add_vidgo_and_health_routes(app, producer)
     return AccessLog(BodyLimit(app, settings.gateway_max_body_bytes))
@@ -257,6 +262,20 @@ def _add_job_routes(app: FastAPI, producer: Producer, secured: list[Any]) -> Non
         view = api.cancel(job_id, producer=producer)
         assert view is not None, "a job seen a moment ago has an expiry of days"
         return view
+
+
+def _add_file_routes_for_local_storage(app: FastAPI, settings: Settings) -> None:
+    """With ``file://`` storage, the gateway is where callers fetch stems from (signed links)."""
+    root = file_root(settings)
+    if root is None or not settings.public_base_url:
+        return
+    if settings.file_url_secret is None:
+        raise ConfigError(
+            "VIDGO_STEMS_PUBLIC_BASE_URL is set but VIDGO_STEMS_FILE_URL_SECRET is not: the "
+            "gateway signs stem links with it; make one with `openssl rand -hex 32` and give "
+            "the same value to workers and gateways"
+        )
+    add_file_routes(app, root=root, secret=settings.file_url_secret.get_secret_value().encode())
 
 
 def _add_vidgo_and_health_routes(app: FastAPI, producer: Producer) -> None:

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +31,8 @@ from pydantic import SecretStr
 
 from worker.backoff import backoff_s
 from worker.errors import ConfigError
+from worker.files.links import link, open_configured_storage, stem_links
+from worker.files.storage import Storage
 from worker.pipeline.ledger import JobRecord, JobState, Ledger
 from worker.pipeline.outbox import announce, deliveries, redispatch_overdue
 from worker.settings import Settings, secret_bytes
@@ -90,18 +91,11 @@ def message_id(job: JobRecord) -> str:
     return f"msg_{job.job_id}_{job.state.value.lower()}"
 
 
-def event_for(job: JobRecord) -> dict[str, Any]:
-    """The event body for an ended job: no secrets, no stem URLs, paths as the worker sees them."""
-    folder = Path(job.manifest_path).parent if job.manifest_path else None
-    stems = {
-        name: {
-            "path": str(folder / info["file"]) if folder else info["file"],
-            "sha256": info.get("sha256"),
-            "bytes": info.get("bytes"),
-        }
-        for name, info in sorted(job.stems.items())
-    }
+def event_for(job: JobRecord, storage: Storage, ttl_s: int) -> dict[str, Any]:
+    """The event body for an ended job: no secrets; links to the stems and the manifest minted
+    now (they live ``ttl_s`` seconds: GET the job for fresh ones)."""
     error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
+    done = job.state is JobState.DONE
     return {
         "type": EVENT_TYPES[job.state],
         "timestamp": datetime.fromtimestamp(job.updated_at, UTC).isoformat(),
@@ -111,8 +105,8 @@ def event_for(job: JobRecord) -> dict[str, Any]:
             "request": job.request.model_dump(mode="json"),
             "metadata": job.metadata,
             "vidgo_task_ids": list(job.vidgo_task_ids),
-            "stems": stems if job.state is JobState.DONE else {},
-            "manifest_path": job.manifest_path,
+            "stems": stem_links(storage, job.stems, ttl_s) if done else {},
+            "manifest_url": link(storage, job.manifest_key, ttl_s) if done else None,
             "error": error,
         },
     }
@@ -155,11 +149,13 @@ class WebhookSender:
         http: httpx.Client,
         dispatch: Callable[[str, float], None],
         *,
+        storage: Storage | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         resolve: Callable[[str, int], list[str]] = resolve_public,
     ) -> None:
         self._ledger = ledger
+        self._storage = storage or open_configured_storage(settings)
         self._settings = settings
         self._http = http
         self._dispatch = dispatch
@@ -252,7 +248,8 @@ class WebhookSender:
             secret = self._settings.require_webhook_secret()
         except ConfigError as exc:
             return attempt(None, f"not signed: {exc}")
-        body = json.dumps(event_for(job), separators=(",", ":"), sort_keys=True)
+        event = event_for(job, self._storage, self._settings.url_ttl_s)
+        body = json.dumps(event, separators=(",", ":"), sort_keys=True)
         headers = {
             "content-type": "application/json",
             "user-agent": "vidgo-stems-webhooks/1",

@@ -1,6 +1,7 @@
 -- Compare-and-set one job: apply a move only when the job is in an expected state and holds
 -- the expected step token.
--- KEYS: job hash, history list, active-jobs zset, webhooks-due zset, Vidgo in-flight zset.
+-- KEYS: job hash, history list, active-jobs zset, webhooks-due zset, Vidgo in-flight zset,
+--       ended-jobs zset.
 -- ARGV: [1] allowed states ",A,B,"; [2] expected token ("" = any); [3] new state ("" = keep);
 --       [4] new token ("" = keep); [5] now; [6] history entry JSON (without "from");
 --       [7] ttl once ended; [8] "1" when the new state is terminal; [9] states that hold no
@@ -33,6 +34,7 @@ if string.find(ARGV[9], ',' .. to .. ',', 1, true) then
 end
 if ARGV[8] == '1' then
   redis.call('ZREM', KEYS[3], KEYS[1])
+  redis.call('ZADD', KEYS[6], ARGV[5], KEYS[1])
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
   redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
   if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
@@ -40,5 +42,6 @@ if ARGV[8] == '1' then
   end
 else
   redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1])
+  redis.call('ZREM', KEYS[6], KEYS[1])
 end
 return {1, state}

@@ -1,11 +1,12 @@
 """What a stage works with, and the one hand-off rule every stage follows.
 
-A stage receives a :class:`StageContext` (ledger, clients, store, a ``dispatch`` callable that
-sends the next Celery message) plus the job id and step token from its message. It loads the job,
-returns quietly when the token is stale, does its work, then hands off: one compare-and-set that
-moves the job and installs a fresh token, and only when that succeeds, one message carrying the
-fresh token. The ledger always moves first, so a duplicate can never act twice; a crash between
-the two leaves a job that the recovery sweep re-dispatches.
+A stage receives a :class:`StageContext` (ledger, clients, storage and local scratch space, a
+``dispatch`` callable that sends the next Celery message) plus the job id and step token from
+its message. It loads the job, returns quietly when the token is stale, does its work, then
+hands off: one compare-and-set that moves the job and installs a fresh token, and only when
+that succeeds, one message carrying the fresh token. The ledger always moves first, so a
+duplicate can never act twice; a crash between the two leaves a job that the recovery sweep
+re-dispatches.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 
 from worker.files.scratch import StemStore
+from worker.files.storage import Storage
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
 from worker.pipeline.states import Step, TaskName
 from worker.settings import Settings
@@ -45,13 +47,16 @@ class StageContext:
     settings: Settings
     ledger: Ledger
     gate: VidgoGate
-    store: StemStore
+    storage: Storage
+    scratch: StemStore
     dispatch: Callable[[Step], None]
     vidgo_factory: Callable[[], VidgoClient]
     http_factory: Callable[[], httpx.Client]
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
     limits: VidgoLimits | None = None
+    #: The Celery worker running the stage (recorded in the history: which host did what).
+    worker_name: str = ""
 
     @property
     def vidgo(self) -> VidgoClient:

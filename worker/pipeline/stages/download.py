@@ -1,9 +1,12 @@
-"""Stage 3: fetch every stem, verified, into ``STEMS_DIR/<job_id>/``; hand off to post-processing.
+"""Stage 3: fetch every stem into local scratch, verified, store it; hand off to post-processing.
 
 Stem URLs come from a remote party, so each is checked against the allowed hosts before any
 request; the download client carries no Vidgo credentials. The transfer itself (resume, length
-and checksum checks, atomic rename) is :func:`worker.files.fetch.fetch_to_file`. When storage
-says a URL has expired (403/404/410), the task is queried again for fresh URLs, up to
+and checksum checks, atomic rename) is :func:`worker.files.fetch.fetch_to_file`; the verified
+file then goes to the storage layer under ``<job_id>/<stem>.<ext>``, where every worker host
+and every caller can reach it. A stem already stored with the recorded checksum is not fetched
+again, so a retried or duplicated download does no work twice. When Vidgo's storage says a URL
+has expired (403/404/410), the task is queried again for fresh URLs, up to
 ``max_url_refreshes`` times per job, and the stage is retried with them.
 """
 
@@ -16,7 +19,9 @@ from urllib.parse import urlsplit
 
 from worker.errors import StemHostNotAllowed, StemUrlExpired, StemUrlsRefreshed
 from worker.files.fetch import fetch_to_file
+from worker.files.links import job_key
 from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
+from worker.files.storage import content_type_for
 from worker.models import expected_stems
 from worker.pipeline.ledger import JobRecord, JobState
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
@@ -43,28 +48,40 @@ def stem_filename(stem: str, url: str) -> str:
     return safe_stem_name(stem) + (suffix if suffix in AUDIO_SUFFIXES else ".audio")
 
 
+def still_stored(ctx: StageContext, info: dict[str, Any]) -> bool:
+    """Whether a stem recorded earlier is in storage with the checksum recorded then."""
+    found = ctx.storage.stat(info.get("key") or "")
+    return found is not None and found.sha256 == info.get("sha256")
+
+
 def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
-    """Download every stem of ``job_id`` and hand off to post-processing."""
+    """Download and store every stem of ``job_id``, then hand off to post-processing."""
     job = load_current(ctx, job_id, token, states_of(TaskName.DOWNLOAD), "download")
     if job is None:
         return Outcome.STALE
-    folder = ctx.store.job_dir(job_id)
+    scratch = ctx.scratch.job_dir(job_id)
     stems: dict[str, Any] = {}
     for stem, url in sorted(job.stem_urls.items()):
         host = check_stem_url(url, ctx.settings.stem_hosts)
-        dest = folder / stem_filename(stem, url)
         earlier = job.stems.get(stem)
-        if earlier and dest.is_file() and dest.stat().st_size == earlier["bytes"]:
-            stems[stem] = earlier  # saved by an earlier run of this step; re-hashed in postprocess
+        if earlier and still_stored(ctx, earlier):
+            stems[stem] = earlier  # stored by an earlier run of this step
             continue
+        name = stem_filename(stem, url)
+        local = scratch / name
         try:
-            fetched = fetch_to_file(ctx.http, url, dest, max_bytes=ctx.settings.max_stem_bytes)
+            fetched = fetch_to_file(ctx.http, url, local, max_bytes=ctx.settings.max_stem_bytes)
         except StemUrlExpired as exc:
             _refresh_urls(ctx, job, exc)
+        stored = ctx.storage.put_file(
+            job_key(job_id, name), local, sha256=fetched.sha256, content_type=content_type_for(name)
+        )
         stems[stem] = {
-            "file": dest.name,
-            "bytes": fetched.bytes,
-            "sha256": fetched.sha256,
+            "file": name,
+            "key": stored.key,
+            "bytes": stored.bytes,
+            "sha256": stored.sha256,
+            "content_type": stored.content_type,
             "source_host": host,
         }
         ctx.ledger.advance(
@@ -75,7 +92,7 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
             event="stem_saved",
             detail={"stem": stem, "resumed_at": fetched.resumed_from},
         )
-        log.info("job %s: stem %s saved (%d bytes)", job_id, stem, fetched.bytes)
+        log.info("job %s: stem %s stored as %s (%d bytes)", job_id, stem, stored.key, stored.bytes)
     return hand_off(
         ctx,
         job,
@@ -83,7 +100,7 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
         next_task=TaskName.POSTPROCESS,
         event="downloaded",
         fields={"stems": stems, "downloaded_at": ctx.clock()},
-        detail={"bytes": sum(s["bytes"] for s in stems.values())},
+        detail={"bytes": sum(s["bytes"] for s in stems.values()), "worker": ctx.worker_name},
     )
 
 

@@ -1,0 +1,135 @@
+"""Two worker "hosts" that share no disk: each has its own scratch folder, and they meet only in
+Redis and the storage layer.
+
+With S3 storage (moto's standalone server over HTTP) every job ends DONE, with downloads on
+one worker and post-processing on the other (post-processing runs on its own queue, consumed
+by the second worker only, so the split is forced and read back from the ledger's history),
+and every link a caller gets serves the recorded bytes. With ``file://`` storage on separate
+folders, the second worker refuses to start and no job fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+
+import pytest
+
+from tests.support import Stack, fetch
+from worker.devstack.local import wait_for
+from worker.pipeline.ledger import JobState
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def s3_stack(redis_client, redis_server, emulator, tracks_url, tmp_path, s3_server, monkeypatch):
+    prefix = f"runs/{secrets.token_hex(4)}"
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)  # this process mints the links callers get
+    stack = Stack(
+        redis_client,
+        redis_server.url,
+        emulator,
+        tracks_url,
+        tmp_path,
+        VIDGO_STEMS_STORAGE_URL=f"s3://{s3_server.bucket}/{prefix}",
+        VIDGO_STEMS_POSTPROCESS_QUEUE=f"post-{secrets.token_hex(4)}",
+        **s3_server.env(),
+    )
+    yield stack
+    stack.stop()
+
+
+def host(stack: Stack, name: str) -> dict[str, str]:
+    """The environment of one host: its own scratch folder, nothing on a shared disk."""
+    scratch = stack.folder / f"host-{name}" / "scratch"
+    return {"VIDGO_STEMS_SCRATCH_DIR": str(scratch), "STEMS_DIR": str(scratch.parent / "stems")}
+
+
+def worker_of(view, event: str) -> str:
+    (entry,) = [e for e in view.history if e["event"] == event]
+    return entry["worker"]
+
+
+def test_two_hosts_on_s3_split_download_and_postprocess_and_every_link_serves_the_bytes(
+    s3_stack,
+):
+    stack = s3_stack
+    post_queue = stack.env["VIDGO_STEMS_POSTPROCESS_QUEUE"]
+    a = stack.start_worker(name="host-a", env=host(stack, "a"), args=("--queues", stack.queue))
+    b = stack.start_worker(name="host-b", env=host(stack, "b"), args=("--queues", post_queue))
+    job_ids = [stack.enqueue(stack.track_url(), output_type="general") for _ in range(4)]
+    job_ids += [stack.enqueue(stack.track_url("ballad"), output_type="vocals") for _ in range(2)]
+    views = stack.wait_all(job_ids, timeout_s=120)
+    for view in views:
+        assert view.state is JobState.DONE, view.error
+        assert worker_of(view, "downloaded").startswith(a.hostname)
+        assert worker_of(view, "done").startswith(b.hostname)
+        task = stack.emulator.tasks()[view.vidgo_task_id]
+        assert set(view.stems) == set(task["sha256"])
+        for name, stem in view.stems.items():
+            assert stem.url.startswith(stack.env["AWS_ENDPOINT_URL"])
+            body = fetch(stem.url)  # a pre-signed URL: no credentials needed
+            assert hashlib.sha256(body).hexdigest() == stem.sha256 == task["sha256"][name]
+            assert len(body) == stem.bytes
+        manifest = json.loads(fetch(view.manifest_url))
+        assert manifest["job_id"] == view.job_id and set(manifest["stems"]) == set(view.stems)
+    # Neither host kept the other's work on its own disk: scratch is emptied once a job is done
+    # on host b, and host a's scratch only ever held downloads.
+    assert not list((stack.folder / "host-b" / "scratch").glob("*/*.wav"))
+
+
+def test_a_stem_lost_from_storage_before_postprocess_is_downloaded_again(s3_stack, s3_server):
+    import obstore
+    from obstore.store import S3Store
+
+    stack = s3_stack
+    post_queue = stack.env["VIDGO_STEMS_POSTPROCESS_QUEUE"]
+    stack.start_worker(name="host-a", env=host(stack, "a"), args=("--queues", stack.queue))
+    job_id = stack.enqueue(stack.track_url(), output_type="vocals")
+    wait_for(
+        lambda: stack.ledger.get(job_id).state is JobState.POSTPROCESSING,
+        timeout_s=60,
+        what="the download to finish on host a",
+    )
+    key = stack.ledger.get(job_id).stems["vocals"]["key"]
+    bucket_prefix = stack.env["VIDGO_STEMS_STORAGE_URL"].split("/", 3)[3]
+    store = S3Store(
+        s3_server.bucket,
+        endpoint=s3_server.endpoint_url,
+        access_key_id="testing",
+        secret_access_key="testing",
+        region=s3_server.region,
+        client_options={"allow_http": True},
+    )
+    obstore.delete(store, f"{bucket_prefix}/{key}")
+    stack.start_worker(name="host-b", env=host(stack, "b"), args=("--queues", post_queue))
+    view = stack.wait_terminal(job_id, timeout_s=90)
+    assert view.state is JobState.DONE, view.error
+    events = [e["event"] for e in view.history]
+    assert events.count("stems_lost") == 1 and events.count("downloaded") == 2
+    task = stack.emulator.tasks()[view.vidgo_task_id]
+    assert hashlib.sha256(fetch(view.stems["vocals"].url)).hexdigest() == task["sha256"]["vocals"]
+    url = view.request["audio_url"]
+    paid = [e for e in stack.emulator.record("submit") if e.get("audio_url") == url]
+    assert len(view.vidgo_task_ids) == 1 and len(paid) == 1  # fetched again, not paid again
+
+
+def test_file_storage_on_separate_folders_refuses_the_second_worker_and_fails_no_job(
+    redis_client, redis_server, emulator, tracks_url, tmp_path
+):
+    stack = Stack(redis_client, redis_server.url, emulator, tracks_url, tmp_path)
+    try:
+        stack.start_worker(name="host-a", env={"STEMS_DIR": str(tmp_path / "a" / "stems")})
+        refused = stack.cli_worker(env={"STEMS_DIR": str(tmp_path / "b" / "stems")})
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        (line,) = refused.stderr.strip().splitlines()
+        assert line.startswith("error: refusing to start: the storage at file://")
+        assert "VIDGO_STEMS_STORAGE_URL=s3://" in line and "Traceback" not in refused.stderr
+        job_ids = [stack.enqueue(stack.track_url(), output_type="vocals") for _ in range(3)]
+        for view in stack.wait_all(job_ids, timeout_s=60):
+            assert view.state is JobState.DONE, view.error
+    finally:
+        stack.stop()

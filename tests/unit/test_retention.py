@@ -1,0 +1,103 @@
+"""Retention: purge removes an old ended job's stored files and ledger entry together, leaves
+every other job alone, and a dry run removes nothing."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from worker.errors import InvalidRequest
+from worker.files.storage import FileStorage
+from worker.models import parse_request
+from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.retention import parse_duration, purge
+
+DAY = 86400.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def world(tmp_path):
+    client = fakeredis.FakeRedis()
+    clock = Clock()
+    ledger = Ledger(client, prefix="t", clock=clock)
+    storage = FileStorage(tmp_path / "stored")
+    yield ledger, storage, clock
+    client.close()
+
+
+def make_job(ledger, storage, job_id, *, end: JobState | None):
+    request = parse_request({"audio_url": f"https://cdn.example/{job_id}.mp3"})
+    ledger.create(job_id, request, token="t")
+    storage.put_bytes(
+        f"{job_id}/vocals.mp3", b"audio " + job_id.encode(), content_type="audio/mpeg"
+    )
+    storage.put_bytes(f"{job_id}/manifest.json", b"{}", content_type="application/json")
+    if end is not None:
+        ledger.advance(job_id, expect=JobState.QUEUED, token="t", to=end, event="end")
+
+
+def test_purge_removes_old_ended_jobs_files_and_entries_and_nothing_else(world):
+    ledger, storage, clock = world
+    make_job(ledger, storage, "old-done", end=JobState.FAILED)
+    clock.now += 35 * DAY
+    make_job(ledger, storage, "recent", end=JobState.CANCELLED)
+    make_job(ledger, storage, "running", end=None)
+    clock.now += DAY
+    forgotten = []
+    gone = purge(
+        ledger,
+        storage,
+        older_than_s=30 * DAY,
+        now=clock.now,
+        forget_result=forgotten.append,
+    )
+    assert [(g.job_id, g.files) for g in gone] == [("old-done", 2)]
+    assert forgotten == ["old-done"]
+    assert ledger.get("old-done") is None and ledger.history("old-done") == []
+    assert storage.stat("old-done/vocals.mp3") is None
+    assert not (storage.root / "old-done").exists() or not list(
+        (storage.root / "old-done").iterdir()
+    )
+    for job_id in ("recent", "running"):
+        assert ledger.get(job_id) is not None
+        assert storage.read_bytes(f"{job_id}/vocals.mp3") == b"audio " + job_id.encode()
+    assert purge(ledger, storage, older_than_s=30 * DAY, now=clock.now) == []  # idempotent
+
+
+def test_purge_dry_run_lists_and_removes_nothing(world):
+    ledger, storage, clock = world
+    make_job(ledger, storage, "old", end=JobState.FAILED)
+    clock.now += 40 * DAY
+    listed = purge(ledger, storage, older_than_s=30 * DAY, now=clock.now, dry_run=True)
+    assert [g.job_id for g in listed] == ["old"]
+    assert ledger.get("old") is not None
+    assert storage.stat("old/vocals.mp3") is not None
+
+
+def test_a_job_retried_after_it_ended_leaves_the_purge_index(world):
+    ledger, storage, clock = world
+    make_job(ledger, storage, "j", end=None)
+    ledger.advance("j", expect=JobState.QUEUED, token="t", to=JobState.FAILED, event="end")
+    assert [j for j, _ in ledger.ended_before(clock.now + 1)] == ["j"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30d", 30 * DAY), ("12h", 43200), ("90m", 5400), ("45", 45), ("2w", 14 * DAY)],
+)
+def test_durations_read_as_operators_write_them(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "30 days", "-1d", "1y"])
+def test_a_bad_duration_says_how_to_write_one(text):
+    with pytest.raises(InvalidRequest, match=r"e\.g\. 30d"):
+        parse_duration(text)

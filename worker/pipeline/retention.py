@@ -1,0 +1,68 @@
+"""Retention: remove ended jobs, their stored files and their ledger entries, together.
+
+The ledger keeps every ended job in an index scored by when it ended (``<prefix>:jobs:ended``,
+written in the same Lua step that ends the job), so finding what is old costs one range read,
+never a scan. Files go first: a crash mid-purge leaves a ledger entry whose files are gone, and
+the next purge finishes it; never files without an entry that would name them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from worker.errors import InvalidRequest
+from worker.files.storage import Storage
+from worker.pipeline.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30d``, ``12h``, ``90m``, ``45s`` or a plain number of seconds."""
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise InvalidRequest(
+            f"cannot read {text[:40]!r} as a duration: use a number with s, m, h, d or w, e.g. 30d"
+        )
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Purged:
+    """One ended job that was (or, in a dry run, would be) removed."""
+
+    job_id: str
+    ended_at: float
+    files: int
+
+
+def purge(
+    ledger: Ledger,
+    storage: Storage,
+    *,
+    older_than_s: float,
+    now: float,
+    dry_run: bool = False,
+    limit: int = 10_000,
+    forget_result: Callable[[str], None] = lambda _: None,
+) -> list[Purged]:
+    """Remove every job that ended more than ``older_than_s`` ago (at most ``limit``)."""
+    done = []
+    for job_id, ended_at in ledger.ended_before(now - older_than_s, limit=limit):
+        if dry_run:
+            job = ledger.get(job_id)
+            files = len(job.stems) + (1 if job.manifest_key else 0) if job else 0
+            done.append(Purged(job_id, ended_at, files))
+            continue
+        removed = storage.delete_prefix(f"{job_id}/")
+        forget_result(job_id)
+        ledger.forget(job_id)
+        done.append(Purged(job_id, ended_at, removed))
+        log.info("purged job %s (ended %.0fs ago, %d file(s))", job_id, now - ended_at, removed)
+    return done
