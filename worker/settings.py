@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Local working space for downloads before they are verified and stored (per host).
     # Unset: .scratch under STEMS_DIR.
     scratch_dir: Path | None = None
+    # A scratch folder untouched this long is removed (its job was post-processed elsewhere).
+    scratch_ttl_s: int = Field(default=6 * 3600, ge=60)
     # Post-processing on its own queue (CPU-heavy: give it its own hosts); unset: the main queue.
     postprocess_queue: str | None = None
     # URLs handed to callers: for file:// storage the gateway serves signed links under this

@@ -18,7 +18,8 @@ from obstore.store import S3Store
 from tests.s3server import S3Server
 from worker.devstack.redis_server import free_port
 from worker.errors import StemCorrupt, StemMissing, StorageError, StorageUnavailable
-from worker.files.storage import PUT_CHUNK_BYTES, S3Storage, StoredObject, open_storage
+from worker.files.objects import PUT_CHUNK_BYTES
+from worker.files.storage import S3Storage, StoredObject, open_storage
 
 pytestmark = pytest.mark.integration
 

@@ -101,3 +101,21 @@ def test_durations_read_as_operators_write_them(text, seconds):
 def test_a_bad_duration_says_how_to_write_one(text):
     with pytest.raises(InvalidRequest, match=r"e\.g\. 30d"):
         parse_duration(text)
+
+
+def test_scratch_folders_left_by_jobs_finished_elsewhere_are_removed_after_their_ttl(tmp_path):
+    import os
+
+    from worker.files.scratch import StemStore
+
+    scratch = StemStore(tmp_path / "scratch")
+    old, fresh = scratch.job_dir("old-job"), scratch.job_dir("fresh-job")
+    (old / "vocals.wav").write_bytes(b"x")
+    (fresh / "vocals.wav").write_bytes(b"y")
+    now = 2_000_000_000.0
+    for path in (old, old / "vocals.wav"):
+        os.utime(path, (now - 7 * 3600, now - 7 * 3600))
+    for path in (fresh, fresh / "vocals.wav"):
+        os.utime(path, (now - 60, now - 60))
+    assert scratch.remove_older_than(6 * 3600, now=now) == ["old-job"]
+    assert not old.exists() and (fresh / "vocals.wav").read_bytes() == b"y"

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from worker.errors import ConfigError, StemCorrupt, StemMissing, StorageError
-from worker.files import storage as storage_module
+from worker.files import localfs as storage_module
 from worker.files.storage import (
     FileStorage,
     S3Storage,

@@ -66,6 +66,24 @@ class StemStore:
         """Drop a job's scratch folder once its files are stored and measured."""
         shutil.rmtree(self.root / validate_job_id(job_id), ignore_errors=True)
 
+    def remove_older_than(self, seconds: float, *, now: float) -> list[str]:
+        """Drop job folders untouched for ``seconds``: downloads whose post-processing ran on
+        another host, or jobs that ended long ago. Returns the job ids removed."""
+        removed = []
+        try:
+            folders = [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        except FileNotFoundError:
+            return []
+        for folder in folders:
+            try:
+                times = [folder.stat().st_mtime, *(f.stat().st_mtime for f in folder.iterdir())]
+            except FileNotFoundError:
+                continue
+            if now - max(times) > seconds:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
+
     def atomic_writer(self, dest: Path) -> contextlib.AbstractContextManager[BinaryIO]:
         return atomic_writer(dest)
 

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import redis
 
+from worker.files.scratch import StemStore
 from worker.keys import Keys
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
 from worker.pipeline.outbox import redispatch_overdue
@@ -145,10 +146,16 @@ class SweepThread(threading.Thread):
                 beat(self._redis, self._settings.redis_key_prefix, self._hostname)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._settings.sweep_interval_s
+                    self.clean_scratch()
                     self.sweep_once()
             except (redis.RedisError, OSError) as exc:
                 log.warning("recovery sweep skipped: %s", exc)
             self._stop_event.wait(min(HEARTBEAT_INTERVAL_S, self._settings.sweep_interval_s))
+
+    def clean_scratch(self) -> list[str]:
+        """Every host: drop this host's scratch folders left by jobs finished elsewhere."""
+        scratch = StemStore(self._settings.scratch_root)
+        return scratch.remove_older_than(self._settings.scratch_ttl_s, now=time.time())
 
     def sweep_once(self) -> list[str]:
         lock_ms = max(1000, int(self._settings.sweep_interval_s * 1000))

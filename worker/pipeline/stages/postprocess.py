@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from worker import __version__
-from worker.errors import StemMissing
+from worker.errors import StemCorrupt, StemMissing
 from worker.files.audio import analyse
 from worker.files.links import MANIFEST_NAME, job_key
 from worker.pipeline.ledger import JobRecord, JobState
@@ -80,7 +80,7 @@ def local_copy(ctx: StageContext, job_id: str, info: dict[str, Any]) -> Path | N
         return path
     try:
         fetched = ctx.storage.download(info.get("key") or job_key(job_id, info["file"]), path)
-    except StemMissing:
+    except (StemMissing, StemCorrupt):
         return None
     if fetched.sha256 != info["sha256"] or file_sha256(path) != info["sha256"]:
         path.unlink(missing_ok=True)
