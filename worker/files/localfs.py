@@ -34,13 +34,13 @@ from worker.files.objects import (
     COPY_CHUNK_BYTES,
     MAX_SMALL_OBJECT_BYTES,
     StoredObject,
-    _check_sha256,
     _fsync_dir,
     _os_error,
     _read_chunks,
     _receive,
     _temp_beside,
     _validate_prefix,
+    already_stored,
     content_type_for,
     validate_key,
 )
@@ -143,13 +143,8 @@ class FileStorage:
 
     def put_file(self, key: str, path: Path, *, sha256: str, content_type: str) -> StoredObject:
         """Copy ``path`` to ``root/<key>``; skipped when the same size and sha256 are there."""
-        _check_sha256(sha256)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise _os_error(exc, "read", path) from None
-        existing = self.stat(key)
-        if existing is not None and (existing.bytes, existing.sha256) == (size, sha256):
+        size, existing = already_stored(self, key, path, sha256)
+        if existing is not None:
             return existing
 
         def fill(out: BinaryIO) -> None:

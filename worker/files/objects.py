@@ -226,3 +226,19 @@ def _receive(
 def _read_chunks(handle: BinaryIO) -> Iterator[bytes]:
     while chunk := handle.read(COPY_CHUNK_BYTES):
         yield chunk
+
+
+def already_stored(
+    storage: Storage, key: str, path: Path, sha256: str
+) -> tuple[int, StoredObject | None]:
+    """The size of ``path``, and what ``storage`` holds under ``key`` when it is already these
+    bytes (same size and sha256): a duplicate delivery then writes nothing."""
+    _check_sha256(sha256)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise _os_error(exc, "read", path) from None
+    existing = storage.stat(key)
+    if existing is not None and (existing.bytes, existing.sha256) == (size, sha256):
+        return size, existing
+    return size, None

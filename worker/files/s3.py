@@ -52,10 +52,9 @@ from worker.files.objects import (
     PUT_MAX_CONCURRENCY,
     SHA256_ATTRIBUTE,
     StoredObject,
-    _check_sha256,
-    _os_error,
     _receive,
     _validate_prefix,
+    already_stored,
     validate_key,
 )
 
@@ -220,13 +219,8 @@ class S3Storage:
         Skipped when an object with the same size and sha256 metadata is there already (a
         duplicate delivery of the same task).
         """
-        _check_sha256(sha256)
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise _os_error(exc, "read", path) from None
-        existing = self.stat(key)
-        if existing is not None and (existing.bytes, existing.sha256) == (size, sha256):
+        size, existing = already_stored(self, key, path, sha256)
+        if existing is not None:
             return existing
         attributes: Attributes = {"Content-Type": content_type, SHA256_ATTRIBUTE: sha256}
         try:
@@ -243,12 +237,7 @@ class S3Storage:
                 max_concurrency=self.max_concurrency,
             )
         except (BaseError, OSError) as exc:
-            error = self._error(exc, "upload", key)
-            if isinstance(error, StemMissing):
-                error = StorageError(
-                    f"bucket {self.bucket} does not exist: create it or fix VIDGO_STEMS_STORAGE_URL"
-                )
-            raise error from None
+            raise self._upload_error(exc, key) from None
         stored = self.stat(key)
         if stored is None or (stored.bytes, stored.sha256) != (size, sha256):
             raise StorageUnavailable(
@@ -269,13 +258,16 @@ class S3Storage:
                 use_multipart=False,
             )
         except (BaseError, OSError) as exc:
-            error = self._error(exc, "upload", key)
-            if isinstance(error, StemMissing):
-                error = StorageError(
-                    f"bucket {self.bucket} does not exist: create it or fix VIDGO_STEMS_STORAGE_URL"
-                )
-            raise error from None
+            raise self._upload_error(exc, key) from None
         return StoredObject(key, len(data), sha256, content_type)
+
+    def _upload_error(self, exc: Exception, key: str) -> VidgoStemsError:
+        error = self._error(exc, "upload", key)
+        if isinstance(error, StemMissing):  # on a write, "not found" is the bucket
+            return StorageError(
+                f"bucket {self.bucket} does not exist: create it or fix VIDGO_STEMS_STORAGE_URL"
+            )
+        return error
 
     def _get(self, key: str) -> GetResult:
         try:
