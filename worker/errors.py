@@ -35,6 +35,14 @@
         ├── StemUndecodable               a stem cannot be decoded as audio
         └── StorageError                  stems cannot be written (disk full, no permission)
 
+Outside the job flow, each also a ValueError (for callers that catch that)::
+
+    ValueError
+    ├── IllegalTransition                 code asked for a move the state machine does not have
+    ├── UrlRefused                        a signed file link is malformed, tampered or foreign
+    │   └── UrlExpired                    a genuine file link whose time is up
+    └── WebhookVerificationError          a received webhook is not authentic, or too old
+
 Every class has a stable ``code`` string that lands in the ledger, the manifest and the API.
 """
 
@@ -279,3 +287,26 @@ class StemUndecodable(PermanentError):
     """Raised when a downloaded stem cannot be decoded as audio."""
 
     code = "stem_undecodable"
+
+
+class IllegalTransition(ValueError):
+    """Raised when code asks for a move the state machine does not have (a programming error)."""
+
+
+class UrlRefused(ValueError):
+    """Raised when a file link or key is refused; ``reason`` is short and safe to show or log."""
+
+    code = "url_refused"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UrlExpired(UrlRefused):
+    """Raised for a genuine file link whose time is up: the caller asks for a fresh one."""
+
+
+class WebhookVerificationError(ValueError):
+    """Raised by :func:`worker.web.webhooks.verify` when a webhook is not authentic, or too old
+    or too new."""

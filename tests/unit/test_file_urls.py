@@ -16,11 +16,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, UrlExpired, UrlRefused
 from worker.files import signing
 from worker.files.signing import (
-    UrlExpired,
-    UrlRefused,
     check_key,
     check_secret,
     file_url,

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, UrlExpired, UrlRefused
 
 # Bumping the tag invalidates every link made under the old scheme.
 SIGNATURE_VERSION = "vidgo-stems-file-url/v1"
@@ -36,18 +36,6 @@ MAX_KEY_SEGMENTS = 8
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
 _EXPIRES = re.compile(r"[0-9]{1,12}")
 _SIG = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 bytes of HMAC-SHA256, base64url, unpadded
-
-
-class UrlRefused(ValueError):
-    """A file URL or key was refused; ``reason`` is short and safe to show or log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class UrlExpired(UrlRefused):
-    """A genuine link whose time is up: the caller should ask for a fresh one."""
 
 
 def check_key(key: str) -> str:

@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import redis
 
+from worker.errors import IllegalTransition
 from worker.keys import Keys
 from worker.models import JobRequest
 from worker.pipeline.states import (
@@ -44,10 +45,6 @@ __all__ = [
     "Ledger",
     "new_token",
 ]
-
-
-class IllegalTransition(ValueError):
-    """Raised when code asks for a move the state machine does not have (a programming error)."""
 
 
 def _lua(name: str) -> str:

@@ -30,7 +30,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from worker.files.signing import UrlExpired, UrlRefused, check_key, check_secret, verify
+from worker.errors import UrlExpired, UrlRefused
+from worker.files.signing import check_key, check_secret, verify
 
 log = logging.getLogger("vidgo_stems.files")
 

@@ -30,7 +30,7 @@ import standardwebhooks
 from pydantic import SecretStr
 
 from worker.backoff import backoff_s
-from worker.errors import ConfigError
+from worker.errors import ConfigError, WebhookVerificationError
 from worker.files.links import link, open_configured_storage, stem_links
 from worker.files.storage import Storage
 from worker.pipeline.ledger import JobRecord, JobState, Ledger
@@ -57,10 +57,6 @@ EVENT_TYPES = {
 }
 #: Standard Webhooks' replay window: a receiver refuses events older or newer than this.
 TOLERANCE_S = 300
-
-
-class WebhookVerificationError(ValueError):
-    """Raised by :func:`verify` when a webhook is not authentic, or too old or too new."""
 
 
 def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> dict[str, Any]:

@@ -1,0 +1,57 @@
+"""``vidgo-stems``: the command group, its error handling, and what every command shares.
+
+Errors the user can fix (configuration, bad input, an unreachable Redis) print one line that
+says what to do and exit with status 2; they never print a traceback. The commands live in
+:mod:`worker.cli.jobs`, :mod:`worker.cli.batch` and :mod:`worker.cli.ops`; they parse and
+print, and the work is done by the library.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from worker.errors import VidgoStemsError
+
+if TYPE_CHECKING:
+    from worker.celery_app import Producer
+
+
+def _fail(exc: VidgoStemsError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    sys.exit(2)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        import redis
+
+        try:
+            return super().invoke(ctx)
+        except VidgoStemsError as exc:
+            _fail(exc)
+        except redis.exceptions.ConnectionError as exc:
+            click.echo(
+                f"error: cannot reach Redis at REDIS_URL: {exc}; check it is running", err=True
+            )
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+@click.option("--log-level", default="WARNING", show_default=True)
+def main(log_level: str) -> None:
+    """Turn audio URLs into stems through Vidgo, on Celery and Redis."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def producer() -> Producer:
+    """The process's default collaborators (Redis, ledger, storage), built on first use."""
+    from worker.celery_app import producer as default
+
+    return default()

@@ -1,0 +1,156 @@
+"""Commands for catalog batches: batch, batch-status."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from worker.cli.app import main, producer
+from worker.settings import load_settings
+
+
+@main.command()
+@click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--manifest",
+    "manifest_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Results, one JSON line per row (default: CATALOG.manifest.jsonl).",
+)
+@click.option(
+    "--bad-rows",
+    type=click.Choice(["stop", "skip"]),
+    default="stop",
+    show_default=True,
+    help="Bad catalog rows stop the run before anything is submitted, or are skipped.",
+)
+@click.option(
+    "--window",
+    type=int,
+    default=None,
+    help="Jobs in flight at once (default: VIDGO_STEMS_BATCH_WINDOW).",
+)
+@click.option("--dry-run", is_flag=True, help="Check the catalog and estimate credits only.")
+@click.option(
+    "--ignore-balance", is_flag=True, help="Start even if the balance may not cover the batch."
+)
+def batch(
+    catalog: Path,
+    manifest_path: Path | None,
+    bad_rows: str,
+    window: int | None,
+    dry_run: bool,
+    ignore_balance: bool,
+) -> None:
+    """Run every row of CATALOG (CSV or JSONL) through the pipeline, with a live view.
+
+    Run the same command again after Ctrl-C or a crash: it re-attaches to the same batch,
+    skips finished rows and submits nothing twice. Needs REDIS_URL and running workers; the
+    credits check needs VIDGO_API_KEY (or --ignore-balance).
+    """
+    from rich.console import Console
+
+    from worker.batch.catalog import check_catalog
+    from worker.batch.liveview import LiveView, summary_line
+    from worker.batch.preflight import estimate
+    from worker.batch.runner import BatchOptions, BatchRunner
+
+    settings = load_settings()
+    err = Console(stderr=True)
+    check = check_catalog(catalog)
+    click.echo(
+        f"batch {check.batch_id}: {check.rows} rows, {check.valid} valid, "
+        f"{len(check.problems)} bad, {check.jobs} distinct jobs",
+        err=True,
+    )
+    for problem in check.problems[:20]:
+        click.echo(f"  {catalog}:{problem.line}: {problem.reason}", err=True)
+    if len(check.problems) > 20:
+        click.echo(f"  ... and {len(check.problems) - 20} more", err=True)
+    known = None if dry_run and not settings.redis_url else producer()
+    cost = estimate(
+        check,
+        known.ledger if known else None,
+        settings,
+        on_retry=lambda message: click.echo(message, err=True),
+    )
+    click.echo(cost.describe(), err=True)
+    if dry_run:
+        sys.exit(2 if check.problems and bad_rows == "stop" else 0)
+    cost.check(ignore_balance=ignore_balance)
+    manifest = manifest_path or catalog.with_name(catalog.name + ".manifest.jsonl")
+    stop = threading.Event()
+    options = BatchOptions(window=window or settings.batch_window, bad_rows=bad_rows)  # type: ignore[arg-type]
+    with LiveView(err, check.rows) as view:
+        runner = BatchRunner(
+            catalog,
+            manifest,
+            known or producer(),
+            options,
+            check=check,
+            on_progress=view.update,
+            stop=stop,
+        )
+        previous = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop, err))
+        try:
+            result = runner.run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    click.echo(summary_line(result), err=True)
+    click.echo(f"manifest: {manifest}", err=True)
+    click.echo(f"failure report: {runner.report_path}", err=True)
+    if result.rows_final < result.rows:
+        click.echo(
+            f"interrupted: jobs in flight go on in the workers; resume with "
+            f"`vidgo-stems batch {catalog}`, or watch with `vidgo-stems batch-status "
+            f"{result.batch_id}`",
+            err=True,
+        )
+        sys.exit(130)
+    sys.exit(1 if result.failures else 0)
+
+
+def _stop_on_first_interrupt(stop: threading.Event, err: Any) -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("stopping at the next row boundary (Ctrl-C again to quit at once)...")
+
+    return handler
+
+
+@main.command("batch-status")
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the view as JSON.")
+def batch_status(batch_id: str, as_json: bool) -> None:
+    """Show a batch's progress from any machine (needs REDIS_URL)."""
+    from dataclasses import asdict
+
+    from worker.batch.liveview import describe_states
+    from worker.batch.store import batch_view
+
+    view = batch_view(producer().ledger, batch_id)
+    if view is None:
+        click.echo(f"no batch {batch_id} in Redis", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(asdict(view), indent=2))
+        return
+    info = view.info
+    click.echo(f"batch {batch_id}: {info.get('status')} ({info.get('catalog')})")
+    click.echo(
+        f"  rows: {info.get('rows')} ({info.get('bad_rows')} bad)  jobs: {view.jobs_fed} of "
+        f"{info.get('jobs')} fed"
+    )
+    click.echo(f"  jobs now: {describe_states(view.jobs_by_state) or '-'}")
+    for code, count in sorted(view.failures.items(), key=lambda kv: -kv[1]):
+        click.echo(f"  failed [{code}]: {count}")
+    click.echo(f"  manifest: {info.get('manifest')}")

@@ -1,0 +1,174 @@
+"""Commands about single jobs: separate, status, cancel, purge."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from worker.cli.app import main, producer
+
+
+@main.command()
+@click.argument("audio_url")
+@click.option("--title", default=None)
+@click.option(
+    "--model-name", default="base", show_default=True, help="base, enhanced or instrumental"
+)
+@click.option(
+    "--output-type",
+    default="general",
+    show_default=True,
+    help="general, bass, drums, other, piano, guitar or vocals",
+)
+@click.option(
+    "--job-id", default=None, help="Your own job id (default: the request's fingerprint)."
+)
+@click.option("--webhook-url", default=None, help="Receives a signed event when the job ends.")
+@click.option("--wait/--no-wait", default=False, help="Show progress until the job ends.")
+@click.option("--timeout", "timeout_s", default=3600.0, show_default=True)
+def separate(
+    audio_url: str,
+    title: str | None,
+    model_name: str,
+    output_type: str,
+    job_id: str | None,
+    webhook_url: str | None,
+    wait: bool,
+    timeout_s: float,
+) -> None:
+    """Enqueue AUDIO_URL and print its job id (needs REDIS_URL)."""
+    from worker.web.api import enqueue
+
+    job_id = enqueue(
+        audio_url,
+        title=title,
+        model_name=model_name,
+        output_type=output_type,
+        job_id=job_id,
+        webhook_url=webhook_url,
+    )
+    click.echo(job_id)
+    if wait:
+        sys.exit(_wait(job_id, timeout_s))
+
+
+def _wait(job_id: str, timeout_s: float) -> int:
+    from worker.web.api import get_job
+
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        view = get_job(job_id)
+        if view is None:
+            click.echo(f"job {job_id} is not in the ledger", err=True)
+            return 1
+        line = f"{view.state.value} (vidgo: {view.vidgo_status or '-'}, polls: {view.polls})"
+        if line != last:
+            click.echo(line, err=True)
+            last = line
+        if view.state.is_terminal:
+            if view.error:
+                click.echo(
+                    f"{view.state.value} [{view.error.code}]: {view.error.message}", err=True
+                )
+                return 1
+            click.echo(view.manifest_url or "")
+            return 0
+        time.sleep(1.0)
+    click.echo(f"job {job_id} did not finish within {timeout_s:.0f}s", err=True)
+    return 1
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole job as JSON.")
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job's state, attempts, history and last error (needs REDIS_URL)."""
+    from worker.web.api import get_job
+
+    view = get_job(job_id)
+    if view is None:
+        click.echo(f"no job {job_id} in the ledger", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(view.model_dump(mode="json"), indent=2))
+        return
+    click.echo(f"job {view.job_id}: {view.state.value} (stage {view.stage})")
+    click.echo(f"  request: {json.dumps(view.request)}")
+    click.echo(f"  vidgo task: {view.vidgo_task_id or '-'}  status: {view.vidgo_status or '-'}")
+    click.echo(f"  vidgo tasks (paid): {', '.join(view.vidgo_task_ids) or '-'}")
+    events = [entry["event"] for entry in view.history]
+    click.echo(
+        f"  submit attempts: {view.submit_attempts}  polls: {view.polls}  "
+        f"resubmissions: {events.count('resubmit')}  "
+        f"ambiguous submits: {events.count('submit_ambiguous')}  "
+        f"recoveries: {events.count('recovered')}"
+    )
+    if view.error:
+        click.echo(f"  error [{view.error.code}]: {view.error.message}")
+    for name, stem in sorted(view.stems.items()):
+        click.echo(f"  stem {name}: {stem.bytes} bytes, sha256 {stem.sha256}")
+        click.echo(f"    {stem.url or '(no link: storage unreachable)'}")
+    if view.manifest_url:
+        click.echo(f"  manifest: {view.manifest_url}")
+    click.echo("  history:")
+    for entry in view.history:
+        at = time.strftime("%H:%M:%S", time.localtime(entry["at"]))
+        extra = {k: v for k, v in entry.items() if k not in ("at", "from", "to", "event")}
+        click.echo(
+            f"    {at} {entry['event']:18s} {entry.get('from') or '-'} -> "
+            f"{entry.get('to') or '='} {json.dumps(extra) if extra else ''}"
+        )
+
+
+@main.command()
+@click.argument("job_id")
+def cancel(job_id: str) -> None:
+    """Stop a job on our side (needs REDIS_URL). Vidgo has no cancel: a task it already has
+    finishes there and is billed; nothing more is polled or downloaded."""
+    from worker.web.api import cancel as cancel_job
+
+    view = cancel_job(job_id)
+    if view is None:
+        click.echo(f"no job {job_id} in the ledger", err=True)
+        sys.exit(1)
+    if view.state.value != "CANCELLED":
+        click.echo(f"job {job_id} had already ended {view.state.value}; left as it is", err=True)
+        sys.exit(1)
+    click.echo(f"job {job_id} CANCELLED: {view.error.message if view.error else ''}")
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    help="Remove jobs that ended longer ago than this: 30d, 12h, 90m, 45s.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def purge(older_than: str, dry_run: bool) -> None:
+    """Remove ended jobs' stored files and ledger entries, together (needs REDIS_URL)."""
+    from celery.result import AsyncResult
+
+    from worker.celery_app import app
+    from worker.pipeline.retention import parse_duration
+    from worker.pipeline.retention import purge as purge_jobs
+
+    seconds = parse_duration(older_than)
+    p = producer()
+    gone = purge_jobs(
+        p.ledger,
+        p.storage,
+        older_than_s=seconds,
+        now=time.time(),
+        dry_run=dry_run,
+        forget_result=lambda job_id: AsyncResult(job_id, app=app).forget(),
+    )
+    verb = "would remove" if dry_run else "removed"
+    for item in gone:
+        ended = time.strftime("%Y-%m-%d %H:%M", time.gmtime(item.ended_at))
+        click.echo(f"{verb} {item.job_id} (ended {ended} UTC, {item.files} file(s))")
+    click.echo(f"{len(gone)} job(s) {verb}, ended more than {older_than} ago in {p.storage.url}")
