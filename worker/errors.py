@@ -48,6 +48,19 @@ Every class has a stable ``code`` string that lands in the ledger, the manifest 
 
 from __future__ import annotations
 
+#: Input echoed in an error message is cut to this many characters: a refusal names what was
+#: wrong without repeating a 70,000-character value back.
+ECHO_CHARS = 80
+
+
+def shown(value: object, limit: int = ECHO_CHARS) -> str:
+    """``repr(value)``, cut to ``limit`` characters with a note of the full length."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    length = len(value) if isinstance(value, str | bytes) else len(text)
+    return f"{text[:limit]}... ({length} characters)"
+
 
 class VidgoStemsError(Exception):
     """Base of every error this project raises on purpose."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from worker.errors import InvalidRequest
+from worker.errors import InvalidRequest, shown
 
 VIDGO_MODEL = "upload-and-separate-vocals"
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -47,6 +48,11 @@ class OutputType(StrEnum):
 ALL_STEMS: tuple[str, ...] = ("bass", "drums", "piano", "guitar", "vocals", "other")
 
 
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds a C0/C1 control character or DEL."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
 def expected_stems(output_type: OutputType) -> tuple[str, ...]:
     """The stem names a finished task must deliver for this output type."""
     return ALL_STEMS if output_type is OutputType.GENERAL else (output_type.value,)
@@ -68,11 +74,13 @@ class JobRequest(BaseModel):
         value = value.strip()
         if len(value) > MAX_URL_CHARS:
             raise ValueError(f"is longer than {MAX_URL_CHARS} characters")
+        if _has_control(value):
+            raise ValueError("holds a control character (NUL, newline, tab...): remove it")
         parts = urlsplit(value)
         if parts.scheme.lower() not in ("http", "https"):
-            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+            raise ValueError(f"must be an http:// or https:// URL, got {shown(value)}")
         if not parts.hostname or any(ch.isspace() for ch in value):
-            raise ValueError(f"is not a well-formed URL with a host: {value!r}")
+            raise ValueError(f"is not a well-formed URL with a host: {shown(value)}")
         # Lower-case scheme and host so that trivially different spellings fingerprint the same.
         netloc = parts.netloc.lower() if "@" not in parts.netloc else parts.netloc
         return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
@@ -82,6 +90,8 @@ class JobRequest(BaseModel):
     def _clean_title(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if _has_control(value.replace("\t", " ").replace("\n", " ").replace("\r", " ")):
+            raise ValueError("holds a control character (NUL, escape...): remove it")
         value = " ".join(value.split())
         if len(value) > MAX_TITLE_CHARS:
             raise ValueError(f"is longer than {MAX_TITLE_CHARS} characters")
@@ -117,7 +127,7 @@ def parse_request(data: dict[str, Any]) -> JobRequest:
             field = ".".join(str(part) for part in err["loc"]) or "request"
             if field in _ALLOWED:
                 got = err.get("input")
-                problems.append(f"{field} {got!r} is not one of: {_ALLOWED[field]}")
+                problems.append(f"{field} {shown(got)} is not one of: {_ALLOWED[field]}")
             else:
                 problems.append(f"{field} {err['msg'].removeprefix('Value error, ')}")
         raise InvalidRequest("invalid job request: " + "; ".join(problems)) from None
@@ -159,7 +169,7 @@ def validate_job_id(job_id: str) -> str:
     """Check a caller-chosen job id; it names a folder, so only a safe alphabet is allowed."""
     if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
         raise InvalidRequest(
-            f"invalid job id {job_id!r}: use 1-64 characters from A-Z a-z 0-9 _ -, "
+            f"invalid job id {shown(job_id)}: use 1-64 characters from A-Z a-z 0-9 _ -, "
             "starting with a letter or digit"
         )
     return job_id

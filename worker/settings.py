@@ -19,8 +19,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
 from worker.errors import ConfigError
+from worker.jsonsafe import JsonLimits
 
 DEFAULT_VIDGO_BASE_URL = "https://api.vidgo.ai"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 
 class Settings(BaseSettings):
@@ -80,6 +82,12 @@ class Settings(BaseSettings):
     # new), and the largest request body it reads.
     gateway_api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     gateway_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # A request body must arrive within this many seconds of the request (a slow or stalled
+    # sender would hold a connection otherwise).
+    gateway_body_timeout_s: float = Field(default=10.0, gt=0)
+    # JSON from outside (gateway bodies, callbacks, catalog rows): nesting and integer limits.
+    max_json_depth: int = Field(default=32, ge=2, le=1000)
+    max_json_int_digits: int = Field(default=40, ge=1, le=4300)
     # A Vidgo callback wakes the job's poll at most once per this many seconds (duplicates).
     callback_debounce_s: float = Field(default=1.0, ge=0)
 
@@ -196,6 +204,25 @@ class Settings(BaseSettings):
     def _lower_hosts(cls, value: list[str]) -> list[str]:
         return [host.lower() for host in value]
 
+    @field_validator("gateway_api_keys")
+    @classmethod
+    def _no_empty_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # An empty key would match a request without Authorization: never accept one.
+        return [key for key in value if key.get_secret_value().strip()]
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = urlsplit(value).scheme.lower()
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(
+                f"must start with {', '.join(s + '://' for s in REDIS_SCHEMES)}, got "
+                f"{scheme + '://' if scheme else 'no scheme'} (e.g. redis://redis-host:6379/0)"
+            )
+        return value
+
     @field_validator("webhook_secret")
     @classmethod
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -220,6 +247,10 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def json_limits(self) -> JsonLimits:
+        return JsonLimits(self.max_json_depth, self.max_json_int_digits)
+
+    @property
     def storage_location(self) -> str:
         """The storage URL in effect: VIDGO_STEMS_STORAGE_URL, else file:// under STEMS_DIR."""
         return self.storage_url or self.stems_dir.absolute().as_uri()
@@ -232,8 +263,15 @@ class Settings(BaseSettings):
     @property
     def stem_hosts(self) -> frozenset[str]:
         """Hosts stems may come from: the configured list plus the Vidgo base URL's host."""
-        base_host = urlsplit(self.vidgo_base_url).hostname or ""
-        return frozenset([*(h.lower() for h in self.allowed_stem_hosts), base_host.lower()])
+        return frozenset(host for _, host, _ in self.stem_origins)
+
+    @property
+    def stem_origins(self) -> frozenset[tuple[str, str, int]]:
+        """(scheme, host, port) stems may come from: each configured entry (a bare host means
+        https on 443; ``http://host:port`` names its own) plus the Vidgo base URL's origin."""
+        return frozenset(
+            origin_of(entry) for entry in [*self.allowed_stem_hosts, self.vidgo_base_url]
+        )
 
     @property
     def poll_schedule(self) -> tuple[float, float]:
@@ -262,6 +300,14 @@ class Settings(BaseSettings):
         return self.redis_url
 
 
+def origin_of(entry: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of ``https://host:port``-style text; a bare host is https, 443."""
+    parts = urlsplit(entry if "://" in entry else f"https://{entry}")
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").lower(), port
+
+
 def secret_bytes(secret: SecretStr) -> bytes:
     """The key bytes of a Standard Webhooks secret (``whsec_`` + base64, at least 24 bytes)."""
     text = secret.get_secret_value().strip().removeprefix("whsec_")
@@ -282,7 +328,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+            f"{_env_name(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors(include_url=False)
         )
         raise ConfigError(f"invalid configuration: {problems}") from None
     except SettingsError as exc:

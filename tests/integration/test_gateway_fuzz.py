@@ -14,17 +14,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support import GatewayProcess
+from worker.pipeline.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
 KEY = "fuzz-" + secrets.token_hex(12)
 
 
+PREFIX = f"vidgo-stems-fuzz-{secrets.token_hex(4)}"
+
+
 @pytest.fixture(scope="module")
 def gateway(redis_server, tmp_path_factory):
     env = {
         "REDIS_URL": redis_server.url,
-        "VIDGO_STEMS_REDIS_KEY_PREFIX": f"vidgo-stems-fuzz-{secrets.token_hex(4)}",
+        "VIDGO_STEMS_REDIS_KEY_PREFIX": PREFIX,
         "VIDGO_STEMS_QUEUE_NAME": f"vidgo-fuzz-{secrets.token_hex(4)}",
         "VIDGO_STEMS_GATEWAY_API_KEYS": KEY,
         "VIDGO_STEMS_WEBHOOK_SECRET": "whsec_" + "QUFB" * 11,
@@ -146,3 +150,34 @@ def test_no_job_body_gets_a_5xx_and_refusals_say_why(gateway, body):
         assert job.status_code == 200 and job.json()["job_id"] == response.json()["job_id"]
     else:
         assert response.json()["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def callback_url(gateway, redis_client):
+    """A real job's callback URL, with its real token: the body is all the fuzz may vary."""
+    created = gateway.post(
+        "/v1/jobs",
+        json={"audio_url": "https://cdn.example.com/callback-fuzz.mp3"},
+        headers={"authorization": f"Bearer {KEY}"},
+    ).json()
+    job = Ledger(redis_client, prefix=PREFIX).get(created["job_id"])
+    return f"/v1/vidgo/callback/{job.job_id}?token={job.callback_token}"
+
+
+deep_bodies = st.builds(
+    lambda n, opener: (opener * n + {"[": "]", "{": "}"}[opener] * n).encode(),
+    st.integers(min_value=1, max_value=3000),
+    st.sampled_from(["["]),
+) | st.builds(lambda n: b'{"a":' * n + b"1" + b"}" * n, st.integers(min_value=1, max_value=2000))
+huge_numbers = st.integers(min_value=1, max_value=4000).map(
+    lambda n: b'{"task_id": ' + b"9" * n + b', "status": "finished"}'
+)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(body=st.one_of(bodies, deep_bodies, huge_numbers, st.binary(max_size=4096)))
+def test_the_callback_route_with_a_valid_token_never_answers_5xx(gateway, callback_url, body):
+    response = gateway.post(callback_url, content=body)
+    assert response.status_code in (200, 413), (body[:100], response.status_code, response.text)
+    if response.status_code == 200:
+        assert response.json()["ok"] is True

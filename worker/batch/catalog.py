@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from worker import jsonsafe
 from worker.errors import CatalogError, InvalidRequest
+from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
 from worker.models import JobRequest, parse_request, validate_metadata
 
 KNOWN = ("audio_url", "id", "title", "model_name", "output_type")
@@ -59,9 +60,12 @@ class CatalogCheck:
 def batch_id_of(path: Path) -> str:
     """A batch is its catalog's content: the same file always re-attaches to the same batch."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise CatalogError(f"cannot read the catalog {path}: {exc.strerror or exc}") from None
     return "b" + digest.hexdigest()[:23]
 
 
@@ -84,12 +88,15 @@ def catalog_format(path: Path) -> str:
     return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
 
 
-def read_catalog(path: Path) -> Iterator[CatalogRow | RowProblem]:
-    """Every row of the catalog, in order: a CatalogRow, or a RowProblem saying what is wrong."""
+def read_catalog(
+    path: Path, limits: JsonLimits = DEFAULT_LIMITS
+) -> Iterator[CatalogRow | RowProblem]:
+    """Every row of the catalog, in order: a CatalogRow, or a RowProblem saying what is wrong.
+    JSONL rows are parsed within ``limits`` (nesting depth, integer length)."""
     kind = catalog_format(path)
     bad_lines: set[int] = set()
     lines = _decoded_lines(path, bad_lines)
-    raw = _jsonl_rows(lines) if kind == "jsonl" else _csv_rows(lines, path)
+    raw = _jsonl_rows(lines, limits) if kind == "jsonl" else _csv_rows(lines, path, bad_lines)
     for line, fields in raw:
         if isinstance(fields, str):
             yield RowProblem(line, fields)
@@ -99,13 +106,13 @@ def read_catalog(path: Path) -> Iterator[CatalogRow | RowProblem]:
             yield _row(line, fields)
 
 
-def check_catalog(path: Path) -> CatalogCheck:
+def check_catalog(path: Path, limits: JsonLimits = DEFAULT_LIMITS) -> CatalogCheck:
     """Read the whole catalog once: count rows and jobs, and collect every problem, including
     an id used again for different content."""
     check = CatalogCheck(batch_id=batch_id_of(path))
     seen_ids: dict[str, tuple[str, int]] = {}
     jobs = check.job_ids
-    for item in read_catalog(path):
+    for item in read_catalog(path, limits):
         check.rows += 1
         if isinstance(item, RowProblem):
             check.problems.append(item)
@@ -138,14 +145,16 @@ def _decoded_lines(path: Path, bad: set[int]) -> Iterator[str]:
                 yield raw.decode("utf-8", errors="replace")
 
 
-def _jsonl_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _jsonl_rows(
+    lines: Iterable[str], limits: JsonLimits
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield number, f"not valid JSON ({exc.msg} at column {exc.colno})"
+            value = jsonsafe.loads(text, limits)
+        except JsonRefused as exc:
+            yield number, str(exc)
             continue
         if not isinstance(value, dict):
             yield number, f"each line must be a JSON object, got {type(value).__name__}"
@@ -157,7 +166,9 @@ def _jsonl_rows(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | st
         yield number, {**value, "metadata": {**(extra or {})}}
 
 
-def _csv_rows(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _csv_rows(
+    lines: Iterable[str], path: Path, bad_lines: set[int]
+) -> Iterator[tuple[int, dict[str, Any] | str]]:
     reader = csv.reader(lines, strict=True)
     try:
         header = [name.strip().lower() for name in next(reader)]
@@ -165,6 +176,10 @@ def _csv_rows(lines: Iterable[str], path: Path) -> Iterator[tuple[int, dict[str,
         raise CatalogError(f"{path} is empty: the first line must name the columns") from None
     except csv.Error as exc:
         raise CatalogError(f"{path} line 1: the header is not valid CSV ({exc})") from None
+    if bad_lines.intersection(range(1, reader.line_num + 1)):
+        raise CatalogError(
+            f"{path} line 1: the header is not valid UTF-8 text; save the catalog as UTF-8"
+        )
     if "audio_url" not in header:
         raise CatalogError(
             f"{path} line 1: no audio_url column (found: {', '.join(header)[:200]}); the first "

@@ -112,7 +112,7 @@ class BatchRunner:
         self.producer = producer
         self.ledger = producer.ledger
         self.options = options
-        self.check = check or check_catalog(catalog)
+        self.check = check or check_catalog(catalog, producer.settings.json_limits)
         self.batch_id = self.check.batch_id
         self.store = BatchStore(self.ledger, self.batch_id)
         self.manifest = ManifestWriter(manifest, self.batch_id)
@@ -174,7 +174,7 @@ class BatchRunner:
 
     def _rows(self) -> Iterator[CatalogRow | RowProblem]:
         bad_lines = {p.line for p in self.check.problems}
-        for item in read_catalog(self.catalog):
+        for item in read_catalog(self.catalog, self.producer.settings.json_limits):
             if item.line in bad_lines and isinstance(item, CatalogRow):
                 # A row the full check refused (an id reused for other content).
                 reason = next(p for p in self.check.problems if p.line == item.line).reason

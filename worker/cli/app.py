@@ -33,10 +33,14 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except VidgoStemsError as exc:
             _fail(exc)
-        except redis.exceptions.ConnectionError as exc:
-            click.echo(
-                f"error: cannot reach Redis at REDIS_URL: {exc}; check it is running", err=True
-            )
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            click.echo(f"error: cannot reach Redis (REDIS_URL): {exc}; is it running?", err=True)
+            sys.exit(2)
+        except redis.exceptions.AuthenticationError as exc:
+            click.echo(f"error: Redis refused the login (REDIS_URL): {exc}", err=True)
+            sys.exit(2)
+        except redis.exceptions.RedisError as exc:
+            click.echo(f"error: Redis (REDIS_URL) answered with an error: {exc}", err=True)
             sys.exit(2)
 
 

@@ -64,7 +64,7 @@ def batch(
 
     settings = load_settings()
     err = Console(stderr=True)
-    check = check_catalog(catalog)
+    check = check_catalog(catalog, settings.json_limits)
     click.echo(
         f"batch {check.batch_id}: {check.rows} rows, {check.valid} valid, "
         f"{len(check.problems)} bad, {check.jobs} distinct jobs",

@@ -89,11 +89,27 @@ def worker(
 def gateway(host: str, port: int, workers: int) -> None:
     """Serve the HTTP gateway: jobs API, Vidgo callbacks, health (needs REDIS_URL and
     VIDGO_STEMS_GATEWAY_API_KEYS). Put TLS in front of it."""
+    import redis
     import uvicorn
 
+    from worker.celery_app import producer as default_producer
     from worker.web.gateway import create_app
 
     create_app()  # fail here, with the fix, when the configuration is incomplete
+    settings = default_producer().settings
+    try:
+        default_producer().redis.ping()
+    except redis.exceptions.RedisError as exc:
+        click.echo(
+            f"warning: Redis (REDIS_URL) does not answer ({exc}); /readyz answers 503 and the "
+            "jobs API 503 until it does",
+            err=True,
+        )
+    click.echo(
+        f"vidgo-stems gateway on http://{host}:{port}: storage {default_producer().storage.url}, "
+        f"jobs API keys: {len(settings.gateway_api_keys)}",
+        err=True,
+    )
     logging.getLogger("vidgo_stems.gateway").setLevel(logging.INFO)
     uvicorn.run(
         "worker.web.gateway:create_app",

@@ -11,14 +11,15 @@ Polling on its own schedule remains the safety net.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from worker import jsonsafe
 from worker.errors import InvalidRequest
+from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
 from worker.models import validate_job_id
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import kick
@@ -42,11 +43,12 @@ class CallbackOutcome(StrEnum):
         return self is not CallbackOutcome.REFUSED
 
 
-def callback_hint(body: bytes) -> dict[str, Any]:
-    """``task_id`` and ``status`` from a flat or wrapped body, for the log and history only."""
+def callback_hint(body: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """``task_id`` and ``status`` from a flat or wrapped body, for the log and history only.
+    No body, however deep, long or broken, makes this raise."""
     try:
-        decoded = json.loads(body)
-    except ValueError:
+        decoded = jsonsafe.loads(body, limits)
+    except JsonRefused:
         return {"body": "unparsable"}
     if not isinstance(decoded, dict):
         return {"body": "not an object"}
@@ -64,6 +66,7 @@ def handle_callback(
     *,
     debounce_s: float = 1.0,
     now: float | None = None,
+    limits: JsonLimits = DEFAULT_LIMITS,
 ) -> CallbackOutcome:
     """Check a callback for ``job_id`` and, when genuine and useful, wake the job's poll."""
     now = time.time() if now is None else now
@@ -77,9 +80,9 @@ def handle_callback(
     if job is None or not expected or not hmac.compare_digest(token.encode(), expected.encode()):
         log.warning("refused a Vidgo callback for %s: unknown job or wrong token", job_id)
         return CallbackOutcome.REFUSED
-    hint = callback_hint(body)
     if job.state not in WAKEABLE:
         return CallbackOutcome.IGNORED
+    hint = callback_hint(body, limits)
     if not ledger.first_callback_within(job_id, debounce_s):
         return CallbackOutcome.DUPLICATE
     if not kick(ledger, dispatch, job, now=now, event="callback", detail={"hint": hint}):

@@ -17,6 +17,7 @@ Request bodies are read up to ``VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES`` and refused
 The access log leaves out query strings, so callback tokens never reach it.
 """
 
+import asyncio
 import hmac
 import json
 import logging
@@ -29,14 +30,16 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from worker import jsonsafe
 from worker.celery_app import Producer
-from worker.errors import ConfigError, InvalidRequest
+from worker.errors import ConfigError, InvalidRequest, shown
 from worker.files.links import file_root
+from worker.jsonsafe import JsonRefused
 from worker.models import MAX_METADATA_BYTES, ModelName, OutputType, parse_request
 from worker.pipeline.recovery import workers_seen
 from worker.settings import Settings, get_settings
@@ -87,16 +90,70 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+#: A refusal's message is cut to this many characters, whatever input it quotes.
+MAX_MESSAGE_CHARS = 1000
+
+
 def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "... (cut)"
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status, headers=headers or None
     )
 
 
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    """The schema with its ``#/$defs/...`` references written out in place."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(item, defs) for item in schema]
+    return schema
+
+
+_JOB_SCHEMA = JobCreate.model_json_schema()
+JOB_CREATE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": _inline_refs(_JOB_SCHEMA, _JOB_SCHEMA.get("$defs", {}))}
+    },
+}
+EXAMPLE_BODY = '{"audio_url": "https://cdn.example.com/song.mp3"}'
+
+
+def parse_job_body(raw: bytes, settings: Settings) -> JobCreate:
+    """The job a request body asks for; InvalidRequest saying what was wrong and what to send."""
+    if not raw.strip():
+        raise InvalidRequest(f"the body is empty: send a JSON object such as {EXAMPLE_BODY}")
+    try:
+        data = jsonsafe.loads(raw, settings.json_limits)
+    except JsonRefused as exc:
+        raise InvalidRequest(
+            f"the body is {exc}: send a JSON object such as {EXAMPLE_BODY} "
+            "with Content-Type: application/json"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(
+            f"the body is a JSON {type(data).__name__}: send a JSON object such as {EXAMPLE_BODY}"
+        )
+    try:
+        return JobCreate.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidRequest(describe_errors(exc.errors(include_url=False))) from None
+
+
 def describe_validation(exc: RequestValidationError) -> str:
     """One line per problem, naming the field and never echoing the (maybe huge) input."""
+    return describe_errors(exc.errors())
+
+
+def describe_errors(errors: Any) -> str:
+    """One line per problem, naming the field and never echoing the (maybe huge) input."""
     problems = []
-    for err in exc.errors():
+    for err in errors:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         problems.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(problems[:10]) or "invalid request"
@@ -105,9 +162,10 @@ def describe_validation(exc: RequestValidationError) -> str:
 class BodyLimit:
     """Read the whole body up to ``max_bytes`` before the app sees it; answer 413 beyond."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -118,8 +176,13 @@ class BodyLimit:
             await self._too_large(scope, receive, send)
             return
         chunks, total, more = [], 0, True
+        deadline = time.monotonic() + self.timeout_s
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                await self._too_slow(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -139,6 +202,16 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_slow(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            408,
+            "body_timeout",
+            f"the request body did not arrive within {self.timeout_s:g}s "
+            "(VIDGO_STEMS_GATEWAY_BODY_TIMEOUT_S); send the whole body at once",
+            connection="close",
+        )
+        await response(scope, receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
@@ -199,7 +272,9 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
     _add_file_routes_for_local_storage(app, settings)
     _add_job_routes(app, producer, [Depends(authorised)])
     _add_vidgo_and_health_routes(app, producer)
-    return AccessLog(BodyLimit(app, settings.gateway_max_body_bytes))
+    return AccessLog(
+        BodyLimit(app, settings.gateway_max_body_bytes, settings.gateway_body_timeout_s)
+    )
 
 
 def _add_job_routes(app: FastAPI, producer: Producer, secured: list[Any]) -> None:
@@ -210,10 +285,15 @@ def _add_job_routes(app: FastAPI, producer: Producer, secured: list[Any]) -> Non
         response_model=JobAccepted,
         dependencies=secured,
         summary="Enqueue a track; answers at once with the job id",
+        openapi_extra={"requestBody": JOB_CREATE_BODY},
     )
-    def create_job(body: JobCreate, request: Request) -> JSONResponse:
+    async def create_job(request: Request) -> JSONResponse:
+        # The body is parsed here, after the key was checked (a dependency), and by a parser no
+        # body can crash: unauthenticated callers learn nothing from a malformed body.
+        body = parse_job_body(await request.body(), producer.settings)
         track = {"audio_url", "title", "model_name", "output_type"}
-        enqueued = api.enqueue_request(
+        enqueued = await run_in_threadpool(
+            api.enqueue_request,
             parse_request(body.model_dump(mode="json", include=track)),
             job_id=body.job_id,
             webhook_url=body.webhook_url,
@@ -243,7 +323,7 @@ def _add_job_routes(app: FastAPI, producer: Producer, secured: list[Any]) -> Non
     def read_job(job_id: str) -> api.JobView:
         view = api.get_job(job_id, producer=producer)
         if view is None:
-            raise HTTPException(404, f"no job {job_id!r}")
+            raise HTTPException(404, f"no job {shown(job_id)}")
         return view
 
     @app.delete(
@@ -256,7 +336,7 @@ def _add_job_routes(app: FastAPI, producer: Producer, secured: list[Any]) -> Non
     def cancel_job(job_id: str) -> api.JobView:
         before = api.get_job(job_id, producer=producer)
         if before is None:
-            raise HTTPException(404, f"no job {job_id!r}")
+            raise HTTPException(404, f"no job {shown(job_id)}")
         if before.state.is_terminal:
             raise HTTPException(409, f"job {job_id} already ended {before.state.value}")
         view = api.cancel(job_id, producer=producer)
@@ -298,6 +378,7 @@ def _add_vidgo_and_health_routes(app: FastAPI, producer: Producer) -> None:
             token,
             body,
             debounce_s=settings.callback_debounce_s,
+            limits=settings.json_limits,
         )
         if not outcome.accepted:
             # The same answer for an unknown job and a wrong token: nothing to learn here.

@@ -26,19 +26,28 @@ from worker.models import expected_stems
 from worker.pipeline.ledger import JobRecord, JobState
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
 from worker.pipeline.states import TaskName, states_of
+from worker.settings import origin_of
 from worker.vidgo.parse import extract_stem_urls
 
 log = logging.getLogger(__name__)
 
 
-def check_stem_url(url: str, allowed_hosts: frozenset[str]) -> str:
-    """The URL's host when it is an http(s) URL on an allowed host; else StemHostNotAllowed."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or host not in allowed_hosts:
+def check_stem_url(url: str, allowed: frozenset[tuple[str, str, int]]) -> str:
+    """The URL's host when its scheme, host and port are an allowed origin and it carries no
+    user name or password; else StemHostNotAllowed (nothing is fetched)."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = origin_of(url)
+    except ValueError:
+        raise StemHostNotAllowed("refusing to download a stem from a malformed URL") from None
+    if parts.username is not None or parts.password is not None:
         raise StemHostNotAllowed(
-            f"refusing to download a stem from {parts.scheme}://{host or '?'}: the host is not in "
-            "VIDGO_STEMS_ALLOWED_STEM_HOSTS"
+            f"refusing to download a stem from a URL with a user name or password ({host})"
+        )
+    if scheme not in ("http", "https") or (scheme, host, port) not in allowed:
+        raise StemHostNotAllowed(
+            f"refusing to download a stem from {scheme}://{host or '?'}:{port}: that origin is "
+            "not in VIDGO_STEMS_ALLOWED_STEM_HOSTS (a bare host means https on port 443)"
         )
     return host
 
@@ -62,7 +71,7 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
     scratch = ctx.scratch.job_dir(job_id)
     stems: dict[str, Any] = {}
     for stem, url in sorted(job.stem_urls.items()):
-        host = check_stem_url(url, ctx.settings.stem_hosts)
+        host = check_stem_url(url, ctx.settings.stem_origins)
         earlier = job.stems.get(stem)
         if earlier and still_stored(ctx, earlier):
             stems[stem] = earlier  # stored by an earlier run of this step
