@@ -25,7 +25,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.result import AsyncResult
 
 from worker.backoff import backoff_s
-from worker.celery_app import app, dispatch_webhook, producer
+from worker.celery_app import app, dispatch_webhook, producer, record_end
 from worker.errors import (
     InvalidTaskInput,
     PermanentError,
@@ -80,6 +80,7 @@ def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
         detail={"error": code},
     )
     if failed:
+        record_end(job_id, code, message)
         announce(runtime().ledger, dispatch_webhook, job_id)
     return failed
 

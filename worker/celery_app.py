@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 
 from celeryconfig import celery_config
+from worker.errors import JobCancelled, JobFailed
 from worker.files.links import open_configured_storage
 from worker.files.storage import Storage
 from worker.pipeline.ledger import Ledger
@@ -40,7 +41,21 @@ def dispatch(step: Step) -> None:
         countdown=step.countdown_s or None,
         task_id=step.job_id if post else None,
         queue=queue_for(step.task, get_settings()),
+        # The message's own flag wins over the task's: only the final step stores a result.
+        ignore_result=not post,
     )
+
+
+def record_end(job_id: str, code: str, message: str, *, cancelled: bool = False) -> None:
+    """Store a FAILED or CANCELLED job's outcome as the Celery result under its id, so that
+    ``AsyncResult(job_id).get()`` raises JobFailed / JobCancelled instead of waiting."""
+    error = (JobCancelled if cancelled else JobFailed)(code, message)
+    app.backend.mark_as_failure(job_id, error)
+
+
+def forget_result(job_id: str) -> None:
+    """Drop the stored outcome of a job that starts again (a retry)."""
+    app.backend.forget(job_id)
 
 
 def queue_for(task: TaskName, settings: Settings) -> str:
@@ -62,12 +77,13 @@ def dispatch_webhook(job_id: str, countdown_s: float) -> None:
         kwargs={"job_id": job_id},
         countdown=countdown_s or None,
         queue=app.conf.task_default_queue,
+        ignore_result=True,
     )
 
 
 def dispatch_purge() -> None:
     """Send the message that applies retention (``VIDGO_STEMS_PURGE_AFTER_S``) once."""
-    app.send_task(TaskName.PURGE.value, queue=app.conf.task_default_queue)
+    app.send_task(TaskName.PURGE.value, queue=app.conf.task_default_queue, ignore_result=True)
 
 
 def redis_client(settings: Settings) -> redis.Redis:

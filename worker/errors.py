@@ -37,6 +37,10 @@
 
 Outside the job flow, each also a ValueError (for callers that catch that)::
 
+    Exception
+    └── JobFailed                         AsyncResult(job_id).get() of a job that ended FAILED
+        └── JobCancelled                  ... or CANCELLED (code and message as on the job)
+
     ValueError
     ├── IllegalTransition                 code asked for a move the state machine does not have
     ├── UrlRefused                        a signed file link is malformed, tampered or foreign
@@ -323,3 +327,21 @@ class UrlExpired(UrlRefused):
 class WebhookVerificationError(ValueError):
     """Raised by :func:`worker.web.webhooks.verify` when a webhook is not authentic, or too old
     or too new."""
+
+
+class JobFailed(Exception):
+    """Raised by ``AsyncResult(job_id).get()`` for a job that ended FAILED: ``code`` and
+    ``message`` are the job's stable error code and message. (Celery rebuilds it from its
+    arguments, so they are the only state it has.)"""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class JobCancelled(JobFailed):
+    """Raised by ``AsyncResult(job_id).get()`` for a job that ended CANCELLED."""

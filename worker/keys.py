@@ -13,6 +13,8 @@ can share one Redis and a test can own a private corner of one. Celery's own key
     <p>:job:<id>:callback-debounce  string: repeated Vidgo callbacks within the debounce
     <p>:jobs:active                 zset: job keys not yet ended, by last update
     <p>:jobs:ended                  zset: job keys that ended, by when (purge reads it)
+    <p>:jobs:state:<STATE>          zset: job keys in that state, by creation time (listing)
+    <p>:jobs:created                zset: every job key, by creation time (listing)
     <p>:webhooks:due                zset: job keys whose webhook is due, by due time
     <p>:vidgo:in-flight             zset: job keys holding a Vidgo task (the in-flight cap)
     <p>:vidgo:rate:<kind>           hash: token bucket for submits or queries
@@ -23,7 +25,7 @@ can share one Redis and a test can own a private corner of one. Celery's own key
     <p>:sweep-lock                  string: one recovery sweep at a time
     <p>:storage-id                  string: the identity of the shared storage
     <p>:batch:<id>                  hash: a batch run's record
-    <p>:batch:<id>:jobs             set: the jobs a batch fed
+    <p>:batch:<id>:jobs             zset: the job ids a batch fed, by when
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Keys:
         self.prefix = prefix
         self.active = f"{prefix}:jobs:active"
         self.ended = f"{prefix}:jobs:ended"
+        self.created = f"{prefix}:jobs:created"
+        self.state_index_prefix = f"{prefix}:jobs:state:"
         self.webhooks_due = f"{prefix}:webhooks:due"
         self.in_flight = f"{prefix}:vidgo:in-flight"
         self.cooldown = f"{prefix}:gate:cooldown"
@@ -46,6 +50,9 @@ class Keys:
         self.workers = f"{prefix}:workers"
         self.sweep_lock = f"{prefix}:sweep-lock"
         self.storage_id = f"{prefix}:storage-id"
+
+    def state_index(self, state: str) -> str:
+        return f"{self.state_index_prefix}{state}"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"

@@ -34,6 +34,10 @@ def rt(monkeypatch, make_settings):
     )
     monkeypatch.setattr(pipeline, "runtime", lambda: runtime)
     monkeypatch.setattr(pipeline, "dispatch_webhook", lambda job_id, delay: None)
+    runtime.ends = []
+    monkeypatch.setattr(
+        pipeline, "record_end", lambda job_id, code, message: runtime.ends.append((job_id, code))
+    )
     yield runtime
     runtime.client.close()
 
@@ -135,6 +139,7 @@ def test_on_failure_fails_the_job_with_a_permanent_errors_code_and_message(rt, j
     assert failed.state is JobState.FAILED
     assert failed.error_code == "vidgo_task_rejected"
     assert failed.error_message == "Vidgo rejected the input: not audio"
+    assert rt.ends == [("j1", "vidgo_task_rejected")]  # the result under the job id says so
 
 
 def test_on_failure_after_exhausted_retries_says_how_many(rt, job):
@@ -161,6 +166,7 @@ def test_on_failure_for_a_bug_records_an_internal_error(rt, job):
 def test_on_failure_with_a_stale_token_leaves_the_job_alone(rt, job):
     _fail(errors.VidgoAuthError("401"), token="old-token")
     assert rt.ledger.get(job).state is JobState.QUEUED
+    assert rt.ends == []
 
 
 def test_on_failure_of_an_enqueue_by_name_touches_no_job(rt, job):

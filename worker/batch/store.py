@@ -8,6 +8,7 @@ host while the run goes on elsewhere.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, cast
@@ -32,7 +33,9 @@ class BatchStore:
 
     def add_jobs(self, job_ids: list[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.sadd(self.jobs_key, *job_ids)
+        now = time.time()
+        # NX: a job keeps the place it was first fed at, so listing a batch is stable.
+        pipe.zadd(self.jobs_key, dict.fromkeys(job_ids, now), nx=True)
         pipe.expire(self.jobs_key, self._retention_s)
         pipe.execute()
 
@@ -41,7 +44,7 @@ class BatchStore:
         return {k.decode(): json.loads(v) for k, v in raw.items()}
 
     def job_ids(self) -> list[str]:
-        members = cast(set[bytes], self._redis.smembers(self.jobs_key))
+        members = cast(list[bytes], self._redis.zrange(self.jobs_key, 0, -1))
         return sorted(m.decode() for m in members)
 
 

@@ -234,7 +234,13 @@ class Ledger:
         }
         entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
         created, _ = self._create(
-            keys=[self.job_key(job_id), self.history_key(job_id), self.active_key],
+            keys=[
+                self.job_key(job_id),
+                self.history_key(job_id),
+                self.active_key,
+                self.keys.state_index(JobState.QUEUED.value),
+                self.keys.created,
+            ],
             args=[now, entry, JobState.QUEUED.value, *_pairs(fields)],
         )
         if created:  # what was written is the whole job: no need to read it back
@@ -289,6 +295,7 @@ class Ledger:
                 self._retention_s,
                 "1" if to in TERMINAL_STATES else "0",
                 state_list(SLOT_FREE_STATES),
+                self.keys.state_index_prefix,
                 len(set_pairs) // 2,
                 *set_pairs,
                 *incr_pairs,
@@ -353,7 +360,9 @@ class Ledger:
         key = self.job_key(job_id)
         pipe = self._redis.pipeline()
         pipe.delete(key, self.history_key(job_id), self.deliveries_key(job_id))
-        for index in (self.keys.ended, self.keys.active, self.webhooks_due_key, self.in_flight_key):
+        indexes = [self.keys.ended, self.keys.active, self.webhooks_due_key, self.in_flight_key]
+        indexes += [self.keys.created, *(self.keys.state_index(s.value) for s in JobState)]
+        for index in indexes:
             pipe.zrem(index, key)
         pipe.execute()
 

@@ -5,8 +5,9 @@
 -- ARGV: [1] allowed states ",A,B,"; [2] expected token ("" = any); [3] new state ("" = keep);
 --       [4] new token ("" = keep); [5] now; [6] history entry JSON (without "from");
 --       [7] ttl once ended; [8] "1" when the new state is terminal; [9] states that hold no
---       in-flight slot ",A,B,"; [10] n_set; then n_set field/value pairs, then field/increment
---       pairs.
+--       in-flight slot ",A,B,"; [10] the per-state index key prefix; [11] n_set; then n_set
+--       field/value pairs, then field/increment pairs.
+-- The per-state indexes (zsets scored by creation time, for listing) follow every move here.
 -- A job that ends and has subscribers joins the webhooks-due zset in the same step, so its
 -- completion webhook cannot be lost between the end and the send. A job moving to a state that
 -- holds no Vidgo slot leaves the in-flight set in the same step, so no slot leaks.
@@ -14,8 +15,8 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, ''} end
 if not string.find(ARGV[1], ',' .. state .. ',', 1, true) then return {0, state} end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return {0, state} end
-local n_set = tonumber(ARGV[10])
-local i = 11
+local n_set = tonumber(ARGV[11])
+local i = 12
 for _ = 1, n_set do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2
@@ -27,6 +28,11 @@ end
 local to = state
 if ARGV[3] ~= '' then to = ARGV[3] end
 redis.call('HSET', KEYS[1], 'state', to, 'updated_at', ARGV[5])
+if to ~= state then
+  local created = tonumber(redis.call('HGET', KEYS[1], 'created_at')) or tonumber(ARGV[5])
+  redis.call('ZREM', ARGV[10] .. state, KEYS[1])
+  redis.call('ZADD', ARGV[10] .. to, created, KEYS[1])
+end
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'token', ARGV[4]) end
 redis.call('RPUSH', KEYS[2], '{"from":"' .. state .. '",' .. string.sub(ARGV[6], 2))
 if string.find(ARGV[9], ',' .. to .. ',', 1, true) then
@@ -41,6 +47,9 @@ if ARGV[8] == '1' then
     redis.call('ZADD', KEYS[4], ARGV[5], KEYS[1])
   end
 else
+  -- Active again (a retry of an ended job): it no longer expires and is no longer "ended".
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
   redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1])
   redis.call('ZREM', KEYS[6], KEYS[1])
 end
