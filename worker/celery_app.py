@@ -104,6 +104,8 @@ class Producer:
     ledger: Ledger
     dispatch: Callable[[Step], None] = dispatch
     dispatch_webhook: Callable[[str, float], None] = dispatch_webhook
+    record_end: Callable[..., None] = record_end
+    forget_result: Callable[[str], None] = forget_result
     _storage: Storage | None = None
 
     @property

@@ -5,6 +5,8 @@
     VidgoStemsError                       code, message, status_code, job_id
     ├── ConfigError                       a setting is missing or malformed at start-up
     ├── InvalidRequest                    a job request is refused at enqueue
+    ├── JobConflict                       a request the job's state does not allow (enqueue a
+    │                                     FAILED job, cancel one others still wait for)
     ├── CatalogError                      a catalog cannot be read at all
     ├── BatchError                        a batch cannot run as asked
     ├── RetryableError                    try the same step again later, with backoff
@@ -110,6 +112,12 @@ class InvalidRequest(VidgoStemsError):
     """Raised when a job request is refused at enqueue; the message names the allowed values."""
 
     code = "invalid_request"
+
+
+class JobConflict(VidgoStemsError):
+    """Raised when a request conflicts with the job's state; the message says what to do."""
+
+    code = "conflict"
 
 
 class CatalogError(VidgoStemsError):

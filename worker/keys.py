@@ -8,14 +8,17 @@ can share one Redis and a test can own a private corner of one. Celery's own key
 
     <p>:job:<id>                    hash: the job record (the ledger)
     <p>:job:<id>:history            list: every move of the job, JSON
-    <p>:job:<id>:webhooks           list: completion webhook delivery attempts
-    <p>:job:<id>:webhook-lock       string: one webhook delivery at a time
+    <p>:job:<id>:subs               hash: subscription id -> its webhook URL and metadata
+    <p>:job:<id>:hooks              set: the subscriptions that have a webhook
+    <p>:job:<id>:webhooks:<sub>     list: one subscription's webhook delivery attempts
+    <p>:job:<id>:hook-status        hash: subscription id -> its webhook's status
+    <p>:job:<id>:webhook-lock:<sub> string: one delivery of a subscription's webhook at a time
     <p>:job:<id>:callback-debounce  string: repeated Vidgo callbacks within the debounce
     <p>:jobs:active                 zset: job keys not yet ended, by last update
     <p>:jobs:ended                  zset: job keys that ended, by when (purge reads it)
     <p>:jobs:state:<STATE>          zset: job keys in that state, by creation time (listing)
     <p>:jobs:created                zset: every job key, by creation time (listing)
-    <p>:webhooks:due                zset: job keys whose webhook is due, by due time
+    <p>:webhooks:due                zset: "<job key>#<subscription>" whose webhook is due
     <p>:vidgo:in-flight             zset: job keys holding a Vidgo task (the in-flight cap)
     <p>:vidgo:rate:<kind>           hash: token bucket for submits or queries
     <p>:gate:cooldown               string: a shared 429 cool-down, with its reason
@@ -60,11 +63,29 @@ class Keys:
     def history(self, job_id: str) -> str:
         return f"{self.job(job_id)}:history"
 
-    def deliveries(self, job_id: str) -> str:
-        return f"{self.job(job_id)}:webhooks"
+    def subscriptions(self, job_id: str) -> str:
+        return f"{self.job(job_id)}:subs"
 
-    def webhook_lock(self, job_id: str) -> str:
-        return f"{self.job(job_id)}:webhook-lock"
+    def hooks(self, job_id: str) -> str:
+        return f"{self.job(job_id)}:hooks"
+
+    def hook_status(self, job_id: str) -> str:
+        return f"{self.job(job_id)}:hook-status"
+
+    def deliveries(self, job_id: str, sub_id: str) -> str:
+        return f"{self.job(job_id)}:webhooks:{sub_id}"
+
+    def webhook_lock(self, job_id: str, sub_id: str) -> str:
+        return f"{self.job(job_id)}:webhook-lock:{sub_id}"
+
+    def outbox_member(self, job_id: str, sub_id: str) -> str:
+        return f"{self.job(job_id)}#{sub_id}"
+
+    def outbox_entry(self, member: Any) -> tuple[str, str]:
+        """(job id, subscription id) of a webhooks-due member."""
+        text = member.decode() if isinstance(member, bytes) else str(member)
+        key, _, sub_id = text.partition("#")
+        return self.job_id_of(key), sub_id
 
     def callback_debounce(self, job_id: str) -> str:
         return f"{self.job(job_id)}:callback-debounce"

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     # JSON from outside (gateway bodies, callbacks, catalog rows): nesting and integer limits.
     max_json_depth: int = Field(default=32, ge=2, le=1000)
     max_json_int_digits: int = Field(default=40, ge=1, le=4300)
+    # Callers subscribed to one job at most (each gets its own webhook).
+    max_subscribers_per_job: int = Field(default=100, ge=1, le=10_000)
     # A Vidgo callback wakes the job's poll at most once per this many seconds (duplicates).
     callback_debounce_s: float = Field(default=1.0, ge=0)
 

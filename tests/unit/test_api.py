@@ -22,7 +22,7 @@ URL = "https://cdn.example/a.mp3"
 def world(make_settings):
     client = fakeredis.FakeRedis()
     ledger = Ledger(client, prefix="t", retention_s=100)
-    steps, hooks = [], []
+    steps, hooks, ends = [], [], []
     settings = make_settings(webhook_secret=SECRET)
     producer = Producer(
         settings,
@@ -30,7 +30,10 @@ def world(make_settings):
         ledger,
         dispatch=steps.append,
         dispatch_webhook=lambda job_id, delay: hooks.append(job_id),
+        record_end=lambda job_id, code, message, cancelled=False: ends.append((job_id, code)),
+        forget_result=lambda job_id: None,
     )
+    producer.ends = ends
     yield producer, settings, steps, hooks
     client.close()
 
@@ -38,7 +41,13 @@ def world(make_settings):
 def _with(producer, settings):
     """The same collaborators under other settings."""
     return Producer(
-        settings, producer.redis, producer.ledger, producer.dispatch, producer.dispatch_webhook
+        settings,
+        producer.redis,
+        producer.ledger,
+        producer.dispatch,
+        producer.dispatch_webhook,
+        producer.record_end,
+        producer.forget_result,
     )
 
 
@@ -115,6 +124,7 @@ def test_cancel_ends_the_job_and_makes_its_messages_stale(world):
         event="late message",
     )
     assert hooks == [job_id]  # the caller hears about it too
+    assert p.ends == [(job_id, "cancelled")]  # and AsyncResult(job_id).get() raises
 
 
 def test_cancel_leaves_an_ended_job_alone(world):

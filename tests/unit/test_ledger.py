@@ -85,8 +85,15 @@ def test_illegal_transitions_raise(ledger, src, dst):
         ledger.advance("j1", expect=src, token="t", to=dst, event="e")
 
 
-def test_state_machine_never_leaves_a_terminal_state_or_goes_back_past_submit():
-    assert not any(src.is_terminal for src, _ in TRANSITIONS)
+def test_state_machine_leaves_an_ended_state_only_by_a_retry_and_never_leaves_done():
+    from_ended = {(src, dst) for src, dst in TRANSITIONS if src.is_terminal}
+    assert {src for src, _ in from_ended} == {S.FAILED, S.CANCELLED}
+    assert {dst for _, dst in from_ended} == {
+        S.QUEUED,
+        S.SUBMITTED,
+        S.DOWNLOADING,
+        S.POSTPROCESSING,
+    }
     assert all((s, S.FAILED) in TRANSITIONS for s in ACTIVE_STATES)
 
 

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.outbox import Outbox
 from worker.web.netsafe import BlockedAddress
 from worker.web.webhooks import (
     WebhookSender,
@@ -126,7 +127,7 @@ def test_an_ended_job_with_a_webhook_joins_the_outbox_in_the_same_step(world):
     ended_job(ledger, "j1")
     ended_job(ledger, "j2", webhook=None)
     due = ledger.redis.zrange(ledger.webhooks_due_key, 0, -1)
-    assert [ledger.job_id_of(m) for m in due] == ["j1"]
+    assert [ledger.keys.outbox_entry(m)[0] for m in due] == ["j1"]
 
 
 def test_delivery_posts_a_signed_event_and_records_it(world):
@@ -138,7 +139,9 @@ def test_delivery_posts_a_signed_event_and_records_it(world):
     assert event["type"] == "job.failed"
     assert event["data"]["metadata"] == {"order": 7}
     assert event["data"]["error"] == {"code": "boom", "message": "it broke"}
-    assert request.headers["webhook-id"] == "msg_j1_failed"
+    (sub_id,) = Outbox(ledger).subscriptions("j1")
+    assert request.headers["webhook-id"] == f"msg_j1_{sub_id}_failed_0"
+    assert event["data"]["subscription_id"] == sub_id
     assert ledger.get("j1").webhook_status == "delivered"
     assert [d["status_code"] for d in deliveries(ledger, "j1")] == [200]
     assert sender.deliver("j1") == "gone"  # a duplicate message sends nothing

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from worker.errors import StorageError, StorageUnavailable
+from worker.errors import ConfigError, StorageError, StorageUnavailable
 from worker.files.signing import make_signer
 from worker.files.storage import Storage, open_storage
 from worker.settings import Settings
@@ -71,5 +71,5 @@ def link(storage: Storage, key: str | None, ttl_s: int) -> str | None:
         return None
     try:
         return storage.sign_url(key, expires_s=ttl_s)
-    except (StorageError, StorageUnavailable):
+    except (StorageError, StorageUnavailable, ConfigError):
         return None

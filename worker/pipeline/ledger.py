@@ -17,7 +17,6 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, cast
 
@@ -26,6 +25,7 @@ import redis
 from worker.errors import IllegalTransition
 from worker.keys import Keys
 from worker.models import JobRequest
+from worker.pipeline.record import Enqueue, JobRecord, Subscription
 from worker.pipeline.states import (
     ACTIVE_STATES,
     SLOT_FREE_STATES,
@@ -39,86 +39,18 @@ from worker.pipeline.states import (
 __all__ = [
     "ACTIVE_STATES",
     "TRANSITIONS",
+    "Enqueue",
     "IllegalTransition",
     "JobRecord",
     "JobState",
     "Ledger",
+    "Subscription",
     "new_token",
 ]
 
 
 def _lua(name: str) -> str:
     return resources.files("worker.pipeline").joinpath("lua", f"{name}.lua").read_text()
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    """A snapshot of one job as the ledger holds it."""
-
-    job_id: str
-    state: JobState
-    token: str
-    request: JobRequest
-    created_at: float
-    updated_at: float
-    vidgo_task_id: str | None = None
-    vidgo_task_ids: tuple[str, ...] = ()
-    vidgo_status: str | None = None
-    vidgo_progress: int | None = None
-    submitted_at: float | None = None
-    submit_attempts: int = 0
-    polls: int = 0
-    live_task_ids: tuple[str, ...] = ()
-    attempt_empty_polls: dict[str, int] = field(default_factory=dict)
-    next_due_at: float | None = None
-    stem_urls: dict[str, str] = field(default_factory=dict)
-    stems: dict[str, Any] = field(default_factory=dict)
-    manifest: dict[str, Any] | None = None
-    manifest_key: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    callback_token: str | None = None
-    webhook_url: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    webhook_status: str | None = None
-    # Bookkeeping the stages read back: counts and timestamps (epoch seconds).
-    first_submitted_at: float | None = None
-    finished_at: float | None = None
-    downloaded_at: float | None = None
-    done_at: float | None = None
-    resubmits: int = 0
-    ambiguous_submits: int = 0
-    url_refreshes: int = 0
-    recoveries: int = 0
-    extra_stem_keys: list[str] = field(default_factory=list)
-    #: Fields this version does not know (written by a newer one during a rolling deploy).
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_hash(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord:
-        values = {_text(k): _text(v) for k, v in raw.items()}
-        decoded: dict[str, Any] = {}
-        for key, value in values.items():
-            if key in ("state", "token"):
-                continue
-            try:
-                decoded[key] = json.loads(value)
-            except json.JSONDecodeError:
-                decoded[key] = value
-        known = {
-            f for f in cls.__dataclass_fields__ if f not in ("job_id", "state", "token", "extra")
-        }
-        kwargs = {k: v for k, v in decoded.items() if k in known}
-        kwargs["request"] = JobRequest.model_validate(kwargs["request"])
-        kwargs["vidgo_task_ids"] = tuple(kwargs.get("vidgo_task_ids") or ())
-        kwargs["live_task_ids"] = tuple(kwargs.get("live_task_ids") or ())
-        return cls(
-            job_id=job_id,
-            state=JobState(values["state"]),
-            token=values.get("token", ""),
-            extra={k: v for k, v in decoded.items() if k not in known},
-            **kwargs,
-        )
 
 
 class Ledger:
@@ -146,9 +78,6 @@ class Ledger:
 
     def history_key(self, job_id: str) -> str:
         return self.keys.history(job_id)
-
-    def deliveries_key(self, job_id: str) -> str:
-        return self.keys.deliveries(job_id)
 
     @property
     def active_key(self) -> str:
@@ -220,11 +149,36 @@ class Ledger:
         webhook_url: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Create a QUEUED job unless one exists; returns the job and whether it is new."""
+        """Create a QUEUED job unless one exists; returns the job and whether it is new. A
+        webhook URL or metadata subscribes the caller (see :meth:`enqueue`)."""
+        subscription = None
+        if webhook_url is not None or metadata:
+            subscription = Subscription.new(webhook_url=webhook_url, metadata=metadata)
+        found = self.enqueue(job_id, request, token=token, subscription=subscription)
+        return found.job, found.created
+
+    def enqueue(
+        self,
+        job_id: str,
+        request: JobRequest,
+        *,
+        token: str,
+        subscription: Subscription | None = None,
+        max_subscribers: int = 100,
+        take_subscribers_when_failed: bool = False,
+    ) -> Enqueue:
+        """Find or create the job and subscribe the caller, in one atomic step.
+
+        A job that ended FAILED or CANCELLED takes no new subscriber (its caller is to retry it)
+        unless ``take_subscribers_when_failed``. The creator's webhook URL and metadata are also
+        the job's own.
+        """
         now = self._clock()
-        optional = {"webhook_url": webhook_url, "metadata": dict(metadata) if metadata else None}
+        optional: dict[str, Any] = {}
+        if subscription is not None:
+            optional = {"webhook_url": subscription.webhook_url, "metadata": subscription.metadata}
         fields = {
-            **{k: json.dumps(v) for k, v in optional.items() if v is not None},
+            **{k: json.dumps(v) for k, v in optional.items() if v},
             "state": JobState.QUEUED.value,
             "token": token,
             "request": json.dumps(request.model_dump(mode="json")),
@@ -233,21 +187,37 @@ class Ledger:
             "callback_token": json.dumps(secrets.token_urlsafe(24)),
         }
         entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
-        created, _ = self._create(
+        refused = () if take_subscribers_when_failed else (JobState.FAILED, JobState.CANCELLED)
+        created, _, subscribed = self._create(
             keys=[
                 self.job_key(job_id),
                 self.history_key(job_id),
                 self.active_key,
                 self.keys.state_index(JobState.QUEUED.value),
                 self.keys.created,
+                self.keys.subscriptions(job_id),
+                self.keys.hooks(job_id),
+                self.webhooks_due_key,
             ],
-            args=[now, entry, JobState.QUEUED.value, *_pairs(fields)],
+            args=[
+                now,
+                entry,
+                JobState.QUEUED.value,
+                subscription.sub_id if subscription else "",
+                subscription.to_json() if subscription else "",
+                "1" if subscription and subscription.webhook_url else "0",
+                max_subscribers,
+                state_list(tuple(refused)),
+                *_pairs(fields),
+            ],
         )
         if created:  # what was written is the whole job: no need to read it back
-            return JobRecord.from_hash(job_id, fields), True
-        job = self.get(job_id)
-        assert job is not None, "job vanished right after create"
-        return job, False
+            job = JobRecord.from_hash(job_id, fields)
+        else:
+            found = self.get(job_id)
+            assert found is not None, "job vanished right after create"
+            job = found
+        return Enqueue(job, bool(created), int(subscribed))
 
     def advance(
         self,
@@ -261,11 +231,13 @@ class Ledger:
         incr: Mapping[str, int] | None = None,
         event: str,
         detail: Mapping[str, Any] | None = None,
+        unless_subscribed: bool = False,
     ) -> bool:
         """Apply a move when the job is in ``expect`` and holds ``token``; False when it is not.
 
         ``to=None`` keeps the state (a guarded update). ``token=None`` skips the token check
-        (for operator actions). Raises IllegalTransition for a move the machine does not have.
+        (for operator actions). ``unless_subscribed`` applies the move only while the job has
+        no subscriber left. Raises IllegalTransition for a move the machine does not have.
         """
         expected = [expect] if isinstance(expect, JobState) else list(expect)
         if to is not None:
@@ -284,6 +256,8 @@ class Ledger:
                 self.webhooks_due_key,
                 self.in_flight_key,
                 self.keys.ended,
+                self.keys.subscriptions(job_id),
+                self.keys.hooks(job_id),
             ],
             args=[
                 state_list(tuple(expected)),
@@ -293,9 +267,10 @@ class Ledger:
                 now,
                 json.dumps(entry),
                 self._retention_s,
-                "1" if to in TERMINAL_STATES else "0",
+                state_list(TERMINAL_STATES),
                 state_list(SLOT_FREE_STATES),
                 self.keys.state_index_prefix,
+                "1" if unless_subscribed else "0",
                 len(set_pairs) // 2,
                 *set_pairs,
                 *incr_pairs,
@@ -313,38 +288,6 @@ class Ledger:
         key = self.keys.callback_debounce(job_id)
         return bool(self._redis.set(key, "1", nx=True, px=max(1, int(seconds * 1000))))
 
-    # -- the webhook outbox: jobs whose completion webhook is due, and its attempts ----------
-    def webhook_due_at(self, job_id: str) -> float | None:
-        return cast(float | None, self._redis.zscore(self.webhooks_due_key, self.job_key(job_id)))
-
-    def schedule_webhook(self, job_id: str, at: float) -> None:
-        self._redis.zadd(self.webhooks_due_key, {self.job_key(job_id): at})
-
-    def clear_webhook(self, job_id: str) -> None:
-        self._redis.zrem(self.webhooks_due_key, self.job_key(job_id))
-
-    def webhooks_due_before(self, at: float, *, limit: int = 1000) -> list[str]:
-        members = cast(
-            list[Any],
-            self._redis.zrangebyscore(self.webhooks_due_key, "-inf", at, start=0, num=limit),
-        )
-        return [self.job_id_of(m) for m in members]
-
-    def record_delivery(self, job_id: str, attempt: Mapping[str, Any]) -> None:
-        key = self.deliveries_key(job_id)
-        pipe = self._redis.pipeline()
-        pipe.rpush(key, json.dumps(dict(attempt)))
-        pipe.expire(key, self._retention_s)
-        pipe.execute()
-
-    def deliveries(self, job_id: str) -> list[dict[str, Any]]:
-        items = cast(list[Any], self._redis.lrange(self.deliveries_key(job_id), 0, -1))
-        return [json.loads(item) for item in items]
-
-    def webhook_lock(self, job_id: str, timeout_s: float) -> Any:
-        """A non-blocking lock: one delivery of a job's webhook at a time."""
-        return self._redis.lock(self.keys.webhook_lock(job_id), timeout=timeout_s, blocking=False)
-
     def ended_before(self, at: float, *, limit: int = 1000) -> list[tuple[str, float]]:
         """(job id, ended at) of jobs that ended before ``at``, oldest first."""
         pairs = cast(
@@ -359,8 +302,21 @@ class Ledger:
         """Remove an ended job's record, history and deliveries, and every index entry."""
         key = self.job_key(job_id)
         pipe = self._redis.pipeline()
-        pipe.delete(key, self.history_key(job_id), self.deliveries_key(job_id))
-        indexes = [self.keys.ended, self.keys.active, self.webhooks_due_key, self.in_flight_key]
+        subs = [
+            _text(m) for m in cast(list[Any], self._redis.hkeys(self.keys.subscriptions(job_id)))
+        ]
+        pipe.delete(
+            key,
+            self.history_key(job_id),
+            self.keys.subscriptions(job_id),
+            self.keys.hooks(job_id),
+            self.keys.hook_status(job_id),
+            *(self.keys.deliveries(job_id, sub) for sub in subs),
+        )
+        pipe.zrem(
+            self.webhooks_due_key, *(self.keys.outbox_member(job_id, sub) for sub in subs or [""])
+        )
+        indexes = [self.keys.ended, self.keys.active, self.in_flight_key]
         indexes += [self.keys.created, *(self.keys.state_index(s.value) for s in JobState)]
         for index in indexes:
             pipe.zrem(index, key)

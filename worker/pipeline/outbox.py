@@ -1,26 +1,125 @@
-"""The completion-webhook outbox, seen from the pipeline: announce a job that just ended, and
-re-send the message of any webhook left overdue.
+"""Subscribers and the completion-webhook outbox, kept beside the ledger.
 
-The outbox itself is a sorted set the ledger keeps (a job joins it in the same Lua step that
-ends it); the sending is :mod:`worker.web.webhooks`, run by the ``vidgo.webhook`` task.
+Every caller that enqueued a job is a subscription (its own webhook URL and metadata) in a
+hash next to the job. When the job ends, the ledger's Lua step puts one outbox entry per
+subscription with a webhook (``<job key>#<subscription id>``, scored by when it is due) in the
+same step, so no completion webhook can be lost between the end and the send. The sending is
+:mod:`worker.web.webhooks`, run by the ``vidgo.webhook`` task; a message for a job delivers
+every entry of that job that is due.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from worker.pipeline.ledger import Ledger
+from worker.pipeline.record import Subscription
+
+
+class Outbox:
+    """The subscriptions of jobs, their webhooks due, and every delivery attempt."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.keys = ledger.keys
+        self._redis = ledger.redis
+
+    # -- subscriptions ---------------------------------------------------------------------
+    def subscriptions(self, job_id: str) -> dict[str, Subscription]:
+        raw = cast(Mapping[Any, Any], self._redis.hgetall(self.keys.subscriptions(job_id)))
+        subs = [Subscription.from_json(_text(k), v) for k, v in raw.items()]
+        return {s.sub_id: s for s in sorted(subs, key=lambda s: (s.at, s.sub_id))}
+
+    def subscription(self, job_id: str, sub_id: str) -> Subscription | None:
+        raw = self._redis.hget(self.keys.subscriptions(job_id), sub_id)
+        return Subscription.from_json(sub_id, raw) if raw else None
+
+    def unsubscribe(self, job_id: str, sub_id: str) -> int | None:
+        """Remove one subscription; returns how many are left (None: it was not there)."""
+        pipe = self._redis.pipeline()
+        pipe.hdel(self.keys.subscriptions(job_id), sub_id)
+        pipe.srem(self.keys.hooks(job_id), sub_id)
+        pipe.zrem(self.keys.webhooks_due, self.keys.outbox_member(job_id, sub_id))
+        pipe.hlen(self.keys.subscriptions(job_id))
+        removed, _, _, left = pipe.execute()
+        return int(left) if removed else None
+
+    # -- the outbox ------------------------------------------------------------------------
+    def due_at(self, job_id: str, sub_id: str) -> float | None:
+        member = self.keys.outbox_member(job_id, sub_id)
+        return cast(float | None, self._redis.zscore(self.keys.webhooks_due, member))
+
+    def due_for(self, job_id: str) -> dict[str, float]:
+        """Subscription id -> when its webhook is due, for every entry of this job."""
+        hooks = [_text(m) for m in cast(set[Any], self._redis.smembers(self.keys.hooks(job_id)))]
+        pipe = self._redis.pipeline(transaction=False)
+        for sub_id in sorted(hooks):
+            pipe.zscore(self.keys.webhooks_due, self.keys.outbox_member(job_id, sub_id))
+        due = dict(zip(sorted(hooks), pipe.execute(), strict=True))
+        return {sub: float(at) for sub, at in due.items() if at is not None}
+
+    def schedule(self, job_id: str, sub_id: str, at: float) -> None:
+        self._redis.zadd(self.keys.webhooks_due, {self.keys.outbox_member(job_id, sub_id): at})
+
+    def clear(self, job_id: str, sub_id: str) -> None:
+        self._redis.zrem(self.keys.webhooks_due, self.keys.outbox_member(job_id, sub_id))
+
+    def clear_job(self, job_id: str) -> None:
+        """Drop every entry of a job (it starts again: its end will put them back)."""
+        for sub_id in self.due_for(job_id):
+            self.clear(job_id, sub_id)
+
+    def due_before(self, at: float, *, limit: int = 1000) -> list[tuple[str, str]]:
+        """(job id, subscription id) of entries due before ``at``, oldest first."""
+        members = cast(
+            list[Any],
+            self._redis.zrangebyscore(self.keys.webhooks_due, "-inf", at, start=0, num=limit),
+        )
+        return [self.keys.outbox_entry(m) for m in members]
+
+    # -- attempts and status ---------------------------------------------------------------
+    def record(self, job_id: str, sub_id: str, attempt: Mapping[str, Any]) -> None:
+        key = self.keys.deliveries(job_id, sub_id)
+        pipe = self._redis.pipeline()
+        pipe.rpush(key, json.dumps(dict(attempt)))
+        pipe.expire(key, self.ledger.retention_s)
+        pipe.execute()
+
+    def deliveries(self, job_id: str, sub_id: str) -> list[dict[str, Any]]:
+        items = cast(list[Any], self._redis.lrange(self.keys.deliveries(job_id, sub_id), 0, -1))
+        return [json.loads(item) for item in items]
+
+    def set_status(self, job_id: str, sub_id: str, status: str) -> None:
+        """A subscription's webhook status; also the job's latest (``webhook_status``)."""
+        pipe = self._redis.pipeline()
+        pipe.hset(self.keys.hook_status(job_id), sub_id, status)
+        pipe.expire(self.keys.hook_status(job_id), self.ledger.retention_s)
+        pipe.execute()
+        self.ledger.annotate(job_id, {"webhook_status": status})
+
+    def status(self, job_id: str, sub_id: str) -> str | None:
+        raw = self._redis.hget(self.keys.hook_status(job_id), sub_id)
+        return _text(raw) if raw is not None else None
+
+    def lock(self, job_id: str, sub_id: str, timeout_s: float) -> Any:
+        """A non-blocking lock: one delivery of a subscription's webhook at a time."""
+        return self._redis.lock(
+            self.keys.webhook_lock(job_id, sub_id), timeout=timeout_s, blocking=False
+        )
 
 
 def deliveries(ledger: Ledger, job_id: str) -> list[dict[str, Any]]:
-    """The job's delivery attempts, oldest first."""
-    return ledger.deliveries(job_id)
+    """Every delivery attempt of a job's webhooks, all subscriptions, oldest first."""
+    outbox = Outbox(ledger)
+    attempts = [a for sub in outbox.subscriptions(job_id) for a in outbox.deliveries(job_id, sub)]
+    return sorted(attempts, key=lambda a: a.get("at", 0))
 
 
 def announce(ledger: Ledger, dispatch: Callable[[str, float], None], job_id: str) -> bool:
-    """Send the webhook message of a job that just ended, if it has a webhook waiting."""
-    if ledger.webhook_due_at(job_id) is None:
+    """Send the webhook message of a job that just ended, if a webhook of it is due."""
+    if not Outbox(ledger).due_for(job_id):
         return False
     dispatch(job_id, 0.0)
     return True
@@ -34,8 +133,14 @@ def redispatch_overdue(
     grace_s: float,
     limit: int = 1000,
 ) -> list[str]:
-    """Re-send the message of every webhook overdue by ``grace_s`` (its message was lost)."""
-    job_ids = ledger.webhooks_due_before(now - grace_s, limit=limit)
+    """Re-send the message of every job with a webhook overdue by ``grace_s`` (lost message)."""
+    job_ids = list(
+        dict.fromkeys(j for j, _ in Outbox(ledger).due_before(now - grace_s, limit=limit))
+    )
     for job_id in job_ids:
         dispatch(job_id, 0.0)
     return job_ids
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,7 +9,8 @@ the Celery task names all read this module; none of them names a state on its ow
     QUEUED ─► SUBMITTING ─► SUBMITTED ─► RUNNING ─► DOWNLOADING ⇄ POSTPROCESSING ─► DONE
       ▲           │             │           │
       └───────────┴─────────────┴───────────┘  (submit again later: paused, resubmit)
-    (POSTPROCESSING goes back to DOWNLOADING when a stored stem is missing or changed)
+    (POSTPROCESSING goes back to DOWNLOADING when a stored stem is missing or changed;
+     a retry moves FAILED or CANCELLED back to the first step that still needs doing)
     any active state ─► FAILED | CANCELLED      any active state ─► itself (a hand-off)
 """
 
@@ -107,6 +108,12 @@ TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
         *((s, s) for s in ACTIVE_STATES),
         *((s, S.FAILED) for s in ACTIVE_STATES),
         *((s, S.CANCELLED) for s in ACTIVE_STATES),
+        # A caller retries an ended job from the first step that still needs doing.
+        *(
+            (ended, to)
+            for ended in (S.FAILED, S.CANCELLED)
+            for to in (S.QUEUED, S.SUBMITTED, S.DOWNLOADING, S.POSTPROCESSING)
+        ),
     }
 )
 

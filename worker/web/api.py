@@ -1,31 +1,51 @@
-"""The face of vidgo-stems for web backends: enqueue a track, read a job, cancel it.
+"""The face of vidgo-stems for web backends: enqueue a track, read, list, retry, cancel.
 
-``enqueue`` validates the request, creates the job in the ledger (or finds the existing one:
-the job id is the request's fingerprint) and sends ``vidgo.submit``. It needs only Redis, never
-the Vidgo key, and returns at once. ``get_job`` reads the ledger into a :class:`JobView`;
-``cancel`` ends a job on our side.
+``enqueue`` validates the request, finds or creates the job in the ledger (the job id is the
+request's fingerprint, so the same track asked for twice is one job and one Vidgo payment) and
+subscribes the caller, in one atomic step: every caller of a shared job gets its own
+subscription id, its own metadata back and its own signed webhook. It needs only Redis, never
+the Vidgo key, and returns at once. ``get_job`` reads the ledger into a :class:`JobView`
+(as one subscriber sees it, when asked with its subscription id); ``list_jobs`` pages through
+jobs by state, batch and time; ``retry`` starts a FAILED or CANCELLED job again; ``cancel``
+removes one caller, and ends the job on our side once no caller is left.
 
-A backend that cannot import this package sends the same message by name, with Celery or any
-client of its wire format: first create the job with ``enqueue`` from Python, or, from another
-language, use the gateway's ``POST /v1/jobs`` (see the README): ``vidgo.submit`` only acts for
-a job the ledger knows, under the token the ledger holds.
+A backend that cannot import this package enqueues by task name (``vidgo.enqueue``) or over
+the gateway's HTTP API (see the README).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel
-
 from worker.celery_app import Producer, producer
-from worker.files.links import link, stem_links
+from worker.errors import InvalidRequest, JobConflict
 from worker.models import JobRequest, parse_request, validate_job_id, validate_metadata
-from worker.pipeline.ledger import ACTIVE_STATES, JobRecord, JobState, new_token
-from worker.pipeline.outbox import announce, deliveries
-from worker.pipeline.states import STATES, Step, TaskName
+from worker.pipeline.ledger import ACTIVE_STATES, JobState, Subscription, new_token
+from worker.pipeline.listing import list_jobs as list_ledger_jobs
+from worker.pipeline.outbox import Outbox, announce, deliveries
+from worker.pipeline.retry import RETRYABLE, RetryPlan, plan_retry, retry_job
+from worker.pipeline.states import Step, TaskName
 from worker.web.netsafe import check_webhook_url
+from worker.web.views import JobError, JobPage, JobSummary, JobView, StemLink, WebhookView
+
+__all__ = [
+    "Enqueued",
+    "JobError",
+    "JobPage",
+    "JobView",
+    "StemLink",
+    "WebhookView",
+    "cancel",
+    "deliveries",
+    "enqueue",
+    "enqueue_request",
+    "get_job",
+    "list_jobs",
+    "retry",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,89 +57,8 @@ class Enqueued(NamedTuple):
     job_id: str
     created: bool
     state: JobState
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
-
-
-class WebhookView(BaseModel):
-    url: str
-    status: str  # pending, retrying, delivered, failed
-    attempts: list[dict[str, Any]]
-
-
-class StemLink(BaseModel):
-    """A stored file a caller can fetch: a fresh link (None when it cannot be made right now)
-    and what it must hold."""
-
-    url: str | None
-    sha256: str | None
-    bytes: int | None
-    content_type: str | None
-
-
-class JobView(BaseModel):
-    """What a caller may know about a job. Contains no secrets; its links are minted on each
-    read and live ``VIDGO_STEMS_URL_TTL_S`` seconds, so an old link is renewed by reading the
-    job again."""
-
-    job_id: str
-    state: JobState
-    stage: str
-    request: dict[str, Any]
-    vidgo_task_id: str | None
-    vidgo_task_ids: list[str]
-    vidgo_status: str | None
-    vidgo_progress: int | None
-    submit_attempts: int
-    polls: int
-    stems: dict[str, StemLink]
-    manifest_url: str | None
-    manifest: dict[str, Any] | None
-    error: JobError | None
-    metadata: dict[str, Any]
-    webhook: WebhookView | None
-    created_at: float
-    updated_at: float
-    history: list[dict[str, Any]]
-
-    @classmethod
-    def build(cls, producer: Producer, job: JobRecord) -> JobView:
-        ledger = producer.ledger
-        webhook = None
-        if job.webhook_url:
-            webhook = WebhookView(
-                url=job.webhook_url,
-                status=job.webhook_status or "pending",
-                attempts=deliveries(ledger, job.job_id),
-            )
-        ttl_s = producer.settings.url_ttl_s
-        stems = stem_links(producer.storage, job.stems, ttl_s) if job.stems else {}
-        return cls(
-            job_id=job.job_id,
-            state=job.state,
-            stage=STATES[job.state].stage,
-            request=job.request.model_dump(mode="json"),
-            vidgo_task_id=job.vidgo_task_id,
-            vidgo_task_ids=list(job.vidgo_task_ids),
-            vidgo_status=job.vidgo_status,
-            vidgo_progress=job.vidgo_progress,
-            submit_attempts=job.submit_attempts,
-            polls=job.polls,
-            stems={name: StemLink(**info) for name, info in stems.items()},
-            manifest_url=link(producer.storage, job.manifest_key, ttl_s),
-            manifest=job.manifest,
-            error=JobError(code=job.error_code, message=job.error_message or "")
-            if job.error_code
-            else None,
-            metadata=job.metadata,
-            webhook=webhook,
-            created_at=job.created_at,
-            updated_at=job.updated_at,
-            history=ledger.history(job.job_id),
-        )
+    subscription_id: str | None = None
+    retried: bool = False
 
 
 def enqueue(
@@ -131,15 +70,19 @@ def enqueue(
     job_id: str | None = None,
     webhook_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    subscription_id: str | None = None,
+    retry_failed: bool = False,
     producer: Producer | None = None,
 ) -> str:
     """Validate and enqueue one track; return its job id at once.
 
     The same request (audio URL, model name, output type) always gives the same job and at most
-    one Vidgo submission. ``webhook_url`` (else ``VIDGO_STEMS_DEFAULT_WEBHOOK_URL``) receives a
-    signed event when the job ends; ``metadata`` (a small JSON object) rides along in the job
-    view, the webhook and the manifest. Raises InvalidRequest, naming the allowed values, for
-    bad input.
+    one Vidgo submission; every caller is subscribed to it. ``webhook_url`` (else
+    ``VIDGO_STEMS_DEFAULT_WEBHOOK_URL``) receives a signed event when the job ends, carrying this
+    caller's ``metadata`` (a small JSON object). ``subscription_id`` makes a repeated call
+    (a network retry) the same subscription. A job that FAILED or was CANCELLED raises
+    JobConflict naming how to retry it, unless ``retry_failed``, which retries it. Raises
+    InvalidRequest, naming the allowed values, for bad input.
     """
     request = parse_request(
         {
@@ -154,6 +97,8 @@ def enqueue(
         job_id=job_id,
         webhook_url=webhook_url,
         metadata=metadata,
+        subscription_id=subscription_id,
+        retry_failed=retry_failed,
         producer=producer,
     ).job_id
 
@@ -164,9 +109,12 @@ def enqueue_request(
     job_id: str | None = None,
     webhook_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    subscription_id: str | None = None,
+    retry_failed: bool = False,
     producer: Producer | None = None,
 ) -> Enqueued:
-    """Enqueue an already parsed request; also says whether the job is new or was there."""
+    """Enqueue an already parsed request; also says whether the job is new, the caller's
+    subscription id, and whether an ended job was retried."""
     p = producer or default_producer()
     settings = p.settings
     job_id = validate_job_id(job_id) if job_id is not None else request.fingerprint()
@@ -175,56 +123,178 @@ def enqueue_request(
     if hook is not None:
         hook = check_webhook_url(hook, allow_private=settings.allow_private_webhook_hosts)
         settings.require_webhook_secret()
+    sub = Subscription.new(
+        sub_id=validate_job_id(subscription_id) if subscription_id else None,
+        webhook_url=hook,
+        metadata=extra,
+    )
     token = new_token()
-    job, created = p.ledger.create(job_id, request, token=token, webhook_url=hook, metadata=extra)
-    if created:
+    found = p.ledger.enqueue(
+        job_id,
+        request,
+        token=token,
+        subscription=sub,
+        max_subscribers=settings.max_subscribers_per_job,
+        take_subscribers_when_failed=retry_failed,
+    )
+    job = found.job
+    if found.subscribed < 0:
+        raise JobConflict(
+            f"job {job_id} already has {settings.max_subscribers_per_job} subscribers "
+            "(VIDGO_STEMS_MAX_SUBSCRIBERS_PER_JOB): read it with GET /v1/jobs/{id} instead"
+        )
+    if found.created:
         p.dispatch(Step(TaskName.SUBMIT, job_id, token))
         log.info("job %s enqueued (%s, %s)", job_id, request.model_name, request.output_type)
-    else:
-        log.info("job %s already exists (%s); not enqueued again", job_id, job.state.value)
-    return Enqueued(job_id, created, job.state)
+        return Enqueued(job_id, True, job.state, sub.sub_id)
+    if job.state in RETRYABLE:
+        if not retry_failed:
+            raise JobConflict(ended_message(job_id, job.state, job.error_code, job.error_message))
+        plan = retry_job(
+            p.ledger, p.storage, p.dispatch, job_id, now=time.time(), forget_result=p.forget_result
+        )
+        return Enqueued(job_id, False, plan.to, sub.sub_id, retried=True)
+    log.info("job %s already exists (%s); caller subscribed", job_id, job.state.value)
+    if job.state.is_terminal:
+        announce(p.ledger, p.dispatch_webhook, job_id)  # a new subscriber of a DONE job
+    return Enqueued(job_id, False, job.state, sub.sub_id)
 
 
-def get_job(job_id: str, *, producer: Producer | None = None) -> JobView | None:
-    """The current view of a job, or None when the ledger does not know it."""
+def ended_message(job_id: str, state: JobState, code: str | None, message: str | None) -> str:
+    return (
+        f"job {job_id} {state.value} [{code}]: {message or ''}; retry it with "
+        f"POST /v1/jobs/{job_id}/retry, `vidgo-stems retry {job_id}`, or enqueue again with "
+        "retry_failed=true"
+    )
+
+
+def get_job(
+    job_id: str, *, subscription_id: str | None = None, producer: Producer | None = None
+) -> JobView | None:
+    """The current view of a job (as the given subscriber sees it), or None when unknown."""
     p = producer or default_producer()
     job = p.ledger.get(validate_job_id(job_id))
-    return JobView.build(p, job) if job else None
+    return JobView.build(p, job, subscription_id) if job else None
 
 
-def cancel(job_id: str, *, producer: Producer | None = None) -> JobView | None:
-    """Stop working on a job: it ends CANCELLED and no step of ours runs for it again.
+def list_jobs(
+    *,
+    state: JobState | str | None = None,
+    batch: str | None = None,
+    since: float | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+    producer: Producer | None = None,
+) -> JobPage:
+    """Jobs by state, batch and creation time, oldest first, a page at a time."""
+    p = producer or default_producer()
+    try:
+        wanted = JobState(state.upper()) if isinstance(state, str) else state
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobState)
+        raise InvalidRequest(f"state must be one of {allowed}") from None
+    page = list_ledger_jobs(
+        p.ledger, state=wanted, batch=batch, since=since, cursor=cursor, limit=limit
+    )
+    return JobPage(jobs=[JobSummary.of(job) for job in page.jobs], next_cursor=page.next_cursor)
+
+
+def retry(job_id: str, *, producer: Producer | None = None) -> JobView:
+    """Start a FAILED or CANCELLED job again from the first step that still needs doing."""
+    p = producer or default_producer()
+    retry_job(
+        p.ledger, p.storage, p.dispatch, job_id, now=time.time(), forget_result=p.forget_result
+    )
+    view = get_job(job_id, producer=p)
+    assert view is not None, "a job just retried is in the ledger"
+    return view
+
+
+def retry_candidates(
+    *,
+    codes: set[str] | None = None,
+    batch: str | None = None,
+    producer: Producer | None = None,
+) -> list[RetryPlan]:
+    """The FAILED and CANCELLED jobs (of a batch, with one of ``codes``) and how each would
+    start again: what a bulk retry would do and what it may cost, without doing it."""
+    p = producer or default_producer()
+    plans = []
+    now = time.time()
+    for state in RETRYABLE:
+        cursor = None
+        while True:
+            page = list_ledger_jobs(p.ledger, state=state, batch=batch, cursor=cursor, limit=500)
+            for job in page.jobs:
+                if codes is None or job.error_code in codes:
+                    plans.append(plan_retry(job, p.storage, now=now))
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    return plans
+
+
+def cancel(
+    job_id: str,
+    *,
+    subscription_id: str | None = None,
+    force: bool = False,
+    producer: Producer | None = None,
+) -> JobView | None:
+    """Stop waiting for a job. With ``subscription_id``, that caller leaves; the job itself is
+    cancelled once no caller is left, or at once with ``force``. Without one, the job is
+    cancelled when it has at most one caller (else JobConflict says who else waits).
 
     Vidgo has no cancel: a task already submitted runs to its end at Vidgo and is billed. We
-    stop polling it and download nothing more; stems already on disk stay where they are. A
-    job that has already ended is left as it is. Returns the job's view (None when unknown);
-    ``state`` says whether the cancel took.
+    stop polling it and download nothing more; stems already stored stay. A job that has
+    already ended is left as it is. Returns the job's view (None when unknown).
     """
     p = producer or default_producer()
-    ledger = p.ledger
-    job = ledger.get(validate_job_id(job_id))
+    job = p.ledger.get(validate_job_id(job_id))
     if job is None:
         return None
-    if not job.state.is_terminal:
-        billed = ", ".join(job.vidgo_task_ids) or "none"
-        cancelled = ledger.advance(
-            job_id,
-            expect=ACTIVE_STATES,
-            token=None,
-            to=JobState.CANCELLED,
-            new_token=new_token(),  # every message in flight for the job is now stale
-            fields={
-                "error_code": "cancelled",
-                "error_message": (
-                    f"cancelled in {job.state.value}; Vidgo has no cancel, so tasks already "
-                    f"submitted (billed: {billed}) finish there, but nothing more is polled "
-                    "or downloaded"
-                ),
-            },
-            event="cancelled",
-            detail={"vidgo_task_ids": list(job.vidgo_task_ids)},
+    outbox = Outbox(p.ledger)
+    if subscription_id is not None:
+        if outbox.unsubscribe(job_id, subscription_id) is None:
+            raise InvalidRequest(f"job {job_id} has no subscription {subscription_id}")
+    elif not force and len(outbox.subscriptions(job_id)) > 1:
+        raise JobConflict(
+            f"job {job_id} has {len(outbox.subscriptions(job_id))} callers waiting: pass your "
+            "subscription_id to leave it, or force to cancel it for everyone"
         )
-        if cancelled:
-            log.info("job %s cancelled in %s", job_id, job.state.value)
-            announce(ledger, p.dispatch_webhook, job_id)
+    if not job.state.is_terminal:
+        # A caller that left cancels the job only if nobody else waits for it (checked in the
+        # same step as the move, so a caller subscribing meanwhile keeps the job alive).
+        only_if_alone = subscription_id is not None and not force
+        _cancel_job(p, job_id, job.state, job.vidgo_task_ids, only_if_alone=only_if_alone)
     return get_job(job_id, producer=p)
+
+
+def _cancel_job(
+    p: Producer,
+    job_id: str,
+    state: JobState,
+    task_ids: tuple[str, ...],
+    *,
+    only_if_alone: bool,
+) -> None:
+    billed = ", ".join(task_ids) or "none"
+    message = (
+        f"cancelled in {state.value}; Vidgo has no cancel, so tasks already submitted "
+        f"(billed: {billed}) finish there, but nothing more is polled or downloaded"
+    )
+    cancelled = p.ledger.advance(
+        job_id,
+        expect=ACTIVE_STATES,
+        token=None,
+        to=JobState.CANCELLED,
+        new_token=new_token(),  # every message in flight for the job is now stale
+        fields={"error_code": "cancelled", "error_message": message},
+        event="cancelled",
+        detail={"vidgo_task_ids": list(task_ids)},
+        unless_subscribed=only_if_alone,
+    )
+    if cancelled:
+        log.info("job %s cancelled in %s", job_id, state.value)
+        p.record_end(job_id, "cancelled", message, cancelled=True)
+        announce(p.ledger, p.dispatch_webhook, job_id)

@@ -34,7 +34,8 @@ from worker.errors import ConfigError, WebhookVerificationError
 from worker.files.links import link, open_configured_storage, stem_links
 from worker.files.storage import Storage
 from worker.pipeline.ledger import JobRecord, JobState, Ledger
-from worker.pipeline.outbox import announce, deliveries, redispatch_overdue
+from worker.pipeline.outbox import Outbox, announce, deliveries, redispatch_overdue
+from worker.pipeline.record import Subscription
 from worker.settings import Settings, secret_bytes
 from worker.web.netsafe import BlockedAddress, resolve_public
 
@@ -82,14 +83,18 @@ def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> dict[s
     return event
 
 
-def message_id(job: JobRecord) -> str:
-    """Stable per event: a receiver that saw this id already can drop the repeat."""
-    return f"msg_{job.job_id}_{job.state.value.lower()}"
+def message_id(job: JobRecord, sub_id: str) -> str:
+    """Stable per event and subscriber: a receiver that saw this id already can drop the
+    repeat. A job retried after it ended ends again under a new id."""
+    return f"msg_{job.job_id}_{sub_id}_{job.state.value.lower()}_{job.retry_count}"
 
 
-def event_for(job: JobRecord, storage: Storage, ttl_s: int) -> dict[str, Any]:
-    """The event body for an ended job: no secrets; links to the stems and the manifest minted
-    now (they live ``ttl_s`` seconds: GET the job for fresh ones)."""
+def event_for(
+    job: JobRecord, storage: Storage, ttl_s: int, subscription: Subscription | None = None
+) -> dict[str, Any]:
+    """The event body for an ended job, as one subscriber sees it (its own metadata): no
+    secrets; links to the stems and the manifest minted now (they live ``ttl_s`` seconds: GET
+    the job for fresh ones)."""
     error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
     done = job.state is JobState.DONE
     return {
@@ -97,9 +102,10 @@ def event_for(job: JobRecord, storage: Storage, ttl_s: int) -> dict[str, Any]:
         "timestamp": datetime.fromtimestamp(job.updated_at, UTC).isoformat(),
         "data": {
             "job_id": job.job_id,
+            "subscription_id": subscription.sub_id if subscription else None,
             "state": job.state.value,
             "request": job.request.model_dump(mode="json"),
-            "metadata": job.metadata,
+            "metadata": subscription.metadata if subscription else job.metadata,
             "vidgo_task_ids": list(job.vidgo_task_ids),
             "stems": stem_links(storage, job.stems, ttl_s) if done else {},
             "manifest_url": link(storage, job.manifest_key, ttl_s) if done else None,
@@ -151,6 +157,7 @@ class WebhookSender:
         resolve: Callable[[str, int], list[str]] = resolve_public,
     ) -> None:
         self._ledger = ledger
+        self._outbox = Outbox(ledger)
         self._storage = storage or open_configured_storage(settings)
         self._settings = settings
         self._http = http
@@ -160,38 +167,45 @@ class WebhookSender:
         self._resolve = resolve
 
     def deliver(self, job_id: str) -> str:
-        """Attempt the job's webhook if it is due; returns what happened, for logs and tests."""
-        lock = self._ledger.webhook_lock(job_id, self._settings.webhook_timeout_s + 30)
+        """Attempt every webhook of the job that is due; returns what happened (one word per
+        subscriber, comma-separated), for logs and tests."""
+        due = self._outbox.due_for(job_id)
+        if not due:
+            return "gone"  # delivered or given up already
+        return ",".join(self._deliver_one(job_id, sub_id) for sub_id in sorted(due))
+
+    def _deliver_one(self, job_id: str, sub_id: str) -> str:
+        lock = self._outbox.lock(job_id, sub_id, self._settings.webhook_timeout_s + 30)
         if not lock.acquire():
             return "busy"  # another worker is delivering it right now
         try:
-            return self._deliver_locked(job_id)
+            return self._deliver_locked(job_id, sub_id)
         finally:
             lock.release()
 
-    def _deliver_locked(self, job_id: str) -> str:
-        due_at = self._ledger.webhook_due_at(job_id)
+    def _deliver_locked(self, job_id: str, sub_id: str) -> str:
+        due_at = self._outbox.due_at(job_id, sub_id)
         if due_at is None:
-            return "gone"  # delivered or given up already
+            return "gone"
         now = self._clock()
         if due_at > now + 1.0:
             return "not_due"  # an early or duplicate message; the scheduled one will come
         job = self._ledger.get(job_id)
-        if job is None or not job.state.is_terminal or not job.webhook_url:
-            self._ledger.clear_webhook(job_id)
+        sub = self._outbox.subscription(job_id, sub_id)
+        if job is None or not job.state.is_terminal or sub is None or not sub.webhook_url:
+            self._outbox.clear(job_id, sub_id)
             return "gone"
-        previous = len(self._ledger.deliveries(job_id))
-        attempt = self._post(job, previous + 1)
-        self._record(job_id, attempt)
+        attempt = self._post(job, sub, len(self._outbox.deliveries(job_id, sub_id)) + 1)
+        self._outbox.record(job_id, sub_id, asdict(attempt))
         if attempt.ok:
-            self._finish(job_id, "delivered")
-            log.info("job %s: webhook delivered (attempt %d)", job_id, attempt.attempt)
+            self._finish(job_id, sub_id, "delivered")
+            log.info("job %s: webhook %s delivered (attempt %d)", job_id, sub_id, attempt.attempt)
             return "delivered"
         give_up = attempt.attempt >= self._settings.webhook_max_attempts or (
             attempt.error is not None and attempt.error.startswith("blocked:")
         )
         if give_up:
-            self._finish(job_id, "failed")
+            self._finish(job_id, sub_id, "failed")
             log.error(
                 "job %s: webhook to %s given up after %d attempt(s): %s",
                 job_id,
@@ -201,8 +215,8 @@ class WebhookSender:
             )
             return "gave_up"
         delay = self.backoff_s(attempt.attempt)
-        self._ledger.schedule_webhook(job_id, now + delay)
-        self._set_status(job_id, "retrying")
+        self._outbox.schedule(job_id, sub_id, now + delay)
+        self._outbox.set_status(job_id, sub_id, "retrying")
         self._dispatch(job_id, delay)
         log.warning(
             "job %s: webhook attempt %d to %s failed (%s); next in %.1fs",
@@ -225,8 +239,8 @@ class WebhookSender:
             rng=self._rng,
         )
 
-    def _post(self, job: JobRecord, number: int) -> Attempt:
-        url = job.webhook_url or ""
+    def _post(self, job: JobRecord, sub: Subscription, number: int) -> Attempt:
+        url = sub.webhook_url or ""
         parts = urlsplit(url)
         host = parts.hostname or ""
         started = self._clock()
@@ -244,12 +258,12 @@ class WebhookSender:
             secret = self._settings.require_webhook_secret()
         except ConfigError as exc:
             return attempt(None, f"not signed: {exc}")
-        event = event_for(job, self._storage, self._settings.url_ttl_s)
+        event = event_for(job, self._storage, self._settings.url_ttl_s, sub)
         body = json.dumps(event, separators=(",", ":"), sort_keys=True)
         headers = {
             "content-type": "application/json",
             "user-agent": "vidgo-stems-webhooks/1",
-            **signed_headers(secret, message_id(job), self._clock(), body),
+            **signed_headers(secret, message_id(job, sub.sub_id), self._clock(), body),
         }
         try:
             # Streamed and never read: a receiver's answer body is not our business.
@@ -258,12 +272,6 @@ class WebhookSender:
         except httpx.HTTPError as exc:
             return attempt(None, f"{type(exc).__name__}: {exc}"[:300])
 
-    def _record(self, job_id: str, attempt: Attempt) -> None:
-        self._ledger.record_delivery(job_id, asdict(attempt))
-
-    def _finish(self, job_id: str, status: str) -> None:
-        self._ledger.clear_webhook(job_id)
-        self._set_status(job_id, status)
-
-    def _set_status(self, job_id: str, status: str) -> None:
-        self._ledger.annotate(job_id, {"webhook_status": status})
+    def _finish(self, job_id: str, sub_id: str, status: str) -> None:
+        self._outbox.clear(job_id, sub_id)
+        self._outbox.set_status(job_id, sub_id, status)

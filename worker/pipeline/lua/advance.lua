@@ -1,22 +1,25 @@
 -- Compare-and-set one job: apply a move only when the job is in an expected state and holds
 -- the expected step token.
 -- KEYS: job hash, history list, active-jobs zset, webhooks-due zset, Vidgo in-flight zset,
---       ended-jobs zset.
+--       ended-jobs zset, subscriptions hash, the set of subscriptions with a webhook.
 -- ARGV: [1] allowed states ",A,B,"; [2] expected token ("" = any); [3] new state ("" = keep);
 --       [4] new token ("" = keep); [5] now; [6] history entry JSON (without "from");
---       [7] ttl once ended; [8] "1" when the new state is terminal; [9] states that hold no
---       in-flight slot ",A,B,"; [10] the per-state index key prefix; [11] n_set; then n_set
---       field/value pairs, then field/increment pairs.
+--       [7] ttl once ended; [8] the terminal states ",A,B,"; [9] states that hold no
+--       in-flight slot ",A,B,"; [10] the per-state index key prefix; [11] "1" to apply only
+--       while the job has no subscriber; [12] n_set; then n_set field/value pairs, then
+--       field/increment pairs.
 -- The per-state indexes (zsets scored by creation time, for listing) follow every move here.
--- A job that ends and has subscribers joins the webhooks-due zset in the same step, so its
--- completion webhook cannot be lost between the end and the send. A job moving to a state that
--- holds no Vidgo slot leaves the in-flight set in the same step, so no slot leaks.
+-- A job that ends puts one entry per subscriber with a webhook ("<job key>#<subscription>")
+-- into the webhooks-due zset in the same step, so no completion webhook can be lost between
+-- the end and the send. A job moving to a state that holds no Vidgo slot leaves the in-flight
+-- set in the same step, so no slot leaks.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, ''} end
 if not string.find(ARGV[1], ',' .. state .. ',', 1, true) then return {0, state} end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return {0, state} end
-local n_set = tonumber(ARGV[11])
-local i = 12
+if ARGV[11] == '1' and redis.call('HLEN', KEYS[7]) > 0 then return {0, state} end
+local n_set = tonumber(ARGV[12])
+local i = 13
 for _ = 1, n_set do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2
@@ -38,18 +41,20 @@ redis.call('RPUSH', KEYS[2], '{"from":"' .. state .. '",' .. string.sub(ARGV[6],
 if string.find(ARGV[9], ',' .. to .. ',', 1, true) then
   redis.call('ZREM', KEYS[5], KEYS[1])
 end
-if ARGV[8] == '1' then
+if string.find(ARGV[8], ',' .. to .. ',', 1, true) then
   redis.call('ZREM', KEYS[3], KEYS[1])
   redis.call('ZADD', KEYS[6], ARGV[5], KEYS[1])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
-  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
-  if redis.call('HEXISTS', KEYS[1], 'webhook_url') == 1 then
-    redis.call('ZADD', KEYS[4], ARGV[5], KEYS[1])
+  for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8]}) do
+    redis.call('EXPIRE', key, tonumber(ARGV[7]))
+  end
+  for _, sub in ipairs(redis.call('SMEMBERS', KEYS[8])) do
+    redis.call('ZADD', KEYS[4], ARGV[5], KEYS[1] .. '#' .. sub)
   end
 else
   -- Active again (a retry of an ended job): it no longer expires and is no longer "ended".
-  redis.call('PERSIST', KEYS[1])
-  redis.call('PERSIST', KEYS[2])
+  for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8]}) do
+    redis.call('PERSIST', key)
+  end
   redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1])
   redis.call('ZREM', KEYS[6], KEYS[1])
 end

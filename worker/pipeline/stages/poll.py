@@ -195,7 +195,7 @@ def _resubmit_or_fail(
     ctx: StageContext, job: JobRecord, result: Round, *, code: str, reason: str
 ) -> Outcome:
     """Resubmit with backoff while the job has Vidgo tasks to spare; else fail with ``code``."""
-    paid = len(job.vidgo_task_ids)
+    paid = len(job.vidgo_task_ids) - job.tasks_at_retry  # a retry starts a fresh budget
     if paid >= ctx.settings.max_vidgo_tasks:
         error = PermanentError(
             f"{reason}; gave up after {paid} Vidgo task(s) "

@@ -1,0 +1,126 @@
+"""Retry: a FAILED or CANCELLED job starts again from the first step that still needs doing.
+
+What was done and paid for is kept: stems already stored with their checksum are
+post-processed again, not downloaded; stems Vidgo still serves are downloaded, not paid for
+again; Vidgo tasks paid within the last day are polled again before anything is submitted.
+Only a job with nothing left to reuse is submitted again. The move is one compare-and-set
+under a fresh step token (messages still in flight for the old attempt become stale), the
+history is kept, and the retry is recorded in it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.errors import InvalidRequest
+from worker.files.storage import Storage
+from worker.models import expected_stems, validate_job_id
+from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.outbox import Outbox
+from worker.pipeline.states import STATES, Step, TaskName
+
+log = logging.getLogger(__name__)
+
+#: Vidgo keeps a task's results (and its stem URLs) for 24 hours; leave a margin.
+RESULTS_LIVE_S = 23 * 3600
+RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
+#: Failures after which polling the same paid tasks again cannot succeed by itself.
+_TASKS_DEAD = frozenset(
+    {"vidgo_task_failed", "vidgo_task_stalled", "vidgo_finished_without_output"}
+)
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """Where a retried job starts again, why, and whether it may pay for a new Vidgo task."""
+
+    job_id: str
+    error_code: str | None
+    to: JobState
+    reason: str
+    may_pay: bool
+    fields: dict[str, Any]
+
+    @property
+    def task(self) -> TaskName:
+        task = STATES[self.to].task
+        assert task is not None, "a retry always moves to an active state"
+        return task
+
+
+def plan_retry(job: JobRecord, storage: Storage, *, now: float) -> RetryPlan:
+    """The first step of ``job`` that still needs doing (pure apart from storage reads)."""
+    wanted = expected_stems(job.request.output_type)
+    stored = {name: info for name, info in job.stems.items() if _still_stored(storage, info)}
+    base: dict[str, Any] = {"tasks_at_retry": len(job.vidgo_task_ids), "stems": stored}
+    code = job.error_code
+    if stored and set(wanted) <= set(stored):
+        return RetryPlan(job.job_id, code, JobState.POSTPROCESSING, "stems stored", False, base)
+    if job.stem_urls and job.finished_at and now - job.finished_at < RESULTS_LIVE_S:
+        reason = "Vidgo still serves the stems"
+        return RetryPlan(job.job_id, code, JobState.DOWNLOADING, reason, False, base)
+    recent = bool(job.submitted_at and now - job.submitted_at < RESULTS_LIVE_S)
+    if job.vidgo_task_ids and recent:
+        fields = {
+            **base,
+            "live_task_ids": list(job.vidgo_task_ids),
+            "attempt_empty_polls": {},
+            "submitted_at": now,
+        }
+        reason = f"polling the paid Vidgo task(s) {', '.join(job.vidgo_task_ids)} again first"
+        return RetryPlan(job.job_id, code, JobState.SUBMITTED, reason, code in _TASKS_DEAD, fields)
+    return RetryPlan(job.job_id, code, JobState.QUEUED, "submitting again", True, base)
+
+
+def retry_job(
+    ledger: Ledger,
+    storage: Storage,
+    dispatch: Callable[[Step], None],
+    job_id: str,
+    *,
+    now: float,
+    forget_result: Callable[[str], None] = lambda _: None,
+    by: str = "caller",
+) -> RetryPlan:
+    """Start a FAILED or CANCELLED job again; InvalidRequest when it is unknown or not ended
+    that way (the message says what state it is in)."""
+    job = ledger.get(validate_job_id(job_id))
+    if job is None:
+        raise InvalidRequest(f"no job {job_id} in the ledger: enqueue the track instead")
+    if job.state not in RETRYABLE:
+        raise InvalidRequest(
+            f"job {job_id} is {job.state.value}: only FAILED or CANCELLED jobs are retried"
+        )
+    plan = plan_retry(job, storage, now=now)
+    token = new_token()
+    fields = {**plan.fields, "error_code": None, "error_message": None, "next_due_at": now}
+    moved = ledger.advance(
+        job_id,
+        expect=job.state,
+        token=None,
+        to=plan.to,
+        new_token=token,
+        fields={**fields, "webhook_status": None},
+        incr={"retry_count": 1},
+        event="retried",
+        detail={"error": job.error_code, "reason": plan.reason, "by": by},
+    )
+    if not moved:
+        raise InvalidRequest(f"job {job_id} changed while it was being retried: try again")
+    Outbox(ledger).clear_job(job_id)
+    forget_result(job_id)
+    ledger.bump_counter("job_retries")
+    dispatch(Step(plan.task, job_id, token))
+    log.info("job %s retried from %s: %s", job_id, plan.to.value, plan.reason)
+    return plan
+
+
+def _still_stored(storage: Storage, info: dict[str, Any]) -> bool:
+    key, sha = info.get("key"), info.get("sha256")
+    if not key or not sha:
+        return False
+    found = storage.stat(key)
+    return found is not None and found.sha256 == sha
