@@ -138,7 +138,7 @@ def test_a_huge_job_id_is_not_echoed_back_in_full(gateway):
     response = call(app, "GET", "/v1/jobs/" + "x" * 60_000, headers=AUTH)  # httpx caps at 64 KiB
     assert response.status_code == 422  # not a valid id: say so, without repeating it
     message = response.json()["error"]["message"]
-    assert len(message) < 300 and "60000 characters" in message
+    assert len(message) < 300 and "x" * 100 not in message and "job_id" in message
 
 
 def test_a_deep_callback_body_with_the_real_token_gets_an_answer_not_a_500(gateway):

@@ -207,7 +207,7 @@ def test_a_retry_submits_again_when_nothing_can_be_reused(p):
 
 def test_only_failed_or_cancelled_jobs_are_retried(p):
     job_id = api.enqueue(URL, producer=p)
-    with pytest.raises(InvalidRequest, match="is QUEUED: only FAILED or CANCELLED"):
+    with pytest.raises(JobConflict, match="is QUEUED: only FAILED or CANCELLED"):
         api.retry(job_id, producer=p)
     with pytest.raises(InvalidRequest, match="no job"):
         api.retry("nope", producer=p)

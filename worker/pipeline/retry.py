@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.errors import InvalidRequest
+from worker.errors import InvalidRequest, JobConflict
 from worker.files.storage import Storage
 from worker.models import expected_stems, validate_job_id
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
@@ -91,7 +91,7 @@ def retry_job(
     if job is None:
         raise InvalidRequest(f"no job {job_id} in the ledger: enqueue the track instead")
     if job.state not in RETRYABLE:
-        raise InvalidRequest(
+        raise JobConflict(
             f"job {job_id} is {job.state.value}: only FAILED or CANCELLED jobs are retried"
         )
     plan = plan_retry(job, storage, now=now)
@@ -109,7 +109,7 @@ def retry_job(
         detail={"error": job.error_code, "reason": plan.reason, "by": by},
     )
     if not moved:
-        raise InvalidRequest(f"job {job_id} changed while it was being retried: try again")
+        raise JobConflict(f"job {job_id} changed while it was being retried: try again")
     Outbox(ledger).clear_job(job_id)
     forget_result(job_id)
     ledger.bump_counter("job_retries")

@@ -107,6 +107,8 @@ def add_file_routes(
         route,
         read_stored_file,
         methods=["GET"],
+        operation_id="getFile",
+        tags=["files"],
         summary="A stored file (stem or manifest) behind a signed, expiring link",
         description="No bearer key: the link's `expires` and `sig` are the credential. "
         "Supports Range (206, 416), HEAD and If-None-Match (304).",

@@ -23,140 +23,34 @@ import json
 import logging
 import time
 from collections.abc import MutableMapping
-from typing import Annotated, Any
+from typing import Annotated
 
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker import jsonsafe
 from worker.celery_app import Producer
-from worker.errors import ConfigError, InvalidRequest, shown
+from worker.errors import ConfigError, InvalidRequest, JobConflict
 from worker.files.links import file_root
-from worker.jsonsafe import JsonRefused
-from worker.models import MAX_METADATA_BYTES, ModelName, OutputType, parse_request
 from worker.pipeline.recovery import workers_seen
 from worker.settings import Settings, get_settings
-from worker.web import api
 from worker.web.callbacks import handle_callback
 from worker.web.files import add_file_routes
+from worker.web.replies import (
+    ErrorResponse,
+    describe_validation,
+    error_response,
+)
+from worker.web.routes import add_job_routes
 
 log = logging.getLogger("vidgo_stems.gateway")
 
 _JSON = "application/json"
-
-
-class JobCreate(BaseModel):
-    """A track to separate. Only ``audio_url`` is required."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    audio_url: str = Field(max_length=4096, description="http(s) URL of the audio file")
-    title: str | None = Field(default=None, max_length=200)
-    model_name: ModelName = ModelName("base")
-    output_type: OutputType = OutputType("general")
-    job_id: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
-        description="your own id for the job; default: a fingerprint of the request",
-    )
-    webhook_url: str | None = Field(
-        default=None, max_length=2048, description="receives a signed event when the job ends"
-    )
-    metadata: dict[str, Any] | None = Field(
-        default=None, description=f"a JSON object of at most {MAX_METADATA_BYTES} bytes"
-    )
-
-
-class JobAccepted(BaseModel):
-    job_id: str
-    state: str
-    created: bool = Field(description="false when the same request was enqueued before")
-    status_url: str
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
-
-
-#: A refusal's message is cut to this many characters, whatever input it quotes.
-MAX_MESSAGE_CHARS = 1000
-
-
-def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:
-    if len(message) > MAX_MESSAGE_CHARS:
-        message = message[:MAX_MESSAGE_CHARS] + "... (cut)"
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers or None
-    )
-
-
-def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
-    """The schema with its ``#/$defs/...`` references written out in place."""
-    if isinstance(schema, dict):
-        ref = schema.get("$ref", "")
-        if ref.startswith("#/$defs/"):
-            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
-        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
-    if isinstance(schema, list):
-        return [_inline_refs(item, defs) for item in schema]
-    return schema
-
-
-_JOB_SCHEMA = JobCreate.model_json_schema()
-JOB_CREATE_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {"schema": _inline_refs(_JOB_SCHEMA, _JOB_SCHEMA.get("$defs", {}))}
-    },
-}
-EXAMPLE_BODY = '{"audio_url": "https://cdn.example.com/song.mp3"}'
-
-
-def parse_job_body(raw: bytes, settings: Settings) -> JobCreate:
-    """The job a request body asks for; InvalidRequest saying what was wrong and what to send."""
-    if not raw.strip():
-        raise InvalidRequest(f"the body is empty: send a JSON object such as {EXAMPLE_BODY}")
-    try:
-        data = jsonsafe.loads(raw, settings.json_limits)
-    except JsonRefused as exc:
-        raise InvalidRequest(
-            f"the body is {exc}: send a JSON object such as {EXAMPLE_BODY} "
-            "with Content-Type: application/json"
-        ) from None
-    if not isinstance(data, dict):
-        raise InvalidRequest(
-            f"the body is a JSON {type(data).__name__}: send a JSON object such as {EXAMPLE_BODY}"
-        )
-    try:
-        return JobCreate.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidRequest(describe_errors(exc.errors(include_url=False))) from None
-
-
-def describe_validation(exc: RequestValidationError) -> str:
-    """One line per problem, naming the field and never echoing the (maybe huge) input."""
-    return describe_errors(exc.errors())
-
-
-def describe_errors(errors: Any) -> str:
-    """One line per problem, naming the field and never echoing the (maybe huge) input."""
-    problems = []
-    for err in errors:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        problems.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(problems[:10]) or "invalid request"
 
 
 class BodyLimit:
@@ -270,78 +164,11 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
     )
     _install_error_handlers(app)
     _add_file_routes_for_local_storage(app, settings)
-    _add_job_routes(app, producer, [Depends(authorised)])
+    add_job_routes(app, producer, [Depends(authorised)])
     _add_vidgo_and_health_routes(app, producer)
     return AccessLog(
         BodyLimit(app, settings.gateway_max_body_bytes, settings.gateway_body_timeout_s)
     )
-
-
-def _add_job_routes(app: FastAPI, producer: Producer, secured: list[Any]) -> None:
-
-    @app.post(
-        "/v1/jobs",
-        status_code=202,
-        response_model=JobAccepted,
-        dependencies=secured,
-        summary="Enqueue a track; answers at once with the job id",
-        openapi_extra={"requestBody": JOB_CREATE_BODY},
-    )
-    async def create_job(request: Request) -> JSONResponse:
-        # The body is parsed here, after the key was checked (a dependency), and by a parser no
-        # body can crash: unauthenticated callers learn nothing from a malformed body.
-        body = parse_job_body(await request.body(), producer.settings)
-        track = {"audio_url", "title", "model_name", "output_type"}
-        enqueued = await run_in_threadpool(
-            api.enqueue_request,
-            parse_request(body.model_dump(mode="json", include=track)),
-            job_id=body.job_id,
-            webhook_url=body.webhook_url,
-            metadata=body.metadata,
-            producer=producer,
-        )
-        status_url = str(request.url_for("read_job", job_id=enqueued.job_id))
-        accepted = JobAccepted(
-            job_id=enqueued.job_id,
-            state=enqueued.state.value,
-            created=enqueued.created,
-            status_url=status_url,
-        )
-        return JSONResponse(
-            accepted.model_dump(),
-            status_code=202 if enqueued.created else 200,
-            headers={"Location": status_url},
-        )
-
-    @app.get(
-        "/v1/jobs/{job_id}",
-        response_model=api.JobView,
-        dependencies=secured,
-        responses={404: {"model": ErrorResponse}},
-        summary="A job's state, stage, Vidgo progress, stems, manifest, error and history",
-    )
-    def read_job(job_id: str) -> api.JobView:
-        view = api.get_job(job_id, producer=producer)
-        if view is None:
-            raise HTTPException(404, f"no job {shown(job_id)}")
-        return view
-
-    @app.delete(
-        "/v1/jobs/{job_id}",
-        response_model=api.JobView,
-        dependencies=secured,
-        responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}},
-        summary="Cancel a job on our side (Vidgo has no cancel: a submitted task is billed)",
-    )
-    def cancel_job(job_id: str) -> api.JobView:
-        before = api.get_job(job_id, producer=producer)
-        if before is None:
-            raise HTTPException(404, f"no job {shown(job_id)}")
-        if before.state.is_terminal:
-            raise HTTPException(409, f"job {job_id} already ended {before.state.value}")
-        view = api.cancel(job_id, producer=producer)
-        assert view is not None, "a job seen a moment ago has an expiry of days"
-        return view
 
 
 def _add_file_routes_for_local_storage(app: FastAPI, settings: Settings) -> None:
@@ -363,6 +190,8 @@ def _add_vidgo_and_health_routes(app: FastAPI, producer: Producer) -> None:
 
     @app.post(
         "/v1/vidgo/callback/{job_id}",
+        operation_id="vidgoCallback",
+        tags=["vidgo"],
         responses={404: {"model": ErrorResponse}},
         summary="Vidgo's completion callback (the token comes from the callback URL we sent)",
     )
@@ -385,12 +214,14 @@ def _add_vidgo_and_health_routes(app: FastAPI, producer: Producer) -> None:
             return error_response(404, "not_found", "no such callback")
         return JSONResponse({"ok": True, "outcome": outcome.value})
 
-    @app.get("/healthz", summary="The process is up")
+    @app.get("/healthz", operation_id="healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get(
         "/readyz",
+        operation_id="readyz",
+        tags=["health"],
         summary="Redis answers and a worker was seen in the last 30 s",
         responses={503: {"model": ErrorResponse}},
     )
@@ -427,6 +258,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidRequest)
     async def refused(_: Request, exc: InvalidRequest) -> JSONResponse:
         return error_response(422, exc.code, exc.message)
+
+    @app.exception_handler(JobConflict)
+    async def conflict(_: Request, exc: JobConflict) -> JSONResponse:
+        return error_response(409, exc.code, exc.message)
 
     @app.exception_handler(ConfigError)
     async def misconfigured(_: Request, exc: ConfigError) -> JSONResponse:
