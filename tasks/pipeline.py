@@ -169,6 +169,8 @@ def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
             job_id=job_id,
             webhook_url=given.get("webhook_url"),
             metadata=given.get("metadata"),
+            subscription_id=given.get("subscription_id"),
+            retry_failed=bool(given.get("retry_failed", False)),
             producer=producer(),
         )
     except VidgoStemsError as exc:

@@ -62,10 +62,11 @@ def estimate(
     ledger: Ledger | None,
     settings: Settings,
     *,
+    retry_failed: bool = False,
     on_retry: Callable[[str], None] = lambda _: None,
 ) -> Estimate:
     """The estimate for a checked catalog (``ledger`` None: nothing is known to exist yet)."""
-    new_tasks = jobs_to_submit(ledger, sorted(check.job_ids))
+    new_tasks = jobs_to_submit(ledger, sorted(check.job_ids), retry_failed=retry_failed)
     return Estimate(new_tasks, settings.credits_per_task, read_balance(settings, on_retry))
 
 

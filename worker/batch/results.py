@@ -19,6 +19,8 @@ from worker.pipeline.ledger import JobRecord, JobState
 
 INVALID = "INVALID"  # the manifest state of a catalog row that was skipped as bad
 FINAL_STATES = (*(s.value for s in JobState if s.is_terminal), INVALID)
+#: Rows that ``--retry-failed`` runs again.
+RERUN_STATES = (JobState.FAILED.value, JobState.CANCELLED.value)
 
 
 def manifest_entry(
@@ -68,9 +70,11 @@ def invalid_entry(batch_id: str, problem: RowProblem) -> dict[str, Any]:
 class ManifestWriter:
     """Appends one JSON line per finished row; on resume, knows which rows are already in."""
 
-    def __init__(self, path: Path, batch_id: str) -> None:
+    def __init__(self, path: Path, batch_id: str, *, retry_failed: bool = False) -> None:
         self.path = path
         self.batch_id = batch_id
+        #: Rows that ended FAILED or CANCELLED are dropped on open, so they run again.
+        self.retry_failed = retry_failed
         self.written: set[int] = set()
         self.earlier: list[dict[str, Any]] = []  # entries already in the file when opened
         self._handle: Any = None
@@ -99,11 +103,14 @@ class ManifestWriter:
                     f"{self.path} holds results of batch {entry.get('batch_id')}, not of this "
                     f"catalog ({self.batch_id}): give another --manifest path"
                 )
+            if self.retry_failed and entry.get("state") in RERUN_STATES:
+                continue
             self.written.add(int(entry["line"]))
             self.earlier.append(entry)
             kept.append(line)
-        if lines[-1].strip():
-            self.path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+        if lines[-1].strip() or len(kept) < len([c for c in complete if c.strip()]):
+            with atomic_writer(self.path) as handle:
+                handle.write("".join(k + "\n" for k in kept).encode())
 
     def write(self, entry: dict[str, Any]) -> bool:
         """Append the row's result unless it is in already; True when written."""

@@ -39,7 +39,7 @@ from worker.batch.results import (
 )
 from worker.batch.store import BatchStore, job_states
 from worker.celery_app import Producer
-from worker.errors import BatchError
+from worker.errors import BatchError, JobConflict
 from worker.pipeline.ledger import JobState, Ledger
 from worker.web.api import Enqueued, enqueue_request
 
@@ -92,6 +92,8 @@ class BatchOptions:
     # Redis, so threads overlap them.
     chunk: int = 64
     threads: int = 4
+    # Rows whose jobs ended FAILED or CANCELLED run again (their jobs are retried).
+    retry_failed: bool = False
 
 
 class BatchRunner:
@@ -115,7 +117,7 @@ class BatchRunner:
         self.check = check or check_catalog(catalog, producer.settings.json_limits)
         self.batch_id = self.check.batch_id
         self.store = BatchStore(self.ledger, self.batch_id)
-        self.manifest = ManifestWriter(manifest, self.batch_id)
+        self.manifest = ManifestWriter(manifest, self.batch_id, retry_failed=options.retry_failed)
         self.report_path = manifest.with_name(manifest.stem + ".failures.json")
         self.on_progress = on_progress
         self.stop = stop or threading.Event()
@@ -225,10 +227,22 @@ class BatchRunner:
             self.window.setdefault(row.job_id, []).append(row)
 
     def _submit_one(self, row: CatalogRow) -> Enqueued:
+        try:
+            return self._enqueue_row(row)
+        except JobConflict:
+            # Ended FAILED or CANCELLED (without --retry-failed), or full of subscribers: the
+            # row re-attaches to the job as it is, and its result is recorded as such.
+            job = self.ledger.get(row.job_id)
+            return Enqueued(row.job_id, False, job.state if job else JobState.QUEUED)
+
+    def _enqueue_row(self, row: CatalogRow) -> Enqueued:
         return enqueue_request(
             row.request,
             job_id=row.job_id,
             metadata=row.metadata or None,
+            # One subscription per job per batch: a resumed batch does not subscribe again.
+            subscription_id=f"batch-{self.batch_id}",
+            retry_failed=self.options.retry_failed,
             producer=self.producer,
         )
 
@@ -305,9 +319,14 @@ class BatchRunner:
         write_json_atomically(self.report_path, self.failures.as_dict())
 
 
-def jobs_to_submit(ledger: Ledger | None, job_ids: list[str]) -> int:
-    """Jobs of a batch that still need a Vidgo task: unknown to the ledger, or still QUEUED."""
+def jobs_to_submit(ledger: Ledger | None, job_ids: list[str], *, retry_failed: bool = False) -> int:
+    """Jobs of a batch that may still need a Vidgo task: unknown to the ledger, still QUEUED,
+    and with ``retry_failed`` those that ended FAILED or CANCELLED (an upper bound: a retry
+    reuses what it can)."""
     if ledger is None:
         return len(job_ids)
+    needing = {"EXPIRED", JobState.QUEUED.value}
+    if retry_failed:
+        needing |= {JobState.FAILED.value, JobState.CANCELLED.value}
     states = job_states(ledger, job_ids)
-    return sum(1 for s in states.values() if s in ("EXPIRED", JobState.QUEUED.value))
+    return sum(1 for s in states.values() if s in needing)

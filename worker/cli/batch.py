@@ -41,6 +41,11 @@ from worker.settings import load_settings
 @click.option(
     "--ignore-balance", is_flag=True, help="Start even if the balance may not cover the batch."
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="Run again the rows whose jobs ended FAILED or CANCELLED (their jobs are retried).",
+)
 def batch(
     catalog: Path,
     manifest_path: Path | None,
@@ -48,6 +53,7 @@ def batch(
     window: int | None,
     dry_run: bool,
     ignore_balance: bool,
+    retry_failed: bool,
 ) -> None:
     """Run every row of CATALOG (CSV or JSONL) through the pipeline, with a live view.
 
@@ -79,6 +85,7 @@ def batch(
         check,
         known.ledger if known else None,
         settings,
+        retry_failed=retry_failed,
         on_retry=lambda message: click.echo(message, err=True),
     )
     click.echo(cost.describe(), err=True)
@@ -87,7 +94,11 @@ def batch(
     cost.check(ignore_balance=ignore_balance)
     manifest = manifest_path or catalog.with_name(catalog.name + ".manifest.jsonl")
     stop = threading.Event()
-    options = BatchOptions(window=window or settings.batch_window, bad_rows=bad_rows)  # type: ignore[arg-type]
+    options = BatchOptions(
+        window=window or settings.batch_window,
+        bad_rows=bad_rows,  # type: ignore[arg-type]
+        retry_failed=retry_failed,
+    )
     with LiveView(err, check.rows) as view:
         runner = BatchRunner(
             catalog,

@@ -97,6 +97,7 @@ def status(job_id: str, as_json: bool) -> None:
         click.echo(json.dumps(view.model_dump(mode="json"), indent=2))
         return
     click.echo(f"job {view.job_id}: {view.state.value} (stage {view.stage})")
+    click.echo(f"  subscribers: {view.subscribers}  retries: {view.retries}")
     click.echo(f"  request: {json.dumps(view.request)}")
     click.echo(f"  vidgo task: {view.vidgo_task_id or '-'}  status: {view.vidgo_status or '-'}")
     click.echo(f"  vidgo tasks (paid): {', '.join(view.vidgo_task_ids) or '-'}")

@@ -40,7 +40,7 @@ _BY_STATUS: dict[int, type[VidgoStemsError]] = {
 
 _ADVICE = {
     401: "check VIDGO_API_KEY: it is missing, mistyped or revoked",
-    402: "top up the Vidgo account's credits, then re-enqueue",
+    402: "top up the Vidgo account's credits, then `vidgo-stems retry` the jobs that failed",
     403: "the API key may not do this; check the key's account",
     409: "Vidgo already separated this audio; use a fresh audio URL to separate it again",
 }

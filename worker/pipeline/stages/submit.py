@@ -37,7 +37,13 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
     if job is None:
         return Outcome.STALE
     if job.state is JobState.SUBMITTING:
-        _ambiguous(ctx, job, "a worker stopped while this job's submit was in flight", None)
+        _ambiguous(
+            ctx,
+            job,
+            "a worker stopped while this job's submit was in flight; Vidgo may or may not have "
+            "created a task",
+            None,
+        )
         job = replace(job, state=JobState.QUEUED)
     hold = ctx.gate.submit_pause() or ctx.gate.cooldown()
     if hold is not None:
@@ -61,7 +67,7 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         return _pause_for_credits(ctx, job, exc)
     except RetryableError as exc:
         if exc.maybe_processed:
-            _ambiguous(ctx, job, str(exc), exc)
+            _ambiguous(ctx, job, ambiguity(exc), exc)
         ctx.ledger.advance(
             job_id,
             expect=JobState.SUBMITTING,
@@ -159,8 +165,24 @@ def _ambiguous(ctx: StageContext, job: JobRecord, reason: str, exc: RetryableErr
     if retry:
         return
     raise SubmitAmbiguous(
-        f"the submit may have created a Vidgo task but its answer was lost ({reason}); "
-        "check the Vidgo dashboard before re-enqueueing, or set "
-        "VIDGO_STEMS_AMBIGUOUS_SUBMIT_POLICY=retry to allow another submit",
+        f"{reason}; check the Vidgo dashboard for a task for this audio, then retry the job "
+        f"(`vidgo-stems retry {job.job_id}`, or all of them with `vidgo-stems retry --code "
+        "submit_ambiguous`) or set VIDGO_STEMS_AMBIGUOUS_SUBMIT_POLICY=retry to submit again "
+        "by itself",
         job_id=job.job_id,
+    )
+
+
+def ambiguity(exc: RetryableError) -> str:
+    """What exactly happened to a submit that may have reached Vidgo, in one clause."""
+    status = exc.status_code
+    if status in (500, 502):
+        where = "a proxy or Vidgo itself" if status == 502 else "Vidgo"
+        return (
+            f"Vidgo's submit answered {status} (from {where}); it may or may not have "
+            "created a task"
+        )
+    return (
+        f"the connection broke after the submit was sent ({exc.message}); Vidgo may or may "
+        "not have created a task"
     )
