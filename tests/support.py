@@ -140,6 +140,10 @@ class Stack:
         )
         app.close()  # drop connection pools to an earlier test's broker
 
+    @property
+    def post_queue(self) -> str:
+        return self.env.get("VIDGO_STEMS_POSTPROCESS_QUEUE", self.queue)
+
     def start_worker(
         self,
         *,

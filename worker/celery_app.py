@@ -56,6 +56,13 @@ def record_end(job_id: str, code: str, message: str, *, cancelled: bool = False)
 def forget_result(job_id: str) -> None:
     """Drop the stored outcome of a job that starts again (a retry)."""
     app.backend.forget(job_id)
+    # Celery's Redis result consumer keeps the last outcome it heard for an id in a buffer
+    # that ``forget`` leaves alone; a later AsyncResult(job_id).get() in this process would
+    # answer with it. Drop it too (a private part of Celery, hence the guard).
+    consumer = getattr(app.backend, "result_consumer", None)
+    pending = getattr(consumer, "_pending_messages", None)
+    if pending is not None and hasattr(pending, "pop"):
+        pending.pop(job_id, None)
 
 
 def queue_for(task: TaskName, settings: Settings) -> str:

@@ -151,3 +151,40 @@ def test_the_batch_never_has_more_jobs_in_flight_than_its_window(batch_stack, tm
         level += step
         peak = max(peak, level)
     assert peak == 3  # the window, and nothing else, held the rest back
+
+
+def test_retry_failed_brings_a_batch_with_failed_rows_to_all_done_paying_only_for_those(
+    batch_stack, tmp_path
+):
+    rows = catalog_rows(batch_stack, 12, prefix="rf")
+    catalog = tmp_path / "retry.csv"
+    catalog.write_text("audio_url,id,title,model_name,output_type\n" + "\n".join(rows) + "\n")
+    manifest = tmp_path / "retry.manifest.jsonl"
+    with batch_stack.emulator.configured(faults={"task_reject_rate": 0.5}):
+        first = run_batch(
+            batch_stack, str(catalog), "--ignore-balance", "--manifest", str(manifest)
+        )
+    assert first.returncode == 1, first.stderr  # some rows failed
+    states = {e["row_id"]: e["state"] for e in read_manifest(manifest)}
+    failed = {row for row, state in states.items() if state == "FAILED"}
+    assert failed and len(failed) < 12, states
+
+    plain = run_batch(batch_stack, str(catalog), "--ignore-balance", "--manifest", str(manifest))
+    assert plain.returncode == 1  # without --retry-failed, failed rows stay failed
+    again = run_batch(
+        batch_stack,
+        str(catalog),
+        "--ignore-balance",
+        "--retry-failed",
+        "--manifest",
+        str(manifest),
+    )
+    assert again.returncode == 0, again.stderr
+    entries = read_manifest(manifest)
+    assert len(entries) == 12 and {e["state"] for e in entries} == {"DONE"}
+    assert [e["line"] for e in entries] == sorted(e["line"] for e in entries)
+    record = batch_stack.emulator.record("submit")
+    for i, row in enumerate(rows):
+        url = row.split(",", 1)[0]
+        paid = sum(1 for e in record if e.get("audio_url") == url)
+        assert paid == (2 if f"rf-{i}" in failed else 1), (row, paid)

@@ -38,7 +38,8 @@ def assert_done_and_verified(stack, job_id, expected_stems):
     assert manifest["vidgo_task_id"] == view.vidgo_task_id
     assert manifest["request"] == view.request
     assert task["stem_source"] == "input"
-    assert AsyncResult(job_id, app=app).get(timeout=10) == manifest == view.manifest
+    assert AsyncResult(job_id, app=app).get(timeout=10) == manifest
+    assert manifest == view.manifest.model_dump(mode="json")
     return view, manifest
 
 

@@ -189,13 +189,34 @@ def test_a_retry_downloads_again_while_vidgo_still_serves_the_stems(p):
 
 def test_a_retry_polls_paid_tasks_of_the_last_day_before_any_new_submit(p):
     job_id = api.enqueue(URL, producer=p)
-    end(p, job_id, JobState.FAILED, vidgo_task_ids=["t1", "t2"], submitted_at=NOW - 600)
+    end(
+        p,
+        job_id,
+        JobState.CANCELLED,
+        error_code="cancelled",
+        vidgo_task_ids=["t1", "t2"],
+        submitted_at=NOW - 600,
+    )
     plan = plan_retry(p.ledger.get(job_id), p.storage, now=NOW)
     assert plan.to is JobState.SUBMITTED and plan.fields["live_task_ids"] == ["t1", "t2"]
     api.retry(job_id, producer=p)
     job = p.ledger.get(job_id)
     assert job.tasks_at_retry == 2 and job.live_task_ids == ("t1", "t2")
     assert p.steps[-1].task is TaskName.POLL
+
+
+def test_a_retry_of_a_job_whose_tasks_failed_at_vidgo_submits_again(p):
+    job_id = api.enqueue(URL, producer=p)
+    end(
+        p,
+        job_id,
+        JobState.FAILED,
+        error_code="vidgo_task_rejected",
+        vidgo_task_ids=["t1"],
+        submitted_at=NOW - 60,
+    )
+    plan = plan_retry(p.ledger.get(job_id), p.storage, now=NOW)
+    assert plan.to is JobState.QUEUED and plan.may_pay
 
 
 def test_a_retry_submits_again_when_nothing_can_be_reused(p):

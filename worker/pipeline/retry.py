@@ -27,9 +27,16 @@ log = logging.getLogger(__name__)
 #: Vidgo keeps a task's results (and its stem URLs) for 24 hours; leave a margin.
 RESULTS_LIVE_S = 23 * 3600
 RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
-#: Failures after which polling the same paid tasks again cannot succeed by itself.
-_TASKS_DEAD = frozenset(
-    {"vidgo_task_failed", "vidgo_task_stalled", "vidgo_finished_without_output"}
+#: Failures that say the paid tasks themselves are dead: polling them again cannot help, so the
+#: retry submits again (and pays).
+TASKS_DEAD = frozenset(
+    {
+        "vidgo_task_failed",
+        "vidgo_task_rejected",
+        "vidgo_task_stalled",
+        "vidgo_finished_without_output",
+        "vidgo_malformed_stems",
+    }
 )
 
 
@@ -55,7 +62,11 @@ def plan_retry(job: JobRecord, storage: Storage, *, now: float) -> RetryPlan:
     """The first step of ``job`` that still needs doing (pure apart from storage reads)."""
     wanted = expected_stems(job.request.output_type)
     stored = {name: info for name, info in job.stems.items() if _still_stored(storage, info)}
-    base: dict[str, Any] = {"tasks_at_retry": len(job.vidgo_task_ids), "stems": stored}
+    base: dict[str, Any] = {
+        "tasks_at_retry": len(job.vidgo_task_ids),
+        "stems": stored,
+        "url_refreshes": 0,
+    }
     code = job.error_code
     if stored and set(wanted) <= set(stored):
         return RetryPlan(job.job_id, code, JobState.POSTPROCESSING, "stems stored", False, base)
@@ -63,7 +74,7 @@ def plan_retry(job: JobRecord, storage: Storage, *, now: float) -> RetryPlan:
         reason = "Vidgo still serves the stems"
         return RetryPlan(job.job_id, code, JobState.DOWNLOADING, reason, False, base)
     recent = bool(job.submitted_at and now - job.submitted_at < RESULTS_LIVE_S)
-    if job.vidgo_task_ids and recent:
+    if job.vidgo_task_ids and recent and code not in TASKS_DEAD:
         fields = {
             **base,
             "live_task_ids": list(job.vidgo_task_ids),
@@ -71,8 +82,10 @@ def plan_retry(job: JobRecord, storage: Storage, *, now: float) -> RetryPlan:
             "submitted_at": now,
         }
         reason = f"polling the paid Vidgo task(s) {', '.join(job.vidgo_task_ids)} again first"
-        return RetryPlan(job.job_id, code, JobState.SUBMITTED, reason, code in _TASKS_DEAD, fields)
-    return RetryPlan(job.job_id, code, JobState.QUEUED, "submitting again", True, base)
+        return RetryPlan(job.job_id, code, JobState.SUBMITTED, reason, False, fields)
+    # The old tasks are dead or past their results: only the new submission is polled.
+    fields = {**base, "live_task_ids": [], "attempt_empty_polls": {}}
+    return RetryPlan(job.job_id, code, JobState.QUEUED, "submitting again", True, fields)
 
 
 def retry_job(
