@@ -205,8 +205,9 @@ def test_sigterm_lets_a_running_download_finish_before_the_worker_exits(chaos):
     stack = chaos(emulator={"storage_chunk_delay_s": 0.1}, VIDGO_STEMS_STALL_TIMEOUT_S="600")
     worker = stack.start_worker(concurrency=1, name="term")
     job_id = stack.enqueue(stack.track_url(), output_type="general")
+    # Mid-download: the download task is running (a first stem stored), not only queued.
     wait_for(
-        lambda: stack.job(job_id).state is JobState.DOWNLOADING,
+        lambda: "stem_saved" in [h["event"] for h in stack.job(job_id).history],
         timeout_s=60,
         what="the job to be mid-download",
     )
