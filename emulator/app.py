@@ -2,8 +2,8 @@
 
 Endpoints: ``POST /api/generate/submit``, ``GET /api/generate/detail/music?task_id=``,
 ``GET /api/generate/status/{task_id}``, ``GET /api/user/balance``, stem files under
-``/storage/<task_id>/<stem>.wav`` (Range requests, expiry), and an admin surface under
-``/_emulator/`` (record, tasks, config) that needs no key.
+``/storage/<task_id>/<stem>.mp3`` (or .wav/.flac; Range requests, expiry), and an admin
+surface under ``/_emulator/`` (record, tasks, config) that needs no key.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from emulator import callbacks
+from emulator import audio, callbacks
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultMiddleware
 from emulator.payloads import task_data
@@ -229,7 +229,7 @@ async def balance(request: Request) -> Response:
 async def storage(request: Request) -> Response:
     state = _state(request)
     task = state.tasks.get(request.path_params["task_id"])
-    stem = request.path_params["filename"].removesuffix(".wav")
+    stem, _, ext = request.path_params["filename"].rpartition(".")
     if task is None or stem not in task.stems:
         state.record("download", task_id=request.path_params["task_id"], stem=stem, status=404)
         return JSONResponse({"detail": "Not found"}, 404)
@@ -248,7 +248,8 @@ async def storage(request: Request) -> Response:
     if status == 416:
         return Response(status_code=416, headers={"Content-Range": f"bytes */{len(data)}"})
     body = data[start : end + 1]
-    headers = {"Accept-Ranges": "bytes", "Content-Type": "audio/wav"}
+    content_type = audio.STEM_FORMATS.get(ext, "application/octet-stream")
+    headers = {"Accept-Ranges": "bytes", "Content-Type": content_type}
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
     state.record(

@@ -2,8 +2,11 @@
 
 When the submitted ``audio_url`` can be fetched and decoded, each stem is a band of the input
 (bass below 200 Hz, piano 200-700 Hz, vocals 700-2500 Hz, guitar 2.5-5 kHz, drums above 5 kHz,
-other the quietened full mix). Otherwise each stem is synthesised from a seed. Output is
-16-bit PCM WAV, deterministic for the same input.
+other whatever the bands leave out), so a general split sums back to the input. Otherwise each
+stem is synthesised from a seed. Stems are MP3 by default, as Vidgo serves them: encoded by
+LAME (``lameenc``) without a gapless header, so a decoder hands back the encoder's delay
+(about 1,105 samples) before the audio and padding after it, like many real services. WAV
+(16-bit PCM) and FLAC are there too. Output is deterministic for the same input.
 """
 
 from __future__ import annotations
@@ -11,8 +14,13 @@ from __future__ import annotations
 import io
 import zlib
 
+import lameenc
 import numpy as np
 import soundfile as sf
+
+#: The formats stems may be served in, and their file extensions and content types.
+STEM_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+MP3_BITRATE_KBPS = 192
 
 BANDS_HZ: dict[str, tuple[float, float]] = {
     "bass": (20.0, 200.0),
@@ -41,34 +49,59 @@ def encode_wav(samples: np.ndarray, sample_rate: int) -> bytes:
     return buffer.getvalue()
 
 
+def encode(samples: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
+    """Stem bytes in ``fmt`` (mp3, wav or flac)."""
+    clipped = np.clip(samples, -1.0, 1.0)
+    if fmt == "wav":
+        return encode_wav(clipped, sample_rate)
+    if fmt == "flac":
+        buffer = io.BytesIO()
+        sf.write(buffer, clipped, sample_rate, format="FLAC", subtype="PCM_16")
+        return buffer.getvalue()
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(MP3_BITRATE_KBPS)
+    encoder.set_in_sample_rate(sample_rate)
+    encoder.set_channels(int(clipped.shape[1]))
+    encoder.set_quality(5)
+    pcm = (clipped * 32767).astype("<i2").tobytes()
+    return bytes(encoder.encode(pcm) + encoder.flush())
+
+
 def split(
-    samples: np.ndarray, sample_rate: int, stems: list[str], model_name: str
+    samples: np.ndarray,
+    sample_rate: int,
+    stems: list[str],
+    model_name: str,
+    fmt: str = "wav",
 ) -> dict[str, bytes]:
-    """Band-split ``samples`` into the named stems (WAV bytes each)."""
+    """Band-split ``samples`` into the named stems (``fmt`` bytes each)."""
     gain = MODEL_GAIN.get(model_name, 1.0)
     spectrum = np.fft.rfft(samples, axis=0)
     freqs = np.fft.rfftfreq(samples.shape[0], d=1.0 / sample_rate)
+    covered = np.zeros(freqs.shape, dtype=bool)
+    for low, high in BANDS_HZ.values():
+        covered |= (freqs >= low) & (freqs < high)
     out: dict[str, bytes] = {}
     for stem in stems:
         if stem in BANDS_HZ:
             low, high = BANDS_HZ[stem]
             mask = ((freqs >= low) & (freqs < high)).astype(np.float32)[:, None]
-            band = np.fft.irfft(spectrum * mask, n=samples.shape[0], axis=0)
-        else:
-            band = samples * 0.25
-        out[stem] = encode_wav((band * gain).astype(np.float32), sample_rate)
+        else:  # "other": what no band took, so a general split sums to the input
+            mask = (~covered).astype(np.float32)[:, None]
+        band = np.fft.irfft(spectrum * mask, n=samples.shape[0], axis=0)
+        out[stem] = encode((band * gain).astype(np.float32), sample_rate, fmt)
     return out
 
 
 def synthesise(
-    seed_text: str, stems: list[str], *, sample_rate: int, duration_s: float
+    seed_text: str, stems: list[str], *, sample_rate: int, duration_s: float, fmt: str = "wav"
 ) -> dict[str, bytes]:
     """A distinct, audible signal per stem, deterministic for ``seed_text``."""
     rng = np.random.default_rng(zlib.crc32(seed_text.encode()))
     t = np.arange(int(sample_rate * duration_s), dtype=np.float32) / sample_rate
     out: dict[str, bytes] = {}
     for stem in stems:
-        out[stem] = encode_wav(_voice(stem, t, rng)[:, None] * 0.5, sample_rate)
+        out[stem] = encode(_voice(stem, t, rng)[:, None] * 0.5, sample_rate, fmt)
     return out
 
 

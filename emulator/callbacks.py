@@ -49,8 +49,10 @@ async def _render(state: EmulatorState, task: EmuTask) -> None:
             response = await client.get(task.audio_url)
             response.raise_for_status()
         samples, rate = audio.decode(response.content, max_s=config.max_input_s)
-        stems = await asyncio.to_thread(audio.split, samples, rate, names, task.model_name)
-        task.set_stems(stems, "input")
+        stems = await asyncio.to_thread(
+            audio.split, samples, rate, names, task.model_name, config.stem_format
+        )
+        task.set_stems(stems, "input", config.stem_format)
     except (httpx.HTTPError, ValueError) as exc:
         log.info("task %s: input not usable (%s); synthesising stems", task.task_id, exc)
         stems = await asyncio.to_thread(
@@ -59,8 +61,9 @@ async def _render(state: EmulatorState, task: EmuTask) -> None:
             names,
             sample_rate=config.sample_rate,
             duration_s=config.synth_duration_s,
+            fmt=config.stem_format,
         )
-        task.set_stems(stems, "synthesised")
+        task.set_stems(stems, "synthesised", config.stem_format)
 
 
 async def _call_back(app: Starlette, state: EmulatorState, task: EmuTask) -> None:

@@ -76,6 +76,8 @@ class EmulatorConfig(BaseModel):
     conflict_on_duplicate_audio: bool = False
     credits: int = 100_000
     price_per_task: int = 2
+    # Stems as MP3 (Vidgo's own format, with encoder delay and padding), WAV or FLAC.
+    stem_format: Literal["mp3", "wav", "flac"] = "mp3"
     sample_rate: int = 44_100
     synth_duration_s: float = 4.0
     max_input_s: float = 600.0

@@ -26,7 +26,9 @@ def task_data(state: EmulatorState, task: EmuTask, base_url: str) -> dict[str, A
         pad = " " if state.config.messy_stem_keys else ""
         folder = f"{base_url}/storage/{task.task_id}"
         urls = {
-            f"{name}{pad if i % 2 == 0 else ''}": f"{folder}/{name}.wav?g={task.url_generation}"
+            f"{name}{pad if i % 2 == 0 else ''}": (
+                f"{folder}/{name}.{task.stem_format}?g={task.url_generation}"
+            )
             for i, name in enumerate(task.stems)
         }
         files = [{"vocal_removal": json.dumps(urls)}]

@@ -41,6 +41,7 @@ class EmuTask:
     sha256: dict[str, str] = field(default_factory=dict)
     ready_mono: float | None = None
     stem_source: str = "pending"
+    stem_format: str = "mp3"
 
     def finish_mono(self, config: EmulatorConfig) -> float | None:
         """When the task counts as finished: after its timeline and once its stems exist."""
@@ -68,7 +69,8 @@ class EmuTask:
             return 0
         return max(1, min(99, int(100 * (now - self.created_mono - config.queue_s) / config.run_s)))
 
-    def set_stems(self, stems: dict[str, bytes], source: str) -> None:
+    def set_stems(self, stems: dict[str, bytes], source: str, fmt: str = "mp3") -> None:
+        self.stem_format = fmt
         self.sha256 = {name: hashlib.sha256(data).hexdigest() for name, data in stems.items()}
         self.stems = stems
         self.stem_source = source

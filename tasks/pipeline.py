@@ -33,7 +33,7 @@ from worker.errors import (
     VidgoRateLimited,
     VidgoStemsError,
 )
-from worker.models import parse_request
+from worker.models import TRACK_FIELDS, parse_request
 from worker.pipeline.ledger import ACTIVE_STATES, JobState
 from worker.pipeline.outbox import announce
 from worker.pipeline.retention import purge
@@ -161,9 +161,7 @@ def enqueue_by_name(job_id: str | None, kwargs: dict[str, Any]) -> str:
 
     given = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        request = parse_request(
-            {k: given[k] for k in ("audio_url", "title", "model_name", "output_type") if k in given}
-        )
+        request = parse_request({k: given[k] for k in TRACK_FIELDS if k in given})
         enqueued = enqueue_request(
             request,
             job_id=job_id,

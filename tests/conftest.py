@@ -35,6 +35,9 @@ def make_settings(tmp_path):
             "vidgo_base_url": "https://api.vidgo.ai",
             "stems_dir": tmp_path / "stems",
             "redis_url": "redis://unused:1/0",
+            # Unit stages run without a source track to fetch; tests that check against one
+            # turn it on.
+            "validate_source": False,
         }
         values.update(overrides)
         return Settings(**values)

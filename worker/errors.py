@@ -35,6 +35,7 @@
         ├── StemUrlExpired                storage refused a stem URL (403/404/410)
         ├── StemCorrupt                   a stored stem no longer matches its checksum
         ├── StemUndecodable               a stem cannot be decoded as audio
+        ├── StemInvalid                   stems failed validation (with fail_on_invalid_stems)
         └── StorageError                  stems cannot be written (disk full, no permission)
 
 Outside the job flow, each also a ValueError (for callers that catch that)::
@@ -353,3 +354,9 @@ class JobFailed(Exception):
 
 class JobCancelled(JobFailed):
     """Raised by ``AsyncResult(job_id).get()`` for a job that ended CANCELLED."""
+
+
+class StemInvalid(PermanentError):
+    """Raised when stems fail validation against the source and the settings say to fail."""
+
+    code = "stems_invalid"

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from worker.errors import InvalidRequest, shown
 
@@ -48,6 +48,17 @@ class OutputType(StrEnum):
 ALL_STEMS: tuple[str, ...] = ("bass", "drums", "piano", "guitar", "vocals", "other")
 
 
+class DeliveryFormat(StrEnum):
+    """How stems are delivered: as Vidgo served them, or converted."""
+
+    ORIGINAL = "original"
+    WAV16 = "wav16"
+    WAV24 = "wav24"
+    FLAC = "flac"
+    MP3 = "mp3"
+    OPUS = "opus"
+
+
 def _has_control(text: str) -> bool:
     """Whether ``text`` holds a C0/C1 control character or DEL."""
     return any(unicodedata.category(ch) == "Cc" for ch in text)
@@ -67,6 +78,11 @@ class JobRequest(BaseModel):
     title: str | None = None
     model_name: ModelName = ModelName.BASE
     output_type: OutputType = OutputType.GENERAL
+    # Delivery: how the stems are handed back (None: the configured default). Another
+    # delivery is another job (another fingerprint), since its stored files differ.
+    format: DeliveryFormat | None = None
+    sample_rate: int | None = Field(default=None, ge=8000, le=192_000)
+    normalize_lufs: float | None = Field(default=None, ge=-40, le=-5)
 
     @field_validator("audio_url")
     @classmethod
@@ -98,12 +114,23 @@ class JobRequest(BaseModel):
         return value or None
 
     def fingerprint(self) -> str:
-        """A stable job id for this request; the title is a label and does not count."""
+        """A stable job id for this request; the title is a label and does not count, and
+        delivery options count only when given (so requests without them keep their ids)."""
+        delivery = {
+            k: v
+            for k, v in (
+                ("format", self.format.value if self.format else None),
+                ("sample_rate", self.sample_rate),
+                ("normalize_lufs", self.normalize_lufs),
+            )
+            if v is not None
+        }
         canonical = json.dumps(
             {
                 "audio_url": self.audio_url,
                 "model_name": self.model_name.value,
                 "output_type": self.output_type.value,
+                **delivery,
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -111,9 +138,21 @@ class JobRequest(BaseModel):
         return "j" + hashlib.sha256(canonical.encode()).hexdigest()[:31]
 
 
+#: The fields of a request that describe the track and its delivery (not the caller).
+TRACK_FIELDS = (
+    "audio_url",
+    "title",
+    "model_name",
+    "output_type",
+    "format",
+    "sample_rate",
+    "normalize_lufs",
+)
+
 _ALLOWED = {
     "model_name": ", ".join(m.value for m in ModelName),
     "output_type": ", ".join(o.value for o in OutputType),
+    "format": ", ".join(f.value for f in DeliveryFormat),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +21,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from worker.errors import ConfigError
 from worker.jsonsafe import JsonLimits
+from worker.models import DeliveryFormat
 
 DEFAULT_VIDGO_BASE_URL = "https://api.vidgo.ai"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -69,6 +71,26 @@ class Settings(BaseSettings):
     # Ended jobs older than this lose their stored files and ledger entry in the sweep; unset:
     # kept until `vidgo-stems purge`.
     purge_after_s: int | None = Field(default=None, gt=0)
+
+    # Post-processing. Stems are checked against the source track (fetched once from audio_url,
+    # size-capped; a private host only when allowed); a stem failing a check is reported in the
+    # manifest, and fails the job only with fail_on_invalid_stems.
+    validate_source: bool = True
+    max_source_bytes: int = Field(default=1024**3, gt=0)
+    allow_private_source_hosts: bool = False
+    fail_on_invalid_stems: bool = False
+    # Delivery defaults (a request may choose its own format, sample rate and loudness target):
+    # original, wav16, wav24, flac, mp3 or opus; the sample rate (unset: the stem's own); MP3
+    # bitrate; loudness normalisation to a target LUFS with a true-peak ceiling (off unset).
+    delivery_format: DeliveryFormat = DeliveryFormat.ORIGINAL
+    delivery_sample_rate: int | None = Field(default=None, ge=8000, le=192_000)
+    mp3_bitrate_kbps: int = Field(default=256, ge=32, le=320)
+    normalize_lufs: float | None = Field(default=None, ge=-40, le=-5)
+    true_peak_ceiling_dbtp: float = Field(default=-1.0, ge=-20, le=0)
+    # Stored stem names: fields {stem}, {title}, {job_id}, {ext}, each sanitised.
+    name_template: str = "{stem}.{ext}"
+    # Waveform peaks for players: pixels per second of audio.
+    peaks_pixels_per_second: int = Field(default=50, ge=1, le=1000)
 
     # Public base URL under which Vidgo can reach our callback endpoint; None sends no callback
     # URL (polling alone then finds every result).
@@ -240,6 +262,19 @@ class Settings(BaseSettings):
                 "Make one with `vidgo-stems webhook-secret` and give it to workers and receivers"
             )
         return self.webhook_secret
+
+    @field_validator("name_template")
+    @classmethod
+    def _check_name_template(cls, value: str) -> str:
+        fields = set(re.findall(r"{([^{}]*)}", value))
+        unknown = fields - {"stem", "title", "job_id", "ext"}
+        if unknown:
+            raise ValueError(
+                f"knows {{stem}}, {{title}}, {{job_id}} and {{ext}}, not {{{sorted(unknown)[0]}}}"
+            )
+        if "stem" not in fields:
+            raise ValueError("must contain {stem}, or the stems of a job would share one name")
+        return value
 
     @field_validator("file_url_secret")
     @classmethod

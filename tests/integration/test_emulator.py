@@ -139,16 +139,19 @@ def test_status_endpoint_has_progress_and_no_file_urls(emu):
 
 def test_stems_are_served_whole_and_by_range_and_recorded(emu):
     task_id = submit(emu, output_type="bass").json()["data"]["task_id"]
-    finished(emu, task_id)
-    whole = emu.get(f"/storage/{task_id}/bass.wav")
-    part = emu.get(f"/storage/{task_id}/bass.wav", headers={"Range": "bytes=10-19"})
-    tail = emu.get(f"/storage/{task_id}/bass.wav", headers={"Range": "bytes=-5"})
-    assert whole.status_code == 200 and whole.content[:4] == b"RIFF"
+    item = finished(emu, task_id)["data"]["files"][0]
+    assert json.loads(item["vocal_removal"])["bass"].split("?")[0].endswith("/bass.mp3")
+    whole = emu.get(f"/storage/{task_id}/bass.mp3")
+    part = emu.get(f"/storage/{task_id}/bass.mp3", headers={"Range": "bytes=10-19"})
+    tail = emu.get(f"/storage/{task_id}/bass.mp3", headers={"Range": "bytes=-5"})
+    # An MP3 frame header: 11 sync bits, as Vidgo serves stems.
+    assert whole.status_code == 200 and whole.content[0] == 0xFF and whole.content[1] >> 5 == 7
+    assert whole.headers["content-type"] == "audio/mpeg"
     assert part.status_code == 206 and part.content == whole.content[10:20]
     assert part.headers["content-range"] == f"bytes 10-19/{len(whole.content)}"
     assert tail.content == whole.content[-5:]
     assert (
-        emu.get(f"/storage/{task_id}/bass.wav", headers={"Range": "bytes=99999999-"}).status_code
+        emu.get(f"/storage/{task_id}/bass.mp3", headers={"Range": "bytes=99999999-"}).status_code
         == 416
     )
     sha = emu.get("/_emulator/tasks").json()[task_id]["sha256"]["bass"]
@@ -161,7 +164,7 @@ def test_stem_urls_expire(emu):
     emu.post("/_emulator/config", json={"stem_ttl_s": 0.0})
     task_id = submit(emu, output_type="bass").json()["data"]["task_id"]
     finished(emu, task_id)
-    assert emu.get(f"/storage/{task_id}/bass.wav").status_code == 410
+    assert emu.get(f"/storage/{task_id}/bass.mp3").status_code == 410
 
 
 def test_injected_faults_use_the_documented_shapes(emu):

@@ -10,13 +10,13 @@ import pytest
 
 from worker.batch.catalog import check_catalog
 from worker.errors import CatalogError, ConfigError, InvalidRequest, StemHostNotAllowed
+from worker.files.netsafe import check_webhook_url, is_public
 from worker.jsonsafe import JsonLimits, JsonRefused, loads, nesting_depth
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.stages.download import check_stem_url
 from worker.settings import Settings, load_settings
 from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
-from worker.web.netsafe import check_webhook_url, is_public
 
 DEEP = b"[" * 1000 + b"]" * 1000
 DEEPER = "[" * 100_000 + "]" * 100_000

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.manifests import assert_valid_manifest
 from worker import errors
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
@@ -30,6 +31,7 @@ from worker.pipeline.stages import (
     run_postprocess,
     run_submit,
 )
+from worker.sound.deliver import read_tags
 from worker.vidgo import VidgoClient
 from worker.vidgo.gate import VidgoGate
 
@@ -430,7 +432,7 @@ def test_download_streams_verifies_and_hands_off(h):
     h.stems["vocals.wav"] = wav_bytes()
     job_id = to_downloading(h)
     assert run_download(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
-    path = h.ctx.storage.root / job_id / "vocals.wav"
+    path = h.ctx.storage.root / job_id / "original" / "vocals.wav"
     assert path.read_bytes() == h.stems["vocals.wav"]
     stem = h.ledger.get(job_id).stems["vocals"]
     assert stem["sha256"] == hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
@@ -504,19 +506,34 @@ def test_postprocess_measures_stems_and_writes_the_manifest(h):
     job_id = to_downloading(h, names=("bass", "drums", "piano", "guitar", "vocals", "other"))
     run_download(h.ctx, job_id, h.last_token())
     manifest = run_postprocess(h.ctx, job_id, h.last_token())
-    on_disk = json.loads((h.ctx.storage.root / job_id / "manifest.json").read_text())
+    root = h.ctx.storage.root / job_id
+    on_disk = json.loads((root / "manifest.json").read_text())
     assert manifest == on_disk
-    assert manifest["vidgo_task_id"] == "v1"
+    assert_valid_manifest(manifest)
+    assert manifest["manifest_version"] == 2 and manifest["vidgo_task_id"] == "v1"
     assert set(manifest["stems"]) == {"bass", "drums", "piano", "guitar", "vocals", "other"}
     vocals = manifest["stems"]["vocals"]
-    assert vocals["audio"]["sample_rate"] == 8000
-    assert vocals["audio"]["duration_s"] == pytest.approx(0.5)
-    assert vocals["audio"]["peak_dbfs"] == pytest.approx(-6.0, abs=0.1)
+    assert vocals["sample_rate"] == 8000 and vocals["channels"] == 1
+    assert vocals["duration_s"] == pytest.approx(0.5)
+    assert vocals["peak_dbfs"] == pytest.approx(-6.0, abs=0.1)
+    assert vocals["true_peak_dbtp"] == pytest.approx(-6.0, abs=0.3)
+    assert vocals["loudness_lufs"] is not None and not vocals["silent"]
     assert manifest["silent_stems"] == ["other"]
+    assert manifest["source"] == {"checked": False, "reason": vocals_reason(manifest)}
     timings = manifest["timings"]
     assert timings["queued_at"] <= timings["first_submitted_at"] == timings["submitted_at"]
+    assert timings["done_at"].endswith("Z")
     job = h.ledger.get(job_id)
     assert job.state is S.DONE and job.manifest == manifest
+    # Delivered (tagged) beside the manifest; waveforms beside them; Vidgo's files gone.
+    assert (root / "vocals.wav").is_file() and read_tags(root / "vocals.wav")["stem"] == "vocals"
+    assert (root / "peaks" / "vocals.json").is_file() and (root / "peaks" / "vocals.dat").is_file()
+    assert not list((root / "original").glob("*"))
+    assert set(job.outputs) == set(manifest["stems"])
+
+
+def vocals_reason(manifest):
+    return manifest["source"]["reason"]
 
 
 @pytest.mark.parametrize("damage", ["changed", "deleted"])
@@ -524,7 +541,7 @@ def test_a_stored_stem_changed_or_deleted_before_postprocess_is_downloaded_again
     h.stems["vocals.wav"] = wav_bytes()
     job_id = to_downloading(h)
     run_download(h.ctx, job_id, h.last_token())
-    stored = h.ctx.storage.root / job_id / "vocals.wav"
+    stored = h.ctx.storage.root / job_id / "original" / "vocals.wav"
     if damage == "changed":
         stored.write_bytes(b"tampered")
     else:
@@ -539,10 +556,8 @@ def test_a_stored_stem_changed_or_deleted_before_postprocess_is_downloaded_again
     assert h.stem_requests == ["vocals.wav"]
     manifest = run_postprocess(h.ctx, job_id, h.last_token())
     assert h.ledger.get(job_id).state is S.DONE
-    assert (
-        manifest["stems"]["vocals"]["sha256"] == hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
-    )
-    assert stored.read_bytes() == h.stems["vocals.wav"]
+    served = hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
+    assert manifest["stems"]["vocals"]["original"]["sha256"] == served
 
 
 def test_postprocess_on_another_host_reads_the_stems_from_storage(h):
@@ -552,7 +567,7 @@ def test_postprocess_on_another_host_reads_the_stems_from_storage(h):
     h.ctx.scratch.remove_job(job_id)
     h.stem_requests = []
     manifest = run_postprocess(h.ctx, job_id, h.last_token())
-    assert manifest["stems"]["vocals"]["audio"]["sample_rate"] == 8000
+    assert manifest["stems"]["vocals"]["sample_rate"] == 8000
     assert h.stem_requests == []  # nothing fetched from Vidgo again
     assert not (h.ctx.scratch.root / job_id).exists()  # scratch is cleaned once DONE
 

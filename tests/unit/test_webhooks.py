@@ -13,11 +13,11 @@ import pytest
 import standardwebhooks
 from pydantic import SecretStr
 
+from worker.files.netsafe import BlockedAddress
 from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.outbox import Outbox
-from worker.web.netsafe import BlockedAddress
 from worker.web.webhooks import (
     WebhookSender,
     WebhookVerificationError,

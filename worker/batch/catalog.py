@@ -1,7 +1,8 @@
 """Catalogs for batch runs: CSV or JSONL rows, read as a stream and checked row by row.
 
 Columns (CSV header or JSONL keys): ``audio_url`` (required), optional ``id``, ``title``,
-``model_name``, ``output_type``; every other column is free metadata (in JSONL, a ``metadata``
+``model_name``, ``output_type``, and the delivery columns ``format``, ``sample_rate`` and
+``normalize_lufs``; every other column is free metadata (in JSONL, a ``metadata``
 object is merged in too). Each problem is reported with its line number and a reason, and never
 stops the reading: the caller decides whether bad rows stop the run or are skipped.
 """
@@ -20,7 +21,16 @@ from worker.errors import CatalogError, InvalidRequest
 from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
 from worker.models import JobRequest, parse_request, validate_metadata
 
-KNOWN = ("audio_url", "id", "title", "model_name", "output_type")
+KNOWN = (
+    "audio_url",
+    "id",
+    "title",
+    "model_name",
+    "output_type",
+    "format",
+    "sample_rate",
+    "normalize_lufs",
+)
 MAX_ROW_ID_LENGTH = 200
 _SNIFF_BYTES = 8192
 

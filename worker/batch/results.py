@@ -29,13 +29,17 @@ def manifest_entry(
     """A finished row: its job's outcome, with links (valid ``ttl_s`` seconds) and the storage
     keys they point at (``vidgo-stems status JOB`` mints fresh links later)."""
     done = job.state is JobState.DONE
-    stems = stem_links(storage, job.stems, ttl_s) if done else {}
+    files = job.outputs or job.stems
+    stems = stem_links(storage, files, ttl_s) if done else {}
     for name, info in stems.items():
-        info["key"] = job.stems[name].get("key")
+        info["key"] = files[name].get("key")
     return {
         "batch_id": batch_id,
         "line": row.line,
         "row_id": row.row_id,
+        "title": row.request.title,
+        "audio_url": row.request.audio_url,
+        "metadata": row.metadata,
         "job_id": job.job_id,
         "state": job.state.value,
         "stems": stems,
@@ -54,6 +58,9 @@ def invalid_entry(batch_id: str, problem: RowProblem) -> dict[str, Any]:
         "batch_id": batch_id,
         "line": problem.line,
         "row_id": None,
+        "title": None,
+        "audio_url": None,
+        "metadata": {},
         "job_id": None,
         "state": INVALID,
         "stems": {},

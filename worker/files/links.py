@@ -19,6 +19,9 @@ from worker.files.storage import Storage, open_storage
 from worker.settings import Settings
 
 MANIFEST_NAME = "manifest.json"
+#: Under a job's folder: stems as Vidgo served them (until the job is done), and waveforms.
+ORIGINALS = "original"
+PEAKS = "peaks"
 
 
 def file_root(settings: Settings) -> Path | None:

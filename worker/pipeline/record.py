@@ -38,6 +38,8 @@ class JobRecord:
     stems: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
     manifest_key: str | None = None
+    #: The delivered files of a DONE job, per stem: key, sha256, bytes, content type, peaks.
+    outputs: dict[str, Any] = field(default_factory=dict)
     error_code: str | None = None
     error_message: str | None = None
     callback_token: str | None = None

@@ -19,7 +19,15 @@ from worker import jsonsafe
 from worker.celery_app import Producer
 from worker.errors import InvalidRequest, shown
 from worker.jsonsafe import JsonRefused
-from worker.models import JOB_ID_PATTERN, MAX_METADATA_BYTES, ModelName, OutputType, parse_request
+from worker.models import (
+    JOB_ID_PATTERN,
+    MAX_METADATA_BYTES,
+    TRACK_FIELDS,
+    DeliveryFormat,
+    ModelName,
+    OutputType,
+    parse_request,
+)
 from worker.pipeline.ledger import JobState
 from worker.settings import Settings
 from worker.web import api
@@ -42,6 +50,13 @@ class JobCreate(BaseModel):
     title: str | None = Field(default=None, max_length=200)
     model_name: ModelName = ModelName("base")
     output_type: OutputType = OutputType("general")
+    format: DeliveryFormat | None = Field(
+        default=None, description="deliver the stems as this format (default: as configured)"
+    )
+    sample_rate: int | None = Field(default=None, ge=8000, le=192_000)
+    normalize_lufs: float | None = Field(
+        default=None, ge=-40, le=-5, description="normalise each stem to this loudness (LUFS)"
+    )
     job_id: str | None = Field(
         default=None,
         pattern=ID_PATTERN,
@@ -151,7 +166,7 @@ def _add_create(app: FastAPI, producer: Producer, secured: list[Any]) -> None:
         # The body is parsed here, after the key was checked (a dependency), and by a parser no
         # body can crash: unauthenticated callers learn nothing from a malformed body.
         body = parse_job_body(await request.body(), producer.settings)
-        track = {"audio_url", "title", "model_name", "output_type"}
+        track = set(TRACK_FIELDS)
         enqueued = await run_in_threadpool(
             api.enqueue_request,
             parse_request(body.model_dump(mode="json", include=track)),

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.celery_app import Producer
 from worker.files.links import link, stem_links
+from worker.files.storage import Storage
 from worker.pipeline.ledger import JobRecord, JobState
 from worker.pipeline.outbox import Outbox
 from worker.pipeline.states import STATES
@@ -31,32 +32,61 @@ class StemLink(BaseModel):
 
 
 class ManifestStem(BaseModel):
-    """One stem in the manifest: where it is stored, its checksum and its measured audio."""
+    """One stem in the manifest: as delivered (with a fresh ``url``), measured and checked."""
 
     model_config = ConfigDict(extra="allow")
 
-    file: str
-    key: str | None = None
-    bytes: int
+    url: str | None = None
+    key: str
     sha256: str
-    content_type: str | None = None
-    audio: dict[str, Any]
+    bytes: int
+    format: str
+    content_type: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    offset_vs_source_s: float | None
+    loudness_lufs: float | None
+    loudness_range_lu: float | None
+    true_peak_dbtp: float | None
+    silent: bool
+    clipping: bool
+    problems: list[str]
+    peaks: dict[str, Any]
 
 
 class Manifest(BaseModel):
-    """The result of a job that ended DONE (also stored beside the stems as manifest.json)."""
+    """The result of a job that ended DONE (stored beside the stems as manifest.json, and
+    described by ``manifest.schema.json``); served with fresh links."""
 
     model_config = ConfigDict(extra="allow")
 
+    manifest_version: int
     job_id: str
+    state: str
     request: dict[str, Any]
     vidgo_task_id: str | None
     vidgo_task_ids: list[str]
+    source: dict[str, Any]
+    remix_residual_db: float | None = None
     stems: dict[str, ManifestStem]
     silent_stems: list[str]
+    problems: dict[str, list[str]]
     attempts: dict[str, int]
-    timings: dict[str, float | None]
+    timings: dict[str, str | float | None]
     producer: str
+
+
+def hydrate(manifest: dict[str, Any], storage: Storage, ttl_s: int) -> dict[str, Any]:
+    """The manifest with fresh links to every stem and waveform (stored manifests hold keys)."""
+    stems = {}
+    for name, stem in manifest.get("stems", {}).items():
+        peaks = dict(stem.get("peaks") or {})
+        if peaks:
+            peaks["json_url"] = link(storage, peaks.get("json_key"), ttl_s)
+            peaks["dat_url"] = link(storage, peaks.get("dat_key"), ttl_s)
+        stems[name] = {**stem, "url": link(storage, stem.get("key"), ttl_s), "peaks": peaks}
+    return {**manifest, "stems": stems}
 
 
 class WebhookView(BaseModel):
@@ -109,7 +139,9 @@ class JobView(BaseModel):
         first_hook = next((s for s in subs.values() if s.webhook_url), None)
         own = asked or (subscription_view(outbox, job.job_id, first_hook) if first_hook else None)
         ttl_s = producer.settings.url_ttl_s
-        stems = stem_links(producer.storage, job.stems, ttl_s) if job.stems else {}
+        files = job.outputs or job.stems
+        stems = stem_links(producer.storage, files, ttl_s) if files else {}
+        manifest = hydrate(job.manifest, producer.storage, ttl_s) if job.manifest else None
         return cls(
             **summary_fields(job),
             vidgo_task_id=job.vidgo_task_id,
@@ -121,7 +153,7 @@ class JobView(BaseModel):
             retries=job.retry_count,
             stems={name: StemLink(**info) for name, info in stems.items()},
             manifest_url=link(producer.storage, job.manifest_key, ttl_s),
-            manifest=Manifest.model_validate(job.manifest) if job.manifest else None,
+            manifest=Manifest.model_validate(manifest) if manifest else None,
             metadata=asked.metadata if asked else job.metadata,
             webhook=own.webhook if own else None,
             subscribers=len(subs),

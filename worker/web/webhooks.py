@@ -32,12 +32,12 @@ from pydantic import SecretStr
 from worker.backoff import backoff_s
 from worker.errors import ConfigError, WebhookVerificationError
 from worker.files.links import link, open_configured_storage, stem_links
+from worker.files.netsafe import BlockedAddress, resolve_public
 from worker.files.storage import Storage
 from worker.pipeline.ledger import JobRecord, JobState, Ledger
 from worker.pipeline.outbox import Outbox, announce, deliveries, redispatch_overdue
 from worker.pipeline.record import Subscription
 from worker.settings import Settings, secret_bytes
-from worker.web.netsafe import BlockedAddress, resolve_public
 
 __all__ = [
     "WebhookSender",
@@ -107,7 +107,7 @@ def event_for(
             "request": job.request.model_dump(mode="json"),
             "metadata": subscription.metadata if subscription else job.metadata,
             "vidgo_task_ids": list(job.vidgo_task_ids),
-            "stems": stem_links(storage, job.stems, ttl_s) if done else {},
+            "stems": stem_links(storage, job.outputs or job.stems, ttl_s) if done else {},
             "manifest_url": link(storage, job.manifest_key, ttl_s) if done else None,
             "error": error,
         },

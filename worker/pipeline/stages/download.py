@@ -1,13 +1,14 @@
 """Stage 3: fetch every stem into local scratch, verified, store it; hand off to post-processing.
 
-Stem URLs come from a remote party, so each is checked against the allowed hosts before any
+Stem URLs come from a remote party, so each is checked against the allowed origins before any
 request; the download client carries no Vidgo credentials. The transfer itself (resume, length
 and checksum checks, atomic rename) is :func:`worker.files.fetch.fetch_to_file`; the verified
-file then goes to the storage layer under ``<job_id>/<stem>.<ext>``, where every worker host
-and every caller can reach it. A stem already stored with the recorded checksum is not fetched
-again, so a retried or duplicated download does no work twice. When Vidgo's storage says a URL
-has expired (403/404/410), the task is queried again for fresh URLs, up to
-``max_url_refreshes`` times per job, and the stage is retried with them.
+file then goes to the storage layer as Vidgo served it, under ``<job_id>/original/``, where
+every worker host can reach it until post-processing has delivered the job's own files. A stem
+already stored with the recorded checksum is not fetched again, so a retried or duplicated
+download does no work twice. When Vidgo's storage says a URL has expired (403/404/410), the
+task is queried again for fresh URLs, up to ``max_url_refreshes`` times per job, and the stage
+is retried with them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 from worker.errors import StemHostNotAllowed, StemUrlExpired, StemUrlsRefreshed
 from worker.files.fetch import fetch_to_file
-from worker.files.links import job_key
+from worker.files.links import ORIGINALS, job_key
 from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
 from worker.files.storage import content_type_for
 from worker.models import expected_stems
@@ -83,7 +84,10 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
         except StemUrlExpired as exc:
             _refresh_urls(ctx, job, exc)
         stored = ctx.storage.put_file(
-            job_key(job_id, name), local, sha256=fetched.sha256, content_type=content_type_for(name)
+            job_key(job_id, f"{ORIGINALS}/{name}"),
+            local,
+            sha256=fetched.sha256,
+            content_type=content_type_for(name),
         )
         stems[stem] = {
             "file": name,

@@ -1,0 +1,1 @@
+"""Audio work on stems: decode, measure, validate against the source, convert, waveforms, tags."""

@@ -1,0 +1,162 @@
+"""Stems as callers asked for them: format, bit depth, sample rate, loudness, tags and names.
+
+Conversion goes through libsndfile (WAV, FLAC, MP3 by LAME, Opus in Ogg), resampling through
+``soxr``; tags through ``mutagen``. Nothing here is a codec of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import mutagen
+import numpy as np
+import soundfile as sf
+import soxr
+from mutagen.id3 import ID3, TIT2, TXXX
+from mutagen.wave import WAVE
+
+from worker.errors import InvalidRequest
+from worker.sound.measure import measure, true_peak
+
+#: format -> (file extension, libsndfile major format, subtype)
+FORMATS: dict[str, tuple[str, str, str]] = {
+    "wav16": ("wav", "WAV", "PCM_16"),
+    "wav24": ("wav", "WAV", "PCM_24"),
+    "flac": ("flac", "FLAC", "PCM_24"),
+    "mp3": ("mp3", "MP3", "MPEG_LAYER_III"),
+    "opus": ("opus", "OGG", "OPUS"),
+}
+ORIGINAL = "original"
+OPUS_RATE = 48_000
+TEMPLATE_FIELDS = ("stem", "title", "job_id", "ext")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one job's stems are delivered."""
+
+    format: str = ORIGINAL
+    sample_rate: int | None = None  # None: the stem's own
+    mp3_bitrate_kbps: int = 256
+    normalize_lufs: float | None = None
+    true_peak_ceiling_dbtp: float = -1.0
+    name_template: str = "{stem}.{ext}"
+
+    def check(self) -> Delivery:
+        if self.format != ORIGINAL and self.format not in FORMATS:
+            allowed = ", ".join([ORIGINAL, *FORMATS])
+            raise InvalidRequest(f"format must be one of {allowed}, got {self.format!r}")
+        check_template(self.name_template)
+        return self
+
+
+def check_template(template: str) -> str:
+    """Refuse a naming template with unknown fields (the message lists the known ones)."""
+    for field in re.findall(r"{([^{}]*)}", template):
+        if field not in TEMPLATE_FIELDS:
+            known = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+            raise InvalidRequest(f"name template field {{{field}}} is unknown; use {known}")
+    return template
+
+
+def safe_part(text: str, limit: int = 80) -> str:
+    """A file-name-safe version of a title or stem name."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _UNSAFE.sub("_", ascii_text).strip("._")[:limit] or "untitled"
+
+
+def file_name(template: str, *, stem: str, title: str | None, job_id: str, ext: str) -> str:
+    """The stored name of a delivered stem, from the template, every field sanitised."""
+    values = {
+        "stem": safe_part(stem),
+        "title": safe_part(title or "untitled"),
+        "job_id": safe_part(job_id),
+        "ext": ext,
+    }
+    name = safe_part(template.format(**values), limit=180)
+    return name if not name.startswith(".") else "_" + name
+
+
+def convert(
+    samples: np.ndarray, rate: int, delivery: Delivery, dest: Path
+) -> tuple[int, float | None, np.ndarray]:
+    """Write ``samples`` to ``dest`` as ``delivery`` asks; returns (rate written, gain dB, the
+    samples written)."""
+    _, major, subtype = FORMATS[delivery.format]
+    out_rate = OPUS_RATE if delivery.format == "opus" else (delivery.sample_rate or rate)
+    data = np.nan_to_num(samples.astype(np.float64))
+    if out_rate != rate:
+        data = np.asarray(soxr.resample(data, rate, out_rate, quality="HQ"))
+    gain_db = None
+    if delivery.normalize_lufs is not None:
+        data, gain_db = normalise(
+            data, out_rate, delivery.normalize_lufs, delivery.true_peak_ceiling_dbtp
+        )
+    options: dict[str, float] = {}
+    if delivery.format == "mp3":
+        options["compression_level"] = 1.0 - min(delivery.mp3_bitrate_kbps, 320) / 320
+    written = np.clip(data, -1.0, 1.0).astype(np.float32)
+    sf.write(str(dest), written, out_rate, format=major, subtype=subtype, **options)
+    return out_rate, gain_db, written
+
+
+def normalise(
+    data: np.ndarray, rate: int, target_lufs: float, ceiling_dbtp: float
+) -> tuple[np.ndarray, float | None]:
+    """Gain towards ``target_lufs``, limited so the true peak stays under ``ceiling_dbtp``."""
+    loudness = measure(data, rate).loudness_lufs
+    if loudness is None:
+        return data, None
+    gain_db = target_lufs - loudness
+    peak = true_peak(data, rate)
+    if peak > 0:
+        gain_db = min(gain_db, ceiling_dbtp - 20 * math.log10(peak))
+    return data * 10 ** (gain_db / 20), round(gain_db, 2)
+
+
+def write_tags(path: Path, tags: dict[str, str]) -> None:
+    """Title and our fields (stem role, source title, job id) in the file's own tag format."""
+    suffix = path.suffix.lower()
+    if suffix == ".mp3":
+        id3 = ID3()
+        _id3_frames(id3, tags)
+        id3.save(str(path))
+    elif suffix == ".wav":
+        wave = WAVE(str(path))
+        if wave.tags is None:
+            wave.add_tags()
+        _id3_frames(wave.tags, tags)
+        wave.save()
+    else:  # FLAC, Opus: Vorbis comments
+        audio = mutagen.File(str(path))
+        if audio is None:
+            return
+        for key, value in tags.items():
+            audio[key] = value
+        audio.save()
+
+
+def _id3_frames(id3: object, tags: dict[str, str]) -> None:
+    add = id3.add  # type: ignore[attr-defined]
+    add(TIT2(encoding=3, text=tags.get("title", "")))
+    for key, value in tags.items():
+        if key != "title":
+            add(TXXX(encoding=3, desc=key, text=value))
+
+
+def read_tags(path: Path) -> dict[str, str]:
+    """The tags :func:`write_tags` wrote, read back (for tests and the manifest)."""
+    suffix = path.suffix.lower()
+    if suffix in (".mp3", ".wav"):
+        id3 = ID3(str(path)) if suffix == ".mp3" else WAVE(str(path)).tags
+        found = {"title": str(id3["TIT2"].text[0])} if id3 and "TIT2" in id3 else {}
+        for frame in id3.getall("TXXX") if id3 else []:
+            found[frame.desc] = str(frame.text[0])
+        return found
+    audio = mutagen.File(str(path))
+    return {k: v[0] for k, v in (audio.tags or {}).items()} if audio else {}

@@ -1,0 +1,50 @@
+"""Waveform peaks for players, in the BBC audiowaveform formats that peaks.js and
+wavesurfer.js read: ``.json`` and binary ``.dat`` version 2 (one channel, 8-bit).
+
+Each pixel holds the minimum and the maximum of ``samples_per_pixel`` samples of the mono mix,
+scaled to -128..127.
+
+``.dat`` v2 header (little-endian): int32 version = 2, uint32 flags (1 = 8-bit), int32 sample
+rate, int32 samples per pixel, uint32 length (pixels), int32 channels; then length x channels
+x (min, max) int8 pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+
+DAT_HEADER = struct.Struct("<iIiiIi")
+FLAG_8_BIT = 1
+
+
+def peaks(samples: np.ndarray, rate: int, pixels_per_second: int) -> tuple[int, np.ndarray]:
+    """(samples per pixel, int8 array [pixels, 2] of min and max) of the mono mix."""
+    per_pixel = max(1, round(rate / max(pixels_per_second, 1)))
+    mono = np.nan_to_num(samples.astype(np.float32).mean(axis=1))
+    pixels = max(1, int(np.ceil(mono.size / per_pixel)))
+    padded = np.zeros(pixels * per_pixel, dtype=np.float32)
+    padded[: mono.size] = mono
+    blocks = padded.reshape(pixels, per_pixel)
+    pairs = np.stack((blocks.min(axis=1), blocks.max(axis=1)), axis=1)
+    return per_pixel, np.clip(np.round(pairs * 127), -128, 127).astype(np.int8)
+
+
+def to_dat(rate: int, per_pixel: int, pairs: np.ndarray) -> bytes:
+    header = DAT_HEADER.pack(2, FLAG_8_BIT, rate, per_pixel, len(pairs), 1)
+    return header + pairs.astype(np.int8).tobytes()
+
+
+def to_json(rate: int, per_pixel: int, pairs: np.ndarray) -> bytes:
+    document = {
+        "version": 2,
+        "channels": 1,
+        "sample_rate": rate,
+        "samples_per_pixel": per_pixel,
+        "bits": 8,
+        "length": len(pairs),
+        "data": pairs.astype(int).ravel().tolist(),
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
