@@ -1,7 +1,7 @@
 """Real audio for the emulator's stems: crude band splits of the input, or synthesis.
 
 When the submitted ``audio_url`` can be fetched and decoded, each stem is a band of the input
-(bass below 200 Hz, piano 200-700 Hz, vocals 700-2500 Hz, guitar 2.5-5 kHz, drums above 5 kHz,
+(bass 40-200 Hz, piano 200-700 Hz, vocals 700-2500 Hz, guitar 2.5-5 kHz, drums above 5 kHz,
 other whatever the bands leave out), so a general split sums back to the input. Otherwise each
 stem is synthesised from a seed. Stems are MP3 by default, as Vidgo serves them: encoded by
 LAME (``lameenc``) without a gapless header, so a decoder hands back the encoder's delay
@@ -23,7 +23,7 @@ STEM_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 MP3_BITRATE_KBPS = 192
 
 BANDS_HZ: dict[str, tuple[float, float]] = {
-    "bass": (20.0, 200.0),
+    "bass": (40.0, 200.0),
     "piano": (200.0, 700.0),
     "vocals": (700.0, 2500.0),
     "guitar": (2500.0, 5000.0),

@@ -44,6 +44,8 @@ FAST = {
     "VIDGO_STEMS_VIDGO_QUERY_BURST": "1000",
     "VIDGO_STEMS_MAX_IN_FLIGHT": "100000",
     "VIDGO_STEMS_IN_FLIGHT_WAIT_S": "0.3",
+    # The test tracks are served on loopback: let post-processing fetch them as sources.
+    "VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS": "true",
 }
 
 

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from celery.result import AsyncResult
 
+from tests.manifests import assert_valid_manifest
 from tests.support import fetch
 from worker.celery_app import app
 from worker.errors import InvalidRequest
@@ -28,18 +29,28 @@ def assert_done_and_verified(stack, job_id, expected_stems):
     task = stack.emulator.tasks()[view.vidgo_task_id]
     manifest = json.loads(fetch(view.manifest_url))
     assert set(manifest["stems"]) == set(expected_stems) == set(task["sha256"])
+    assert_valid_manifest(manifest)
+    assert manifest["source"]["checked"] and manifest["source"]["duration_s"] == pytest.approx(2.0)
     for stem, entry in manifest["stems"].items():
-        on_disk = hashlib.sha256(fetch(view.stems[stem].url)).hexdigest()
-        assert on_disk == entry["sha256"] == task["sha256"][stem]
-        assert entry["audio"]["sample_rate"] == 22050
-        assert entry["audio"]["duration_s"] == pytest.approx(2.0, abs=0.01)
-        assert entry["audio"]["channels"] == 2
+        delivered = hashlib.sha256(fetch(view.stems[stem].url)).hexdigest()
+        assert delivered == entry["sha256"]  # the delivered (tagged) file
+        assert entry["original"]["sha256"] == task["sha256"][stem]  # what Vidgo served
+        assert entry["sample_rate"] == 22050 and entry["channels"] == 2
+        # MP3 stems start late by LAME's delay (576 + 529 samples): reported within a frame.
+        assert abs(entry["offset_vs_source_s"] - 1105 / 22050) <= 1152 / 22050, entry
+        assert entry["problems"] == [], entry
+    if len(expected_stems) == 6:
+        assert manifest["remix_residual_db"] < -15, manifest["remix_residual_db"]
     assert manifest["job_id"] == job_id
     assert manifest["vidgo_task_id"] == view.vidgo_task_id
     assert manifest["request"] == view.request
     assert task["stem_source"] == "input"
     assert AsyncResult(job_id, app=app).get(timeout=10) == manifest
-    assert manifest == view.manifest.model_dump(mode="json")
+    served = view.manifest.model_dump(mode="json")  # the same, with fresh links added
+    for name, stem in served["stems"].items():
+        assert stem.pop("url") == view.stems[name].url
+        assert stem["peaks"].pop("json_url") and stem["peaks"].pop("dat_url")
+    assert served == manifest
     return view, manifest
 
 
