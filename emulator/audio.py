@@ -73,8 +73,10 @@ def split(
     stems: list[str],
     model_name: str,
     fmt: str = "wav",
+    lost: frozenset[str] = frozenset(),
 ) -> dict[str, bytes]:
-    """Band-split ``samples`` into the named stems (``fmt`` bytes each)."""
+    """Band-split ``samples`` into the named stems (``fmt`` bytes each); ``lost`` stems come
+    out silent."""
     gain = MODEL_GAIN.get(model_name, 1.0)
     spectrum = np.fft.rfft(samples, axis=0)
     freqs = np.fft.rfftfreq(samples.shape[0], d=1.0 / sample_rate)
@@ -88,6 +90,8 @@ def split(
             mask = ((freqs >= low) & (freqs < high)).astype(np.float32)[:, None]
         else:  # "other": what no band took, so a general split sums to the input
             mask = (~covered).astype(np.float32)[:, None]
+        if stem in lost:
+            mask = np.zeros_like(mask)
         band = np.fft.irfft(spectrum * mask, n=samples.shape[0], axis=0)
         out[stem] = encode((band * gain).astype(np.float32), sample_rate, fmt)
     return out

@@ -50,7 +50,13 @@ async def _render(state: EmulatorState, task: EmuTask) -> None:
             response.raise_for_status()
         samples, rate = audio.decode(response.content, max_s=config.max_input_s)
         stems = await asyncio.to_thread(
-            audio.split, samples, rate, names, task.model_name, config.stem_format
+            audio.split,
+            samples,
+            rate,
+            names,
+            task.model_name,
+            config.stem_format,
+            frozenset(config.faults.lost_stems),
         )
         task.set_stems(stems, "input", config.stem_format)
     except (httpx.HTTPError, ValueError) as exc:

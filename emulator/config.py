@@ -48,6 +48,9 @@ class FaultConfig(BaseModel):
     # Fraction of finished tasks whose vocal_removal is not valid JSON, or whose files are empty.
     rate_malformed_stems: float = Field(default=0.0, ge=0, le=1)
     rate_empty_files: float = Field(default=0.0, ge=0, le=1)
+    # Stems a split comes back without: served as silence of the right length, so the stems
+    # no longer sum to the mix.
+    lost_stems: list[str] = Field(default_factory=list)
 
 
 class EmulatorConfig(BaseModel):

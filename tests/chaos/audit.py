@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 
+from tests.manifests import assert_valid_manifest
 from tests.support import fetch
 from worker.pipeline.ledger import JobState
 
@@ -54,6 +55,8 @@ def audit(stack, views) -> dict[str, int]:
 def verify_stems(view, task) -> None:
     manifest = json.loads(fetch(view.manifest_url))
     assert set(manifest["stems"]) == set(task["sha256"]), view.job_id
+    assert_valid_manifest(manifest)
     for stem, entry in manifest["stems"].items():
-        on_disk = hashlib.sha256(fetch(view.stems[stem].url)).hexdigest()
-        assert on_disk == entry["sha256"] == task["sha256"][stem], (view.job_id, stem)
+        delivered = hashlib.sha256(fetch(view.stems[stem].url)).hexdigest()
+        assert delivered == entry["sha256"], (view.job_id, stem)  # the delivered file
+        assert entry["original"]["sha256"] == task["sha256"][stem], (view.job_id, stem)

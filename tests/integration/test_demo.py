@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.manifests import assert_valid_manifest
+
 pytestmark = pytest.mark.integration
 
 
@@ -29,10 +31,28 @@ def test_demo_runs_without_redis_on_path_and_leaves_verified_manifests(tmp_path)
     assert "all jobs DONE" in done.stdout
     manifests = sorted(out.glob("stems/*/manifest.json"))
     assert len(manifests) == 5
+    formats = set()
     for path in manifests:
         manifest = json.loads(path.read_text())
         assert manifest["stems"]
+        assert_valid_manifest(manifest)
+        assert manifest["source"]["checked"], manifest["source"]
+        assert manifest["source"]["duration_s"] == pytest.approx(6.0, abs=0.01)
+        assert manifest["source"]["levels"]["loudness_lufs"] is not None
+        if manifest["request"]["output_type"] == "general":
+            assert manifest["remix_residual_db"] < -25, manifest["remix_residual_db"]
+        asked = manifest["request"]["format"]
+        formats.add(asked)
         for stem in manifest["stems"].values():
+            assert stem["format"] == {"original": "mp3", "wav16": "wav"}.get(asked, asked)
+            # Opus runs at 48 kHz only; the others keep the track's rate unless asked.
+            own_rate = 48000 if asked == "opus" else 44100
+            assert stem["sample_rate"] == (manifest["request"]["sample_rate"] or own_rate)
+            assert stem["offset_vs_source_s"] is not None
+            assert stem["loudness_lufs"] is not None and stem["true_peak_dbtp"] is not None
             assert (out / "stems" / stem["key"]).stat().st_size == stem["bytes"]
-            assert len(stem["sha256"]) == 64
-            assert stem["audio"]["duration_s"] == pytest.approx(6.0, abs=0.01)
+            assert len(stem["sha256"]) == 64 and stem["problems"] == [], stem
+            assert (out / "stems" / stem["peaks"]["json_key"]).is_file()
+            assert (out / "stems" / stem["peaks"]["dat_key"]).is_file()
+    assert formats == {"flac", "original", "wav16", "mp3", "opus"}
+    assert "remix residual" in done.stdout and "LUFS" in done.stdout

@@ -16,6 +16,7 @@ import secrets
 
 import pytest
 
+from tests.manifests import assert_valid_manifest
 from tests.support import Stack, fetch
 from worker.devstack.local import wait_for
 from worker.pipeline.ledger import JobState
@@ -69,13 +70,16 @@ def test_two_hosts_on_s3_split_download_and_postprocess_and_every_link_serves_th
         assert worker_of(view, "done").startswith(b.hostname)
         task = stack.emulator.tasks()[view.vidgo_task_id]
         assert set(view.stems) == set(task["sha256"])
-        for name, stem in view.stems.items():
+        for stem in view.stems.values():
             assert stem.url.startswith(stack.env["AWS_ENDPOINT_URL"])
             body = fetch(stem.url)  # a pre-signed URL: no credentials needed
-            assert hashlib.sha256(body).hexdigest() == stem.sha256 == task["sha256"][name]
+            assert hashlib.sha256(body).hexdigest() == stem.sha256
             assert len(body) == stem.bytes
         manifest = json.loads(fetch(view.manifest_url))
         assert manifest["job_id"] == view.job_id and set(manifest["stems"]) == set(view.stems)
+        assert_valid_manifest(manifest)
+        for name, entry in manifest["stems"].items():
+            assert entry["original"]["sha256"] == task["sha256"][name]  # what Vidgo served
     # Neither host kept the other's work on its own disk: scratch is emptied once a job is done
     # on host b, and host a's scratch only ever held downloads.
     assert not list((stack.folder / "host-b" / "scratch").glob("*/*.wav"))
@@ -111,7 +115,11 @@ def test_a_stem_lost_from_storage_before_postprocess_is_downloaded_again(s3_stac
     events = [e["event"] for e in view.history]
     assert events.count("stems_lost") == 1 and events.count("downloaded") == 2
     task = stack.emulator.tasks()[view.vidgo_task_id]
-    assert hashlib.sha256(fetch(view.stems["vocals"].url)).hexdigest() == task["sha256"]["vocals"]
+    manifest = json.loads(fetch(view.manifest_url))
+    assert manifest["stems"]["vocals"]["original"]["sha256"] == task["sha256"]["vocals"]
+    assert (
+        hashlib.sha256(fetch(view.stems["vocals"].url)).hexdigest() == view.stems["vocals"].sha256
+    )
     url = view.request["audio_url"]
     paid = [e for e in stack.emulator.record("submit") if e.get("audio_url") == url]
     assert len(view.vidgo_task_ids) == 1 and len(paid) == 1  # fetched again, not paid again

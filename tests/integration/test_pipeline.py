@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from celery.result import AsyncResult
 
+from emulator.audio import MODEL_GAIN
 from tests.manifests import assert_valid_manifest
 from tests.support import fetch
 from worker.celery_app import app
@@ -40,7 +41,10 @@ def assert_done_and_verified(stack, job_id, expected_stems):
         assert abs(entry["offset_vs_source_s"] - 1105 / 22050) <= 1152 / 22050, entry
         assert entry["problems"] == [], entry
     if len(expected_stems) == 6:
-        assert manifest["remix_residual_db"] < -15, manifest["remix_residual_db"]
+        # The emulator's models scale the mix by a gain: with gain 1 only MP3's coding noise
+        # is left unexplained; other gains leave more, still far below the mix.
+        residual = manifest["remix_residual_db"]
+        assert residual < (-25 if MODEL_GAIN[view.request["model_name"]] == 1.0 else -10), residual
     assert manifest["job_id"] == job_id
     assert manifest["vidgo_task_id"] == view.vidgo_task_id
     assert manifest["request"] == view.request
@@ -65,6 +69,19 @@ def test_pipeline_completes_each_output_type(stack, output_type):
     assert manifest["request"]["output_type"] == output_type
     [submitted] = submissions_for(stack, url)
     assert submitted["output_type"] == output_type
+
+
+def test_a_general_job_missing_a_stem_reports_a_high_remix_residual(stack):
+    url = stack.track_url("groove")
+    with stack.emulator.configured(faults={"lost_stems": ["bass"]}):
+        job_id = stack.enqueue(url, title="lost bass")
+        view = stack.wait_terminal(job_id)
+    assert view.state is JobState.DONE, view.error  # reported, not failed (the default)
+    manifest = json.loads(fetch(view.manifest_url))
+    assert_valid_manifest(manifest)
+    assert manifest["remix_residual_db"] > -6, manifest["remix_residual_db"]
+    assert manifest["silent_stems"] == ["bass"] and manifest["stems"]["bass"]["silent"]
+    assert all(not manifest["stems"][n]["silent"] for n in ALL_STEMS if n != "bass")
 
 
 @pytest.mark.parametrize("model_name", ["base", "enhanced", "instrumental"])

@@ -76,7 +76,7 @@ def test_stem_links_are_served_by_the_gateway_with_ranges_and_refused_when_tampe
     read = web.http.get(f"/v1/jobs/{job_id}").json()
     stem = read["stems"]["vocals"]
     assert stem["url"].startswith(f"{web.gateway.url}/v1/files/{job_id}/vocals.")
-    assert stem["content_type"] == "audio/wav"
+    assert stem["content_type"] == "audio/mpeg"
     body = httpx.get(stem["url"], timeout=10)  # no bearer key: the link is the credential
     assert body.status_code == 200
     assert hashlib.sha256(body.content).hexdigest() == stem["sha256"]
@@ -331,7 +331,7 @@ def test_traversal_in_job_ids_titles_and_metadata_never_leaves_the_stems_folder(
     assert all(p.is_relative_to(root) for p in written)
     # Hidden files beside them are the storage layer's checksum sidecars.
     job_files = sorted(p.name for p in (root / job_id).iterdir() if p.name[0] != ".")
-    assert job_files == ["manifest.json", "vocals.wav"]
+    assert job_files == ["manifest.json", "peaks", "vocals.mp3"]
 
 
 def test_no_secret_or_callback_token_reaches_any_log(web):

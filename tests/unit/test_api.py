@@ -136,3 +136,20 @@ def test_cancel_leaves_an_ended_job_alone(world):
     assert [e["event"] for e in again.history].count("cancelled") == 1
     assert api.cancel("unknown", producer=p) is None
     assert hooks == []  # no webhook URL, no webhook
+
+
+def test_enqueue_keeps_the_delivery_choice_and_it_makes_another_job(world):
+    p, settings, _, _ = world
+    plain = api.enqueue(URL, producer=_with(p, settings))
+    flac = api.enqueue(
+        URL, format="flac", sample_rate=48000, normalize_lufs=-14, producer=_with(p, settings)
+    )
+    assert flac != plain
+    request = p.ledger.get(flac).request
+    assert (request.format.value, request.sample_rate, request.normalize_lufs) == (
+        "flac",
+        48000,
+        -14,
+    )
+    with pytest.raises(InvalidRequest, match="format 'aiff' is not one of: original, wav16"):
+        api.enqueue(URL, format="aiff", producer=_with(p, settings))

@@ -27,6 +27,16 @@ from worker.cli.app import main, producer
     "--job-id", default=None, help="Your own job id (default: the request's fingerprint)."
 )
 @click.option("--webhook-url", default=None, help="Receives a signed event when the job ends.")
+@click.option(
+    "--format",
+    "delivery_format",
+    default=None,
+    help="original, wav16, wav24, flac, mp3 or opus (default: VIDGO_STEMS_DELIVERY_FORMAT).",
+)
+@click.option("--sample-rate", type=int, default=None, help="Deliver at this rate (Hz).")
+@click.option(
+    "--normalize-lufs", type=float, default=None, help="Normalise each stem to this loudness."
+)
 @click.option("--wait/--no-wait", default=False, help="Show progress until the job ends.")
 @click.option("--timeout", "timeout_s", default=3600.0, show_default=True)
 def separate(
@@ -36,6 +46,9 @@ def separate(
     output_type: str,
     job_id: str | None,
     webhook_url: str | None,
+    delivery_format: str | None,
+    sample_rate: int | None,
+    normalize_lufs: float | None,
     wait: bool,
     timeout_s: float,
 ) -> None:
@@ -49,6 +62,9 @@ def separate(
         output_type=output_type,
         job_id=job_id,
         webhook_url=webhook_url,
+        format=delivery_format,
+        sample_rate=sample_rate,
+        normalize_lufs=normalize_lufs,
     )
     click.echo(job_id)
     if wait:

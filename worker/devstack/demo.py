@@ -15,18 +15,23 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from worker.devstack import tracks
 from worker.devstack.local import FileServer, WorkerProcess
 from worker.devstack.redis_server import RedisServer, free_port
 from worker.pipeline.ledger import JobState
 
+if TYPE_CHECKING:
+    from worker.web.views import ManifestStem
+
+#: (track, model name, output type, delivery: format, sample rate, loudness target)
 JOBS = [
-    ("groove", "base", "general"),
-    ("ballad", "enhanced", "vocals"),
-    ("beat", "instrumental", "drums"),
-    ("ballad", "base", "general"),
-    ("groove", "enhanced", "bass"),
+    ("groove", "base", "general", ("flac", None, None)),
+    ("ballad", "enhanced", "vocals", ("original", None, None)),
+    ("beat", "instrumental", "drums", ("wav16", 48000, None)),
+    ("ballad", "base", "general", ("mp3", None, -14.0)),
+    ("groove", "enhanced", "bass", ("opus", None, None)),
 ]
 
 
@@ -50,9 +55,9 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
 
     out = out.resolve()
     track_dir = out / "tracks"
-    for name in sorted({name for name, _, _ in JOBS}):
+    for name in sorted({job[0] for job in JOBS}):
         tracks.write_track(track_dir / f"{name}.wav", name)
-    _say(f"wrote {len({n for n, _, _ in JOBS})} tracks under {track_dir}")
+    _say(f"wrote {len({job[0] for job in JOBS})} tracks under {track_dir}")
     api_key = secrets.token_urlsafe(16)
     emulator_config = EmulatorConfig(api_key=api_key, queue_s=1.0, run_s=3.0)
     with (
@@ -65,6 +70,8 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
             "VIDGO_API_KEY": api_key,
             "VIDGO_BASE_URL": emu.url,
             "STEMS_DIR": str(out / "stems"),
+            # The tracks are served from this machine; the stems are checked against them.
+            "VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS": "true",
             "VIDGO_STEMS_REDIS_KEY_PREFIX": f"vidgo-stems-demo-{secrets.token_hex(4)}",
             "VIDGO_STEMS_QUEUE_NAME": f"vidgo-demo-{secrets.token_hex(4)}",
         }
@@ -82,15 +89,21 @@ def _separate(files_url: str, timeout_s: float) -> int:
     from worker.web.api import enqueue, get_job
 
     job_ids = []
-    for name, model_name, output_type in JOBS:
+    for name, model_name, output_type, (fmt, rate, lufs) in JOBS:
         job_id = enqueue(
             f"{files_url}/{name}.wav",
             title=f"{name} ({model_name}/{output_type})",
             model_name=model_name,
             output_type=output_type,
+            format=fmt,
+            sample_rate=rate,
+            normalize_lufs=lufs,
         )
         job_ids.append(job_id)
-        _say(f"enqueued {job_id}  {name:7s} model={model_name:12s} output={output_type}")
+        _say(
+            f"enqueued {job_id}  {name:7s} model={model_name:12s} output={output_type:8s}"
+            f" format={fmt}"
+        )
     deadline = time.monotonic() + timeout_s
     last: dict[str, str] = {}
     while time.monotonic() < deadline:
@@ -121,10 +134,32 @@ def _report(job_ids: list[str]) -> int:
             reason = view.error.message if view and view.error else "did not finish in time"
             _say(f"  {job_id}  {view.state.value if view else '?'}: {reason}")
             continue
-        stems = ", ".join(sorted(view.stems))
-        _say(f"  {job_id}  DONE  stems: {stems}\n      manifest: {view.manifest_url}")
+        _say(f"  {job_id}  DONE  manifest: {view.manifest_url}")
+        manifest = view.manifest
+        if manifest is None:
+            continue
+        if manifest.remix_residual_db is not None:
+            _say(f"      remix residual {manifest.remix_residual_db:.1f} dB")
+        for name, stem in sorted(manifest.stems.items()):
+            _say(f"      {_stem_line(name, stem)}")
     _say("all jobs DONE" if ok else "some jobs did not finish")
     return 0 if ok else 1
+
+
+def _stem_line(name: str, stem: ManifestStem) -> str:
+    def num(value: float | None, unit: str) -> str:
+        return f"{value:.1f} {unit}" if value is not None else f"- {unit}"
+
+    offset = stem.offset_vs_source_s
+    facts = [
+        f"{name:7s} {stem.format:5s} {stem.sample_rate} Hz {stem.duration_s:.2f} s",
+        f"offset {offset * 1000:.1f} ms" if offset is not None else "offset -",
+        num(stem.loudness_lufs, "LUFS"),
+        num(stem.true_peak_dbtp, "dBTP"),
+        "silent" if stem.silent else "",
+        ",".join(stem.problems),
+    ]
+    return "  ".join(f for f in facts if f)
 
 
 if __name__ == "__main__":

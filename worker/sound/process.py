@@ -57,7 +57,7 @@ def read_source(path: Path, size: int, sha256: str) -> Source:
 @dataclass
 class Processed:
     """One stem, done: its manifest entry (without storage keys), the delivered file, its
-    waveform peaks, and its analysis signal and offset for the remix check."""
+    waveform peaks, and its analysis signal for the remix check."""
 
     entry: dict[str, Any]
     delivered: Path

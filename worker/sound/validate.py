@@ -5,8 +5,8 @@ the lag of the peak of its cross-spectrum with the source (an MP3 stem starts la
 encoder delay, about 1,105 samples), and how well the two agree at that lag says whether the
 stem belongs to this source at all (see :func:`offset_of`). A stem's duration, less that
 offset, must match the source's within a tolerance that allows MP3 delay and padding. The
-remix check sums the aligned stems and reports how much of the source they leave
-unexplained, in dB.
+remix check sums the stems, aligns the sum with the source below a sample, and reports how
+much of the source they leave unexplained, in dB.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import soxr
+from scipy.optimize import minimize_scalar
 
 #: High enough to keep a drums band (5 kHz and up) in view, low enough to keep six stems of a
 #: long track in memory as float32.
@@ -114,18 +115,50 @@ def _level_db(stem: np.ndarray, source: np.ndarray) -> float:
     return 10 * math.log10(stem_energy / source_energy)
 
 
-def remix_residual_db(stems: list[tuple[np.ndarray, float]], mix: np.ndarray) -> float | None:
-    """How much of the source the aligned stems leave unexplained: 10*log10(energy of
-    (source - sum of stems) / energy of source). Stems are (analysis signal, offset_s); the
-    source is its analysis signal."""
+def remix_residual_db(stems: list[np.ndarray], mix: np.ndarray) -> float | None:
+    """How much of the source the stems leave unexplained: 10*log10(energy of (source - sum of
+    stems) / energy of source), on analysis signals.
+
+    The stems of one separation share one timeline, so they are summed as they are and the sum
+    is aligned with the source once. The alignment is refined below a sample: an MP3 delay of
+    1,105 samples at 44.1 kHz is 400.9 analysis samples, and half a sample off is enough to
+    leave -15 dB of a mix unexplained where the stems really sum to it.
+    """
+    if not stems or not mix.size:
+        return None
     energy = float(np.sum(np.square(mix, dtype=np.float64)))
     if energy == 0.0:
         return None
-    total = np.zeros(mix.shape, dtype=np.float64)
-    for signal, offset_s in stems:
-        lag = round(offset_s * ANALYSIS_RATE)
-        aligned = signal[lag:] if lag >= 0 else np.concatenate((np.zeros(-lag), signal))
-        length = min(len(aligned), len(total))
-        total[:length] += aligned[:length]
-    residual = float(np.sum(np.square(mix - total)))
+    total = np.zeros(max(len(s) for s in stems), dtype=np.float64)
+    for signal in stems:
+        total[: len(signal)] += signal
+    lag, _ = offset_of(total.astype(np.float32), mix)
+    delay = _refined_delay(total, mix, lag)
+    size = 1 << math.ceil(math.log2(max(len(total), len(mix)) + abs(lag) + 2))
+    spectrum = np.fft.rfft(total, size) * _advance(size, delay)
+    aligned = np.fft.irfft(spectrum, size)[: len(mix)]
+    residual = float(np.sum(np.square(mix - aligned)))
     return round(10 * math.log10(residual / energy), 2) if residual > 0 else -200.0
+
+
+def _advance(size: int, delay: float) -> np.ndarray:
+    """The spectrum factor that moves a signal ``delay`` samples earlier."""
+    advance: np.ndarray = np.exp(2j * np.pi * np.fft.rfftfreq(size) * delay)
+    return advance
+
+
+def _refined_delay(total: np.ndarray, mix: np.ndarray, lag: int) -> float:
+    """The delay of ``total`` against ``mix``, within a sample of ``lag``, that leaves the least
+    residual over the first WINDOW_S seconds (found on their spectra, no resampling)."""
+    window = int(WINDOW_S * ANALYSIS_RATE)
+    a, b = total[: window + abs(lag)], mix[:window]
+    size = 1 << math.ceil(math.log2(max(len(a), len(b)) + abs(lag) + 2))
+    spec_a, spec_b = np.fft.rfft(a, size), np.fft.rfft(b, size)
+    freqs = np.fft.rfftfreq(size)
+
+    def residual(delay: float) -> float:
+        diff = spec_b - spec_a * np.exp(2j * np.pi * freqs * delay)
+        return float(np.sum(np.abs(diff) ** 2))
+
+    found = minimize_scalar(residual, bounds=(lag - 1.0, lag + 1.0), method="bounded")
+    return float(found.x)

@@ -72,6 +72,9 @@ def enqueue(
     metadata: Mapping[str, Any] | None = None,
     subscription_id: str | None = None,
     retry_failed: bool = False,
+    format: str | None = None,
+    sample_rate: int | None = None,
+    normalize_lufs: float | None = None,
     producer: Producer | None = None,
 ) -> str:
     """Validate and enqueue one track; return its job id at once.
@@ -79,10 +82,12 @@ def enqueue(
     The same request (audio URL, model name, output type) always gives the same job and at most
     one Vidgo submission; every caller is subscribed to it. ``webhook_url`` (else
     ``VIDGO_STEMS_DEFAULT_WEBHOOK_URL``) receives a signed event when the job ends, carrying this
-    caller's ``metadata`` (a small JSON object). ``subscription_id`` makes a repeated call
-    (a network retry) the same subscription. A job that FAILED or was CANCELLED raises
-    JobConflict naming how to retry it, unless ``retry_failed``, which retries it. Raises
-    InvalidRequest, naming the allowed values, for bad input.
+    caller's ``metadata`` (a small JSON object). ``format``, ``sample_rate`` and
+    ``normalize_lufs`` choose how the stems are delivered (unset: the settings).
+    ``subscription_id`` makes a repeated call (a network retry) the same subscription. A job
+    that FAILED or was CANCELLED raises JobConflict naming how to retry it, unless
+    ``retry_failed``, which retries it. Raises InvalidRequest, naming the allowed values, for
+    bad input.
     """
     request = parse_request(
         {
@@ -90,6 +95,9 @@ def enqueue(
             "title": title,
             "model_name": model_name,
             "output_type": output_type,
+            "format": format,
+            "sample_rate": sample_rate,
+            "normalize_lufs": normalize_lufs,
         }
     )
     return enqueue_request(

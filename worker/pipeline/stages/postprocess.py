@@ -164,7 +164,7 @@ def run_postprocess(ctx: StageContext, job_id: str, token: str) -> dict[str, Any
 
 def _deliver_all(
     ctx: StageContext, job: JobRecord, originals: dict[str, Path], source: Source
-) -> tuple[dict[str, Any], dict[str, Any], list[tuple[Any, float]]]:
+) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     """(manifest entries, stored outputs, remix inputs) of every stem, stored as it goes."""
     delivery = delivery_for(job, ctx.settings)
     work = ctx.scratch.job_dir(job.job_id) / "delivered"
@@ -230,7 +230,7 @@ def _deliver_all(
             "peaks_json_key": peaks_json.key,
             "peaks_dat_key": peaks_dat.key,
         }
-        mixes.append((done.analysis, done.offset_s))
+        mixes.append(done.analysis)
     return stems, outputs, mixes
 
 
