@@ -63,7 +63,7 @@ def ours(source: Path, stems: list[Path], out: Path) -> None:
             title=None,
             pixels_per_second=50,
         )
-        mixes.append((done.analysis, done.offset_s))
+        mixes.append(done.analysis)
     assert checked.analysis is not None
     remix_residual_db(mixes, checked.analysis)
 

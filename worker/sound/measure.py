@@ -106,8 +106,10 @@ def _subblock_energies(samples: np.ndarray, rate: int, step: int) -> np.ndarray:
     for stage in pyloudnorm.Meter(rate)._filters.values():
         weighted = lfilter(stage.b, stage.a, weighted, axis=0)
     blocks = weighted.shape[0] // step
-    squares = np.square(weighted[: blocks * step]).reshape(blocks, step, -1)
-    return np.asarray(squares.mean(axis=1).sum(axis=1))
+    squares = np.square(weighted[: blocks * step, 0])
+    for channel in range(1, weighted.shape[1]):  # column by column: see decode.mono
+        squares += np.square(weighted[: blocks * step, channel])
+    return np.asarray(squares.reshape(blocks, step).mean(axis=1))
 
 
 def _window_loudness(energies: np.ndarray, length: int) -> np.ndarray:

@@ -16,6 +16,8 @@ import struct
 
 import numpy as np
 
+from worker.sound.decode import mono as mono_of
+
 DAT_HEADER = struct.Struct("<iIiiIi")
 FLAG_8_BIT = 1
 
@@ -23,7 +25,7 @@ FLAG_8_BIT = 1
 def peaks(samples: np.ndarray, rate: int, pixels_per_second: int) -> tuple[int, np.ndarray]:
     """(samples per pixel, int8 array [pixels, 2] of min and max) of the mono mix."""
     per_pixel = max(1, round(rate / max(pixels_per_second, 1)))
-    mono = np.nan_to_num(samples.astype(np.float32).mean(axis=1))
+    mono = mono_of(samples)
     pixels = max(1, int(np.ceil(mono.size / per_pixel)))
     padded = np.zeros(pixels * per_pixel, dtype=np.float32)
     padded[: mono.size] = mono

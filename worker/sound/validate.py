@@ -19,6 +19,8 @@ import numpy as np
 import soxr
 from scipy.optimize import minimize_scalar
 
+from worker.sound.decode import mono as mono_of
+
 #: High enough to keep a drums band (5 kHz and up) in view, low enough to keep six stems of a
 #: long track in memory as float32.
 ANALYSIS_RATE = 16000
@@ -50,7 +52,7 @@ class StemCheck:
 
 def analysis_signal(samples: np.ndarray, rate: int) -> np.ndarray:
     """Mono at ANALYSIS_RATE, float32."""
-    mono: np.ndarray = np.nan_to_num(samples.mean(axis=1, dtype=np.float32))
+    mono: np.ndarray = mono_of(samples)
     if rate == ANALYSIS_RATE:
         return mono
     resampled: np.ndarray = np.asarray(
