@@ -103,7 +103,8 @@ def test_jobs_survive_workers_killed_mid_download_and_mid_poll(chaos):
         second.kill()
     stack.start_worker(concurrency=2, name="third")
     views = stack.wait_all(downloads + polls, timeout_s=180)
-    assert all(v.state is JobState.DONE for v in views), [(v.job_id, v.error) for v in views]
+    not_done = [(v.job_id, v.state.value, v.error) for v in views if v.state is not JobState.DONE]
+    assert not not_done, not_done
     recovered = {v.job_id for v in views if any(h["event"] == "recovered" for h in v.history)}
     assert recovered & set(downloads) and recovered & set(polls)
     totals = audit(stack, views)
@@ -128,7 +129,8 @@ def test_a_redis_restart_mid_run_loses_nothing(chaos):
         finally:
             client.close()
     assert unfinished
-    assert all(v.state is JobState.DONE for v in views), [(v.job_id, v.error) for v in views]
+    not_done = [(v.job_id, v.state.value, v.error) for v in views if v.state is not JobState.DONE]
+    assert not not_done, not_done
     totals = audit(stack, views)
     assert totals["paid"] == len(views)
 
