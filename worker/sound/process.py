@@ -65,7 +65,6 @@ class Processed:
     peaks_json: bytes
     peaks_dat: bytes
     analysis: np.ndarray
-    offset_s: float
 
 
 def process_stem(
@@ -121,7 +120,6 @@ def process_stem(
         to_json(audio.rate, per_pixel, pairs),
         to_dat(audio.rate, per_pixel, pairs),
         analysis,
-        (check.offset_vs_source_s or 0.0) if check else 0.0,
     )
 
 
