@@ -46,6 +46,8 @@ FAST = {
     "VIDGO_STEMS_IN_FLIGHT_WAIT_S": "0.3",
     # The test tracks are served on loopback: let post-processing fetch them as sources.
     "VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS": "true",
+    # Workers serve no metrics unless a test gives them a port of their own.
+    "VIDGO_STEMS_METRICS_PORT": "0",
 }
 
 

@@ -22,6 +22,7 @@ from celeryconfig import celery_config
 from worker.errors import JobCancelled, JobFailed
 from worker.files.links import open_configured_storage
 from worker.files.storage import Storage
+from worker.observe import tasks as _task_metrics  # noqa: F401  (connects the task signals)
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.states import Step, TaskName
 from worker.settings import Settings, get_settings

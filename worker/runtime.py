@@ -29,10 +29,13 @@ from worker.celery_app import (
     dispatch_webhook,
     make_ledger,
     redis_client,
+    worker_queues,
 )
 from worker.files.links import open_configured_storage
 from worker.files.scratch import StemStore
 from worker.files.storage import Storage
+from worker.observe import metrics
+from worker.observe.serve import mark_process_dead, serve_worker_metrics
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import SweepThread
 from worker.pipeline.stages.context import StageContext
@@ -166,6 +169,7 @@ def _init_process(**_: object) -> None:
 def _close_process(**_: object) -> None:
     if _runtime is not None and _runtime_pid == os.getpid():
         _runtime.close()
+    mark_process_dead(os.getpid())
 
 
 _sweeper: SweepThread | None = None
@@ -176,6 +180,9 @@ def _start_sweep(sender: object = None, **_: object) -> None:
     """Every worker beats and sweeps for lost jobs and webhooks (one sweep at a time)."""
     global _sweeper
     rt = runtime()
+    hostname = str(getattr(sender, "hostname", "") or "")
+    metrics.WORKER_UP.labels(hostname or metrics.HOSTNAME).set(1)
+    serve_worker_metrics(rt.redis, rt.ledger, rt.settings, worker_queues(rt.settings))
     _sweeper = SweepThread(
         rt.redis,
         rt.ledger,
@@ -183,7 +190,8 @@ def _start_sweep(sender: object = None, **_: object) -> None:
         rt.settings,
         dispatch_webhook=dispatch_webhook,
         dispatch_purge=dispatch_purge,
-        hostname=str(getattr(sender, "hostname", "") or ""),
+        hostname=hostname,
+        heartbeat_file=rt.settings.heartbeat_file,
     )
     _sweeper.start()
 

@@ -204,6 +204,15 @@ class Settings(BaseSettings):
     queue_name: str = "vidgo"
     redis_key_prefix: str = "vidgo-stems"
 
+    # Operations. Each worker host serves Prometheus metrics on this port (0: off); the
+    # gateway serves its own at /metrics. Logs are plain text or one JSON object per line.
+    metrics_port: int = Field(default=9808, ge=0, le=65535)
+    metrics_addr: str = "0.0.0.0"
+    log_format: Literal["plain", "json"] = "plain"
+    # The worker touches this file every few seconds while it is up and connected
+    # (`vidgo-stems healthcheck` reads it: liveness probes, compose and image healthchecks).
+    heartbeat_file: Path | None = None
+
     @field_validator(
         "vidgo_base_url", "public_callback_base_url", "default_webhook_url", "public_base_url"
     )

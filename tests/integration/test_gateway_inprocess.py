@@ -203,3 +203,32 @@ def test_a_body_that_never_arrives_is_answered_408_within_the_timeout(redis_serv
     asyncio.run(asyncio.wait_for(app(scope, stalled_receive, record), timeout=5))
     assert sent[0]["status"] == 408
     assert b"VIDGO_STEMS_GATEWAY_BODY_TIMEOUT_S" in sent[1]["body"]
+
+
+def test_gateway_metrics_show_the_ledger_s_jobs_by_state_without_a_key(gateway):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app, producer, _ = gateway
+    for n in range(3):
+        response = call(
+            app,
+            "POST",
+            "/v1/jobs",
+            json={"audio_url": f"https://cdn.example/{n}.mp3"},
+            headers=AUTH,
+        )
+        assert response.status_code in (200, 201, 202), response.text
+    scraped = call(app, "GET", "/metrics")
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    assert samples[("vidgo_stems_cluster_scrape_ok", ())] == 1
+    assert samples[("vidgo_stems_jobs", (("state", "QUEUED"),))] == 3
+    assert samples[("vidgo_stems_jobs", (("state", "DONE"),))] == 0
+    assert samples[("vidgo_stems_inflight_slots_cap", ())] == producer.settings.max_in_flight
+    # This process created the jobs, so its own counter saw them enter QUEUED.
+    assert samples[("vidgo_stems_jobs_entered_total", (("state", "QUEUED"),))] >= 3

@@ -48,9 +48,15 @@ class _Group(click.Group):
 @click.option("--log-level", default="WARNING", show_default=True)
 def main(log_level: str) -> None:
     """Turn audio URLs into stems through Vidgo, on Celery and Redis."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from worker.observe import logs
+    from worker.settings import get_settings
+
+    try:
+        logs.configure(get_settings(), level=log_level.upper())
+    except VidgoStemsError:  # a wrong setting: the command that needs it says so itself
+        logging.basicConfig(
+            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -49,13 +50,18 @@ def worker(
     Refuses to start when this host's storage is not the storage the other workers use.
     Further arguments go to ``celery worker`` as they are (e.g. ``--hostname w1@%h``).
     """
-    from worker.celery_app import producer, worker_queues
-    from worker.files.shared import check_shared_storage
+    from worker.observe.multiproc import prepare_multiproc_dir
     from worker.settings import get_settings
 
     settings = get_settings()
     settings.require_redis_url()
     settings.require_api_key()
+    if settings.metrics_port:
+        prepare_multiproc_dir()  # before anything imports prometheus_client
+
+    from worker.celery_app import producer, worker_queues
+    from worker.files.shared import check_shared_storage
+
     p = producer()
     check_shared_storage(p.storage, p.redis, p.ledger.keys)
     argv = [
@@ -105,9 +111,11 @@ def gateway(host: str, port: int, workers: int) -> None:
             "jobs API 503 until it does",
             err=True,
         )
+    keys = len(settings.gateway_api_keys)
     click.echo(
         f"vidgo-stems gateway on http://{host}:{port}: storage {default_producer().storage.url}, "
-        f"jobs API keys: {len(settings.gateway_api_keys)}",
+        f"auth on ({keys} jobs API key{'s' if keys != 1 else ''}), metrics at /metrics, "
+        f"logs {settings.log_format}",
         err=True,
     )
     logging.getLogger("vidgo_stems.gateway").setLevel(logging.INFO)
@@ -133,24 +141,90 @@ def webhook_secret() -> None:
 
 
 @main.command()
-def stats() -> None:
-    """Show the global counters (retries, resubmissions, ambiguous submits, stalls, ...) and
-    any active rate-limit cool-down or credits pause (needs REDIS_URL)."""
-    from worker.vidgo.gate import VidgoGate
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def stats(as_json: bool) -> None:
+    """Show the cluster: jobs by state, queue depths, in-flight slots, pending and overdue
+    polls, rates and rate-limit buckets, cool-downs, workers seen and the event counters
+    (needs REDIS_URL)."""
+    import json
+
+    from worker.celery_app import worker_queues
+    from worker.observe.cluster import take_snapshot
 
     p = producer()
-    gate = VidgoGate(p.redis, prefix=p.settings.redis_key_prefix)
-    counters = p.ledger.counters()
-    for name in sorted(counters):
-        click.echo(f"{name:24s} {counters[name]}")
-    if not counters:
-        click.echo("no counters yet")
-    for label, hold in (
-        ("rate-limit cool-down", gate.cooldown()),
-        ("submits paused", gate.submit_pause()),
-    ):
-        if hold is not None:
-            click.echo(f"{label}: {hold.remaining_s:.0f}s left ({hold.reason})")
+    snap = take_snapshot(p.redis, p.ledger, p.settings, worker_queues(p.settings))
+    if as_json:
+        click.echo(json.dumps(snap.to_json(), indent=2, sort_keys=True))
+        return
+    for line in _stats_lines(snap):
+        click.echo(line)
+
+
+def _stats_lines(snap: Any) -> list[str]:
+    jobs = "  ".join(f"{state} {count}" for state, count in snap.jobs.items() if count) or "none"
+    queues = "  ".join(f"{name} {depth}" for name, depth in snap.queues.items())
+    buckets = "  ".join(
+        f"{kind} {b.tokens:g}/{b.burst:g} tokens at {b.rate_per_s:g}/s"
+        for kind, b in snap.buckets.items()
+    )
+    lines = [
+        f"jobs            {jobs}",
+        f"queues          {queues}",
+        f"in flight       {snap.in_flight} of {snap.in_flight_cap} Vidgo slots",
+        f"polls           {snap.polls_pending} pending, {snap.polls_overdue} overdue "
+        f"(oldest {snap.oldest_overdue_s:.1f}s late)",
+        f"finished        {snap.finished_last_min} in the last minute, "
+        f"{snap.finished_last_10min} in the last 10 minutes",
+        f"rate limits     {buckets}",
+        f"workers         {len(snap.workers)} seen: {', '.join(snap.workers) or 'none'}",
+    ]
+    if snap.cooldown_s:
+        lines.append(f"cool-down       {snap.cooldown_s:.0f}s left after a 429")
+    if snap.submits_paused_s:
+        lines.append(f"submits paused  {snap.submits_paused_s:.0f}s left (credits)")
+    counters = "  ".join(f"{name} {value}" for name, value in sorted(snap.counters.items()))
+    lines.append(f"events          {counters or 'none yet (retries, stalls, recoveries, ...)'}")
+    return lines
+
+
+@main.command()
+@click.option("--max-age", default=60.0, show_default=True, help="Seconds a heartbeat stays fresh.")
+@click.option(
+    "--ready", is_flag=True, help="Also require that Redis answered at the last heartbeat."
+)
+@click.option(
+    "--file",
+    "path",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="The heartbeat file (default: VIDGO_STEMS_HEARTBEAT_FILE).",
+)
+def healthcheck(max_age: float, ready: bool, path: Path | None) -> None:
+    """Exit 0 when this host's worker wrote its heartbeat file within --max-age seconds
+    (liveness); with --ready, also when Redis answered then (readiness). Exit 1 otherwise."""
+    import time
+
+    from worker.pipeline.recovery import read_heartbeat
+    from worker.settings import get_settings
+
+    path = path or get_settings().heartbeat_file
+    if path is None:
+        click.echo(
+            "error: no heartbeat file: set VIDGO_STEMS_HEARTBEAT_FILE or pass --file", err=True
+        )
+        sys.exit(2)
+    beat = read_heartbeat(path)
+    if beat is None:
+        click.echo(f"unhealthy: no heartbeat in {path}", err=True)
+        sys.exit(1)
+    age = time.time() - float(beat.get("at", 0))
+    if age > max_age:
+        click.echo(f"unhealthy: last heartbeat {age:.0f}s ago (over {max_age:g}s)", err=True)
+        sys.exit(1)
+    if ready and not beat.get("redis"):
+        click.echo("not ready: Redis did not answer at the last heartbeat", err=True)
+        sys.exit(1)
+    click.echo(f"ok: heartbeat {age:.0f}s ago")
 
 
 @main.command("resume-submits")
@@ -196,7 +270,16 @@ def emulator(
         public_url=public_url,
         seed=seed,
     )
-    click.echo(f"Vidgo emulator on http://{host}:{port}", err=True)
+    base = f"http://{host}:{port}"
+    click.echo(f"Vidgo emulator on {base}; point a worker at it with:", err=True)
+    click.echo(f"  export VIDGO_BASE_URL={base}", err=True)
+    click.echo(
+        f"  export VIDGO_API_KEY={'<the --api-key you chose>' if api_key else 'any'}", err=True
+    )
+    click.echo(
+        "  export VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS=true  # only for tracks on this network",
+        err=True,
+    )
     serve(config, host, port)
 
 

@@ -74,12 +74,15 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
             "VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS": "true",
             "VIDGO_STEMS_REDIS_KEY_PREFIX": f"vidgo-stems-demo-{secrets.token_hex(4)}",
             "VIDGO_STEMS_QUEUE_NAME": f"vidgo-demo-{secrets.token_hex(4)}",
+            "VIDGO_STEMS_METRICS_PORT": str(free_port()),
+            "VIDGO_STEMS_METRICS_ADDR": "127.0.0.1",
         }
         os.environ.update(env)
         from worker.settings import get_settings
 
         get_settings.cache_clear()
         _say(f"redis {redis_url}, emulator {emu.url}, stems -> {out / 'stems'}")
+        _say(f"worker metrics on http://127.0.0.1:{env['VIDGO_STEMS_METRICS_PORT']}/metrics")
         log_path = out / "worker.log"
         with open(log_path, "wb") as log, WorkerProcess(env, log=log, loglevel="INFO"):
             return _separate(files.url, timeout_s)

@@ -14,6 +14,7 @@ Field values are stored as JSON; ``state`` and ``token`` as plain strings.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +26,8 @@ import redis
 from worker.errors import IllegalTransition
 from worker.keys import Keys
 from worker.models import JobRequest
+from worker.observe import metrics
+from worker.observe.logs import transition_fields
 from worker.pipeline.record import Enqueue, JobRecord, Subscription
 from worker.pipeline.states import (
     ACTIVE_STATES,
@@ -47,6 +50,9 @@ __all__ = [
     "Subscription",
     "new_token",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 def _lua(name: str) -> str:
@@ -212,6 +218,7 @@ class Ledger:
             ],
         )
         if created:  # what was written is the whole job: no need to read it back
+            metrics.JOBS_ENTERED.labels(JobState.QUEUED.value).inc()
             job = JobRecord.from_hash(job_id, fields)
         else:
             found = self.get(job_id)
@@ -248,7 +255,7 @@ class Ledger:
         entry = {"to": to.value if to else None, "at": now, "event": event, **(detail or {})}
         set_pairs = _pairs({k: json.dumps(v) for k, v in (fields or {}).items()})
         incr_pairs = _pairs({k: str(int(v)) for k, v in (incr or {}).items()})
-        ok, _ = self._advance(
+        ok, was, *after = self._advance(
             keys=[
                 self.job_key(job_id),
                 self.history_key(job_id),
@@ -276,7 +283,28 @@ class Ledger:
                 *incr_pairs,
             ],
         )
+        if ok and to is not None and _text(was) != to.value:
+            self._moved(job_id, _text(was), to, event, _json_text(after[0]) if after else None)
         return bool(ok)
+
+    def _moved(
+        self, job_id: str, was: str, to: JobState, event: str, vidgo_task_id: str | None
+    ) -> None:
+        """Count and log one transition (after it happened; the task named is the one the
+        job has now)."""
+        metrics.JOBS_ENTERED.labels(to.value).inc()
+        if to in TERMINAL_STATES:
+            metrics.JOBS_FINISHED.labels(to.value).inc()
+        log.info(
+            "job %s %s -> %s (%s)",
+            job_id,
+            was,
+            to.value,
+            event,
+            extra=transition_fields(
+                job_id, vidgo_task_id, from_state=was, to_state=to.value, event=event
+            ),
+        )
 
     def annotate(self, job_id: str, fields: Mapping[str, Any]) -> bool:
         """Set bookkeeping fields of an existing job without moving it; False when it is gone."""
@@ -337,6 +365,18 @@ def _pairs(mapping: Mapping[str, Any]) -> list[Any]:
     for key, value in mapping.items():
         out.extend((key, value))
     return out
+
+
+def _json_text(raw: Any) -> str | None:
+    """A JSON-encoded string field as read by Lua ('' when absent)."""
+    text = _text(raw)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, str) else None
 
 
 def _text(value: Any) -> str:

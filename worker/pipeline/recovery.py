@@ -15,17 +15,21 @@ sweep sends ``vidgo.purge`` to apply retention (``VIDGO_STEMS_PURGE_AFTER_S``) w
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import redis
 
 from worker.files.scratch import StemStore
 from worker.keys import Keys
+from worker.observe import metrics
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
 from worker.pipeline.outbox import redispatch_overdue
 from worker.pipeline.states import STATES, Step
@@ -64,6 +68,7 @@ def sweep(
         late = round(overdue_by(job, now, settings), 1)
         if kick(ledger, dispatch, job, now=now, event="recovered", detail={"overdue_s": late}):
             ledger.bump_counter("recoveries")
+            metrics.RECOVERIES.inc()
             kicked.append(job_id)
             log.warning(
                 "recovered job %s: %s had no live message; re-dispatched", job_id, job.state.value
@@ -127,8 +132,10 @@ class SweepThread(threading.Thread):
         dispatch_webhook: Callable[[str, float], None] | None = None,
         dispatch_purge: Callable[[], None] | None = None,
         hostname: str = "",
+        heartbeat_file: Path | None = None,
     ) -> None:
         super().__init__(name="vidgo-stems-sweep", daemon=True)
+        self._heartbeat_file = heartbeat_file
         self._dispatch_purge = dispatch_purge
         self._redis = client
         self._ledger = ledger
@@ -142,14 +149,18 @@ class SweepThread(threading.Thread):
     def run(self) -> None:
         next_sweep = 0.0
         while not self._stop_event.is_set():
+            redis_ok = False
             try:
                 beat(self._redis, self._settings.redis_key_prefix, self._hostname)
+                redis_ok = True
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + self._settings.sweep_interval_s
                     self.clean_scratch()
                     self.sweep_once()
             except (redis.RedisError, OSError) as exc:
                 log.warning("recovery sweep skipped: %s", exc)
+            if self._heartbeat_file is not None:
+                write_heartbeat(self._heartbeat_file, redis_ok=redis_ok)
             self._stop_event.wait(min(HEARTBEAT_INTERVAL_S, self._settings.sweep_interval_s))
 
     def clean_scratch(self) -> list[str]:
@@ -181,6 +192,26 @@ class SweepThread(threading.Thread):
 #: Workers write a heartbeat this often; one unseen for WORKER_SEEN_S counts as gone.
 HEARTBEAT_INTERVAL_S = 10.0
 WORKER_SEEN_S = 3 * HEARTBEAT_INTERVAL_S
+
+
+def write_heartbeat(path: Path, *, redis_ok: bool) -> None:
+    """Replace the heartbeat file atomically: when, and whether Redis answered."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps({"at": time.time(), "redis": redis_ok}))
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write the heartbeat file %s: %s", path, exc.strerror or exc)
+
+
+def read_heartbeat(path: Path) -> dict[str, Any] | None:
+    """The last heartbeat, or None when there is none (or it is unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def workers_key(prefix: str) -> str:

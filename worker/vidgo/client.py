@@ -9,6 +9,7 @@ The API key lives in a ``SecretStr`` and only ever leaves it for the Authorizati
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 
 from worker.errors import VidgoProtocolError, VidgoStemsError
 from worker.models import VIDGO_MODEL, JobRequest
+from worker.observe import metrics
 from worker.settings import Settings
 from worker.vidgo.http_errors import error_for_status, error_for_transport
 from worker.vidgo.limits import VidgoLimits
@@ -114,15 +116,24 @@ class VidgoClient:
         credits = data.get("credits_amount") if isinstance(data, dict) else None
         if not isinstance(credits, int | float) or isinstance(credits, bool):
             raise VidgoProtocolError("Vidgo balance answer has no numeric data.credits_amount")
+        metrics.CREDITS_BALANCE.set(credits)
         return int(credits)
 
     def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> dict[str, Any]:
         if self._limits is not None:
             self._limits.throttle("submit" if what == "submit" else "query")
+        endpoint = what.replace(" ", "_")
+        started = time.monotonic()
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            timeout = isinstance(exc, httpx.TimeoutException)
+            metrics.VIDGO_REQUESTS.labels(
+                endpoint, metrics.vidgo_outcome(None, timeout=timeout)
+            ).inc()
             raise error_for_transport(exc, what=what) from None
+        metrics.VIDGO_REQUEST_DURATION.labels(endpoint).observe(time.monotonic() - started)
+        metrics.VIDGO_REQUESTS.labels(endpoint, metrics.vidgo_outcome(response.status_code)).inc()
         if response.status_code == 429 and self._limits is not None:
             self._limits.penalise()
         body = _decode(response, what=what)

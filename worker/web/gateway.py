@@ -11,6 +11,7 @@ make it answer 5xx (only an unreachable Redis does: 503).
 - ``GET /v1/files/{key}?expires=...&sig=...``: stored stems and manifests for ``file://``
   storage, behind signed, expiring links (see :mod:`worker.web.files`); no bearer key.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
+- ``GET /metrics``: Prometheus metrics, the gateway's own and the cluster's gauges (no key).
 - ``GET /openapi.json`` and ``GET /docs``.
 
 Request bodies are read up to ``VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES`` and refused beyond (413).
@@ -28,15 +29,17 @@ from typing import Annotated
 import redis
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.celery_app import Producer
+from worker.celery_app import Producer, worker_queues
 from worker.errors import ConfigError, InvalidRequest, JobConflict
 from worker.files.links import file_root
+from worker.observe.serve import build_registry
 from worker.pipeline.recovery import workers_seen
 from worker.settings import Settings, get_settings
 from worker.web.callbacks import handle_callback
@@ -217,6 +220,18 @@ def _add_vidgo_and_health_routes(app: FastAPI, producer: Producer) -> None:
     @app.get("/healthz", operation_id="healthz", tags=["health"], summary="The process is up")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    registry = build_registry(producer.redis, producer.ledger, settings, worker_queues(settings))
+
+    @app.get(
+        "/metrics",
+        operation_id="metrics",
+        tags=["health"],
+        summary="Prometheus metrics: this gateway's counters and the cluster's gauges",
+        response_class=Response,
+    )
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(
         "/readyz",

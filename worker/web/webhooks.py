@@ -34,6 +34,7 @@ from worker.errors import ConfigError, WebhookVerificationError
 from worker.files.links import link, open_configured_storage, stem_links
 from worker.files.netsafe import BlockedAddress, resolve_public
 from worker.files.storage import Storage
+from worker.observe import metrics
 from worker.pipeline.ledger import JobRecord, JobState, Ledger
 from worker.pipeline.outbox import Outbox, announce, deliveries, redispatch_overdue
 from worker.pipeline.record import Subscription
@@ -179,9 +180,12 @@ class WebhookSender:
         if not lock.acquire():
             return "busy"  # another worker is delivering it right now
         try:
-            return self._deliver_locked(job_id, sub_id)
+            outcome = self._deliver_locked(job_id, sub_id)
         finally:
             lock.release()
+        if outcome in ("delivered", "retry", "gave_up"):  # an attempt was made
+            metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+        return outcome
 
     def _deliver_locked(self, job_id: str, sub_id: str) -> str:
         due_at = self._outbox.due_at(job_id, sub_id)

@@ -8,6 +8,7 @@
 --       in-flight slot ",A,B,"; [10] the per-state index key prefix; [11] "1" to apply only
 --       while the job has no subscriber; [12] n_set; then n_set field/value pairs, then
 --       field/increment pairs.
+-- Returns {1, state before, vidgo_task_id after (JSON)} or {0, state (or '')}.
 -- The per-state indexes (zsets scored by creation time, for listing) follow every move here.
 -- A job that ends puts one entry per subscriber with a webhook ("<job key>#<subscription>")
 -- into the webhooks-due zset in the same step, so no completion webhook can be lost between
@@ -58,4 +59,4 @@ else
   redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1])
   redis.call('ZREM', KEYS[6], KEYS[1])
 end
-return {1, state}
+return {1, state, redis.call('HGET', KEYS[1], 'vidgo_task_id') or ''}

@@ -116,13 +116,6 @@ def hand_off(
         log.info("job %s moved on while %s ran; not handing off", job.job_id, event)
         return Outcome.STALE
     ctx.dispatch(Step(next_task, job.job_id, token, countdown_s))
-    log.info(
-        "job %s %s -> %s (vidgo task %s, next %s in %.1fs)",
-        job.job_id,
-        job.state.value,
-        to.value,
-        job.vidgo_task_id,
-        next_task.value,
-        countdown_s,
-    )
+    # The move itself was logged by the ledger, naming the Vidgo task the job has after it.
+    log.debug("job %s: %s sent, due in %.1fs", job.job_id, next_task.value, countdown_s)
     return Outcome.HANDED_OFF

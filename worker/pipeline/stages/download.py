@@ -24,6 +24,7 @@ from worker.files.links import ORIGINALS, job_key
 from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
 from worker.files.storage import content_type_for
 from worker.models import expected_stems
+from worker.observe import metrics
 from worker.pipeline.ledger import JobRecord, JobState
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
 from worker.pipeline.states import TaskName, states_of
@@ -83,6 +84,7 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
             fetched = fetch_to_file(ctx.http, url, local, max_bytes=ctx.settings.max_stem_bytes)
         except StemUrlExpired as exc:
             _refresh_urls(ctx, job, exc)
+        metrics.DOWNLOAD_BYTES.inc(fetched.bytes - fetched.resumed_from)
         stored = ctx.storage.put_file(
             job_key(job_id, f"{ORIGINALS}/{name}"),
             local,

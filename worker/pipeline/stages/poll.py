@@ -22,6 +22,7 @@ from typing import Any
 from worker.backoff import backoff_s
 from worker.errors import PermanentError, TaskStalled, VidgoOutputError, VidgoTaskFailed
 from worker.models import expected_stems
+from worker.observe import metrics
 from worker.pipeline.ledger import JobRecord, JobState
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
 from worker.pipeline.states import TaskName, states_of
@@ -72,6 +73,8 @@ def run_poll(ctx: StageContext, job_id: str, token: str) -> Outcome:
     if job is None:
         return Outcome.STALE
     late_s = round(max(0.0, ctx.clock() - job.next_due_at), 3) if job.next_due_at else None
+    if late_s is not None:
+        metrics.POLL_LATENESS.observe(late_s)
     hold = ctx.gate.cooldown()
     if hold is not None:
         return _again(
@@ -207,6 +210,7 @@ def _resubmit_or_fail(
             raise VidgoOutputError(error.message, code=code, job_id=job.job_id)
         raise error
     ctx.ledger.bump_counter("resubmissions")
+    metrics.VIDGO_RESUBMITS.inc()
     resubmits = job.resubmits
     return hand_off(
         ctx,

@@ -20,6 +20,7 @@ import logging
 from dataclasses import replace
 
 from worker.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
+from worker.observe import metrics
 from worker.pipeline.ledger import JobRecord, JobState
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
 from worker.pipeline.states import TaskName, states_of
@@ -77,6 +78,8 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
             detail={"error": exc.code, "message": exc.message},
         )
         raise
+    metrics.VIDGO_TASKS_PAID.inc()
+    metrics.CREDITS_SPENT.inc(ctx.settings.credits_per_task)
     now = ctx.clock()
     return hand_off(
         ctx,
@@ -145,6 +148,7 @@ def _pause_for_credits(ctx: StageContext, job: JobRecord, exc: VidgoCreditsError
 def _ambiguous(ctx: StageContext, job: JobRecord, reason: str, exc: RetryableError | None) -> None:
     """Apply the ambiguous-submit policy: raise to retry, or raise SubmitAmbiguous."""
     ctx.ledger.bump_counter("ambiguous_submits")
+    metrics.AMBIGUOUS_SUBMITS.inc()
     earlier = job.ambiguous_submits
     settings = ctx.settings
     retry = (

@@ -1,0 +1,150 @@
+"""Log formatting, secret scrubbing and the cluster snapshot, as units (fakeredis for Redis)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+
+import fakeredis
+import pytest
+
+from worker.keys import Keys
+from worker.models import JobRequest
+from worker.observe import logs
+from worker.observe.cluster import OVERDUE_AFTER_S, take_snapshot
+from worker.pipeline.ledger import JobState, Ledger, new_token
+
+SECRET_KEY = "sk-live-" + "q" * 24
+HOOK_SECRET = "whsec_" + "A/b+" * 10  # '/' and '+' survive JSON; the quote below does not
+QUOTED = 'pw"with\\quote-0123'
+
+
+@pytest.fixture
+def settings(make_settings, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", QUOTED)
+    return make_settings(
+        vidgo_api_key=SECRET_KEY,
+        webhook_secret=HOOK_SECRET,
+        redis_url="redis://:redis-pass-99@cache:6379/0",
+    )
+
+
+def emit(settings, fmt: str, message: str, *args, exc: BaseException | None = None, **extra):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.formatter_for(settings.model_copy(update={"log_format": fmt})))
+    logger = logging.getLogger(f"test-observe-{fmt}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    exc_info = (type(exc), exc, exc.__traceback__) if exc else None
+    logger.info(message, *args, exc_info=exc_info, extra=extra)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["json", "plain"])
+def test_every_configured_secret_is_scrubbed_from_message_args_fields_and_tracebacks(settings, fmt):
+    try:
+        raise RuntimeError(f"boom with {SECRET_KEY}")
+    except RuntimeError as err:
+        out = emit(
+            settings,
+            fmt,
+            "calling with %s and %s then %s",
+            SECRET_KEY,
+            HOOK_SECRET,
+            "redis-pass-99",
+            exc=err,
+            job_id="j1",
+            event=QUOTED,
+        )
+    assert out.count(logs.MASK) >= 5
+    for secret in (SECRET_KEY, HOOK_SECRET, "redis-pass-99", QUOTED, json.dumps(QUOTED)[1:-1]):
+        assert secret not in out
+
+
+def test_json_lines_carry_the_transition_fields(settings):
+    token = logs.stage_started("poll", 3)
+    try:
+        extra = logs.transition_fields(
+            "job-1", "task-9", from_state="RUNNING", to_state="DOWNLOADING", event="finished"
+        )
+    finally:
+        logs.stage_finished(token)
+    line = emit(settings, "json", "job %s moved", "job-1", **extra)
+    record = json.loads(line)
+    assert record["message"] == "job job-1 moved"
+    assert record["level"] == "INFO" and record["logger"] == "test-observe-json"
+    assert record["vidgo_task_id"] == "task-9" and record["stage"] == "poll"
+    assert record["attempt"] == 3 and record["duration_s"] >= 0
+    assert (record["from_state"], record["to_state"]) == ("RUNNING", "DOWNLOADING")
+
+
+def test_plain_lines_append_the_fields_as_pairs_before_a_traceback(settings):
+    try:
+        raise ValueError("bad")
+    except ValueError as err:
+        out = emit(settings, "plain", "job moved", exc=err, job_id="job-2", attempt=1)
+    first, *rest = out.splitlines()
+    assert first.endswith("job moved job_id=job-2 attempt=1")
+    assert any("ValueError: bad" in line for line in rest)
+
+
+def test_outside_a_task_the_stage_fields_are_empty():
+    extra = logs.transition_fields("j", None, from_state="A", to_state="B", event="e")
+    assert extra["stage"] is None and extra["attempt"] is None and extra["duration_s"] is None
+
+
+def test_a_short_secret_is_not_used_to_mask_everything(make_settings):
+    found = logs.secrets_of(make_settings(vidgo_api_key="abc"))
+    assert "abc" not in found
+
+
+def test_the_snapshot_counts_states_slots_overdue_polls_and_buckets(make_settings):
+    client = fakeredis.FakeRedis()
+    settings = make_settings(max_in_flight=7, redis_key_prefix="snap")
+    ledger = Ledger(client, prefix="snap")
+    keys = Keys("snap")
+    now = time.time()
+    request = JobRequest(audio_url="https://cdn.example/a.mp3")
+    for n, (state, due_in) in enumerate(
+        [(None, 0), (JobState.SUBMITTED, -60), (JobState.SUBMITTED, 30), (JobState.SUBMITTED, -1)]
+    ):
+        job, _ = ledger.create(f"j{n}", request, token="t")
+        if state is not None:
+            assert ledger.advance(
+                job.job_id,
+                expect=JobState.QUEUED,
+                token="t",
+                to=JobState.SUBMITTING,
+                new_token="t2",
+                event="submitting",
+            )
+            assert ledger.advance(
+                job.job_id,
+                expect=JobState.SUBMITTING,
+                token="t2",
+                to=state,
+                new_token=new_token(),
+                fields={"next_due_at": now + due_in, "vidgo_task_id": f"task-{n}"},
+                event="submitted",
+            )
+    client.zadd(keys.in_flight, {"a": now, "b": now})
+    client.rpush("vidgo", "m1", "m2", "m3")
+    client.hset(keys.rate_bucket("query"), mapping={"tokens": "-2", "ts": str(now), "rate": "5"})
+    ledger.bump_counter("stalls")
+
+    snap = take_snapshot(client, ledger, settings, ["vidgo"])
+
+    assert snap.jobs["QUEUED"] == 1 and snap.jobs["SUBMITTED"] == 3 and snap.jobs["DONE"] == 0
+    assert snap.queues == {"vidgo": 3}
+    assert (snap.in_flight, snap.in_flight_cap) == (2, 7)
+    assert snap.polls_pending == 3
+    assert snap.polls_overdue == 1  # one second late is not overdue yet
+    assert 60 - 2 < snap.oldest_overdue_s < 60 + 2 and OVERDUE_AFTER_S < 60
+    assert snap.buckets["query"].rate_per_s == 5 and snap.buckets["query"].tokens < 0
+    assert snap.buckets["submit"].tokens == settings.vidgo_submit_burst
+    assert snap.counters == {"stalls": 1}
+    assert json.loads(json.dumps(snap.to_json()))["jobs"]["SUBMITTED"] == 3
