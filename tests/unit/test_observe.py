@@ -77,6 +77,7 @@ def test_json_lines_carry_the_transition_fields(settings):
     record = json.loads(line)
     assert record["message"] == "job job-1 moved"
     assert record["level"] == "INFO" and record["logger"] == "test-observe-json"
+    assert record["time"].endswith("+00:00")  # ISO 8601, UTC
     assert record["vidgo_task_id"] == "task-9" and record["stage"] == "poll"
     assert record["attempt"] == 3 and record["duration_s"] >= 0
     assert (record["from_state"], record["to_state"]) == ("RUNNING", "DOWNLOADING")

@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
@@ -154,6 +155,10 @@ class JsonLineFormatter(JsonFormatter):
             json_ensure_ascii=False,
         )
         self._scrub = _Scrub(secrets)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """ISO 8601 in UTC, with milliseconds: what log stores parse without a hint."""
+        return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
 
     def format(self, record: logging.LogRecord) -> str:
         return self._scrub(super().format(record))
