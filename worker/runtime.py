@@ -36,6 +36,7 @@ from worker.files.scratch import StemStore
 from worker.files.storage import Storage
 from worker.observe import metrics
 from worker.observe.serve import mark_process_dead, serve_worker_metrics
+from worker.observe.tracing import init_tracing, shutdown_tracing
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import SweepThread
 from worker.pipeline.stages.context import StageContext
@@ -163,12 +164,14 @@ def _init_process(**_: object) -> None:
     with _runtime_lock:
         _runtime, _runtime_pid = None, None
     runtime()
+    init_tracing(get_settings())  # after the fork: its exporter thread must not be forked
 
 
 @worker_process_shutdown.connect
 def _close_process(**_: object) -> None:
     if _runtime is not None and _runtime_pid == os.getpid():
         _runtime.close()
+    shutdown_tracing()
     mark_process_dead(os.getpid())
 
 
