@@ -25,6 +25,7 @@ from worker.files.storage import Storage
 from worker.observe import tasks as _task_metrics  # noqa: F401  (connects the task signals)
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.states import Step, TaskName
+from worker.redisconn import connect
 from worker.settings import Settings, get_settings
 
 app = Celery("vidgo_stems")
@@ -95,8 +96,8 @@ def dispatch_purge() -> None:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    """A client for the shared Redis, checking idle connections before use."""
-    return redis.Redis.from_url(settings.require_redis_url(), health_check_interval=30)
+    """A client for the shared Redis (its primary, under Sentinel)."""
+    return connect(settings)
 
 
 def make_ledger(client: redis.Redis, settings: Settings) -> Ledger:

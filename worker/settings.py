@@ -24,7 +24,7 @@ from worker.jsonsafe import JsonLimits
 from worker.models import DeliveryFormat
 
 DEFAULT_VIDGO_BASE_URL = "https://api.vidgo.ai"
-REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 
 
 class Settings(BaseSettings):
@@ -209,6 +209,21 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9808, ge=0, le=65535)
     metrics_addr: str = "0.0.0.0"
     log_format: Literal["plain", "json"] = "plain"
+    # OpenTelemetry traces of every stage run (needs the "tracing" extra; OTEL_* variables
+    # choose the exporter).
+    tracing: bool = False
+    # Redis high availability: with REDIS_URL=sentinel://..., the service name the sentinels
+    # monitor, and their own password if they ask for one (see worker.redisconn).
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: SecretStr | None = None
+    # Every Redis command gives up after this long without an answer, and a failed one is
+    # retried this many times with backoff (about 15 s in all: long enough for a failover).
+    redis_socket_timeout_s: float = Field(default=5.0, gt=0)
+    redis_retries: int = Field(default=12, ge=0)
+    # Writes a caller or Vidgo's bill depends on (a new job, a paid Vidgo task) wait until this
+    # many replicas have them (Redis WAIT), so a failover cannot lose them; 0: do not wait.
+    redis_durable_replicas: int = Field(default=0, ge=0)
+    redis_durable_timeout_s: float = Field(default=2.0, gt=0)
     # The worker touches this file every few seconds while it is up and connected
     # (`vidgo-stems healthcheck` reads it: liveness probes, compose and image healthchecks).
     heartbeat_file: Path | None = None
@@ -252,7 +267,8 @@ class Settings(BaseSettings):
         if scheme not in REDIS_SCHEMES:
             raise ValueError(
                 f"must start with {', '.join(s + '://' for s in REDIS_SCHEMES)}, got "
-                f"{scheme + '://' if scheme else 'no scheme'} (e.g. redis://redis-host:6379/0)"
+                f"{scheme + '://' if scheme else 'no scheme'} (e.g. redis://redis-host:6379/0, "
+                "or sentinel://s1:26379/0;sentinel://s2:26379 for Redis Sentinel)"
             )
         return value
 
@@ -335,6 +351,15 @@ class Settings(BaseSettings):
                 "needs no key)"
             )
         return self.vidgo_api_key
+
+    def require_sentinel_master(self) -> str:
+        """The Sentinel service name, or a ConfigError that says how to set it."""
+        if not self.redis_sentinel_master:
+            raise ConfigError(
+                "REDIS_URL is a sentinel:// address but VIDGO_STEMS_REDIS_SENTINEL_MASTER is not "
+                "set: give it the name the sentinels monitor (`sentinel monitor <name> ...`)"
+            )
+        return self.redis_sentinel_master
 
     def require_redis_url(self) -> str:
         """Return the Redis URL or raise a ConfigError that says how to set it."""

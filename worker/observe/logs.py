@@ -91,6 +91,7 @@ def secrets_of(settings: Settings) -> list[str]:
             settings.vidgo_api_key,
             settings.webhook_secret,
             settings.file_url_secret,
+            settings.redis_sentinel_password,
             *settings.gateway_api_keys,
         )
         if s is not None

@@ -1,0 +1,132 @@
+"""Connections to the shared Redis: one server (``redis://``) or a Sentinel service (``sentinel://``).
+
+With Sentinel, ``REDIS_URL`` lists the sentinels the way kombu reads them, so Celery's broker,
+its result store and the ledger all use the one variable::
+
+    REDIS_URL='sentinel://:DATA-PASSWORD@s1:26379/0;sentinel://s2:26379;sentinel://s3:26379'
+    VIDGO_STEMS_REDIS_SENTINEL_MASTER=vidgo          # the name in `sentinel monitor`
+    VIDGO_STEMS_REDIS_SENTINEL_PASSWORD=...          # only if the sentinels themselves ask
+
+The password and database in the URL are those of the data nodes (primary and replicas). Every
+client asks the sentinels for the current primary, and asks again when a connection breaks or
+a node answers READONLY (it was demoted), so a failover costs a few seconds of retries instead
+of a crash. :func:`client_options` lists the socket settings and why each is there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from worker.errors import ConfigError
+from worker.settings import Settings
+
+SENTINEL_SCHEME = "sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelService:
+    """What a ``sentinel://`` URL names: the sentinels and the data nodes' login and db."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    db: int
+    username: str | None
+    password: str | None
+
+
+def is_sentinel(url: str) -> bool:
+    return url.strip().lower().startswith(f"{SENTINEL_SCHEME}://")
+
+
+def parse_sentinel_url(url: str) -> SentinelService:
+    """Parse ``sentinel://[[user]:pass@]host:port[/db][;sentinel://host:port...]``."""
+    sentinels: list[tuple[str, int]] = []
+    db, username, password = 0, None, None
+    for part in (p.strip() for p in url.split(";") if p.strip()):
+        parts = urlsplit(part)
+        if parts.scheme.lower() != SENTINEL_SCHEME or not parts.hostname:
+            raise ConfigError(
+                f"REDIS_URL: {part!r} is not a sentinel://host:port address; list sentinels as "
+                "sentinel://s1:26379/0;sentinel://s2:26379;sentinel://s3:26379"
+            )
+        try:
+            port = parts.port or 26379
+        except ValueError:
+            raise ConfigError(
+                f"REDIS_URL: {parts.hostname} has a port that is not a number"
+            ) from None
+        sentinels.append((parts.hostname, port))
+        if parts.password is not None:
+            username = unquote(parts.username) if parts.username else None
+            password = unquote(parts.password)
+        if parts.path.strip("/"):
+            try:
+                db = int(parts.path.strip("/"))
+            except ValueError:
+                raise ConfigError(
+                    f"REDIS_URL: the database must be a number, got {parts.path.strip('/')!r}"
+                ) from None
+    return SentinelService(tuple(sentinels), db, username, password)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Socket and retry settings for every ledger connection, each for a reason:
+
+    - ``socket_timeout``: a primary that vanished (SIGKILL, a partition) sends no RST; without a
+      timeout a command waits for TCP to give up, minutes later.
+    - ``socket_connect_timeout``: the same for a new connection to a dead address.
+    - ``socket_keepalive``: idle connections to a vanished primary are noticed and dropped.
+    - ``health_check_interval``: a pooled connection idle this long is PINGed before use, so a
+      stale one is replaced before a real command fails on it.
+    - ``retry`` on ConnectionError, TimeoutError and ReadOnlyError, with backoff for about the
+      time a failover takes: each retry reconnects, and under Sentinel asks again for the
+      primary (READONLY means the node was demoted to a replica).
+    """
+    return {
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_socket_timeout_s,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), settings.redis_retries),
+        "retry_on_error": [ConnectionError, TimeoutError, ReadOnlyError],
+    }
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A client for the shared Redis (the primary, under Sentinel)."""
+    url = settings.require_redis_url()
+    if not is_sentinel(url):
+        return redis.Redis.from_url(url, health_check_interval=30)
+    service = parse_sentinel_url(url)
+    options = client_options(settings)
+    sentinel = Sentinel(
+        list(service.sentinels),
+        sentinel_kwargs=sentinel_kwargs(settings),
+        **{k: v for k, v in options.items() if k.startswith("socket_")},
+    )
+    client: redis.Redis = sentinel.master_for(
+        settings.require_sentinel_master(),
+        db=service.db,
+        username=service.username,
+        password=service.password,
+        **options,
+    )
+    return client
+
+
+def sentinel_kwargs(settings: Settings) -> dict[str, Any]:
+    """Options for the connections to the sentinels themselves."""
+    kwargs: dict[str, Any] = {
+        "socket_timeout": settings.redis_socket_timeout_s,
+        "socket_connect_timeout": settings.redis_socket_timeout_s,
+    }
+    if settings.redis_sentinel_password is not None:
+        kwargs["password"] = settings.redis_sentinel_password.get_secret_value()
+    return kwargs
