@@ -9,11 +9,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.redisconn import is_sentinel, sentinel_kwargs
 from worker.settings import Settings
 
 
 def celery_config(s: Settings) -> dict[str, Any]:
     """The Celery configuration for these settings."""
+    return {**_base(s), **_sentinel(s)}
+
+
+def _sentinel(s: Settings) -> dict[str, Any]:
+    """Broker and result store through Redis Sentinel when REDIS_URL is sentinel://...
+
+    Both ask the sentinels for the current primary on every new connection, so after a
+    failover they reconnect to the promoted replica. The socket timeouts and keepalive make a
+    vanished primary (SIGKILL, a partition: no RST) fail fast instead of hanging on TCP.
+    """
+    if not s.redis_url or not is_sentinel(s.redis_url):
+        return {}
+    options = {
+        "master_name": s.require_sentinel_master(),
+        "sentinel_kwargs": sentinel_kwargs(s),
+        "socket_timeout": s.redis_socket_timeout_s,
+        "socket_connect_timeout": s.redis_socket_timeout_s,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry_on_timeout": True,
+    }
+    return {
+        "broker_transport_options": {"visibility_timeout": s.visibility_timeout_s, **options},
+        "result_backend_transport_options": {
+            "visibility_timeout": s.visibility_timeout_s,
+            **options,
+        },
+    }
+
+
+def _base(s: Settings) -> dict[str, Any]:
     return {
         # Redis is both broker and result store; the worker refuses to start without REDIS_URL.
         "broker_url": s.redis_url,

@@ -101,7 +101,13 @@ def redis_client(settings: Settings) -> redis.Redis:
 
 
 def make_ledger(client: redis.Redis, settings: Settings) -> Ledger:
-    return Ledger(client, prefix=settings.redis_key_prefix, retention_s=settings.job_retention_s)
+    return Ledger(
+        client,
+        prefix=settings.redis_key_prefix,
+        retention_s=settings.job_retention_s,
+        durable_replicas=settings.redis_durable_replicas,
+        durable_timeout_s=settings.redis_durable_timeout_s,
+    )
 
 
 @dataclass

@@ -223,7 +223,7 @@ class Settings(BaseSettings):
     # Writes a caller or Vidgo's bill depends on (a new job, a paid Vidgo task) wait until this
     # many replicas have them (Redis WAIT), so a failover cannot lose them; 0: do not wait.
     redis_durable_replicas: int = Field(default=0, ge=0)
-    redis_durable_timeout_s: float = Field(default=2.0, gt=0)
+    redis_durable_timeout_s: float = Field(default=30.0, gt=0)
     # The worker touches this file every few seconds while it is up and connected
     # (`vidgo-stems healthcheck` reads it: liveness probes, compose and image healthchecks).
     heartbeat_file: Path | None = None

@@ -28,6 +28,7 @@ from worker.keys import Keys
 from worker.models import JobRequest
 from worker.observe import metrics
 from worker.observe.logs import transition_fields
+from worker.pipeline.durable import Durability
 from worker.pipeline.record import Enqueue, JobRecord, Subscription
 from worker.pipeline.states import (
     ACTIVE_STATES,
@@ -69,8 +70,13 @@ class Ledger:
         prefix: str = "vidgo-stems",
         retention_s: int = 30 * 24 * 3600,
         clock: Callable[[], float] = time.time,
+        durable_replicas: int = 0,
+        durable_timeout_s: float = 30.0,
     ) -> None:
         self._redis = client
+        self._durability = Durability(
+            client, replicas=durable_replicas, timeout_s=durable_timeout_s
+        )
         self.keys = Keys(prefix)
         self._retention_s = retention_s
         self._clock = clock
@@ -194,29 +200,44 @@ class Ledger:
         }
         entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
         refused = () if take_subscribers_when_failed else (JobState.FAILED, JobState.CANCELLED)
-        created, _, subscribed = self._create(
-            keys=[
-                self.job_key(job_id),
-                self.history_key(job_id),
-                self.active_key,
-                self.keys.state_index(JobState.QUEUED.value),
-                self.keys.created,
-                self.keys.subscriptions(job_id),
-                self.keys.hooks(job_id),
-                self.webhooks_due_key,
-            ],
-            args=[
-                now,
-                entry,
-                JobState.QUEUED.value,
-                subscription.sub_id if subscription else "",
-                subscription.to_json() if subscription else "",
-                "1" if subscription and subscription.webhook_url else "0",
-                max_subscribers,
-                state_list(tuple(refused)),
-                *_pairs(fields),
-            ],
-        )
+
+        def create(client: Any) -> Any:
+            return self._create(
+                keys=[
+                    self.job_key(job_id),
+                    self.history_key(job_id),
+                    self.active_key,
+                    self.keys.state_index(JobState.QUEUED.value),
+                    self.keys.created,
+                    self.keys.subscriptions(job_id),
+                    self.keys.hooks(job_id),
+                    self.webhooks_due_key,
+                ],
+                args=[
+                    now,
+                    entry,
+                    JobState.QUEUED.value,
+                    subscription.sub_id if subscription else "",
+                    subscription.to_json() if subscription else "",
+                    "1" if subscription and subscription.webhook_url else "0",
+                    max_subscribers,
+                    state_list(tuple(refused)),
+                    *_pairs(fields),
+                ],
+                client=client,
+            )
+
+        if self._durability.replicas:
+            result = self._durability.write(
+                create,
+                applied=lambda r: bool(r[0]),
+                landed=lambda: bool(self._redis.exists(self.job_key(job_id))),
+                touch=self.job_key(job_id),
+                what=f"job {job_id}'s creation",
+            )
+        else:
+            result = create(self._redis)
+        created, _, subscribed = result
         if created:  # what was written is the whole job: no need to read it back
             metrics.JOBS_ENTERED.labels(JobState.QUEUED.value).inc()
             job = JobRecord.from_hash(job_id, fields)
@@ -239,12 +260,14 @@ class Ledger:
         event: str,
         detail: Mapping[str, Any] | None = None,
         unless_subscribed: bool = False,
+        durable: bool = False,
     ) -> bool:
         """Apply a move when the job is in ``expect`` and holds ``token``; False when it is not.
 
         ``to=None`` keeps the state (a guarded update). ``token=None`` skips the token check
         (for operator actions). ``unless_subscribed`` applies the move only while the job has
-        no subscriber left. Raises IllegalTransition for a move the machine does not have.
+        no subscriber left. ``durable`` waits for replicas (see :mod:`worker.pipeline.durable`).
+        Raises IllegalTransition for a move the machine does not have.
         """
         expected = [expect] if isinstance(expect, JobState) else list(expect)
         if to is not None:
@@ -255,34 +278,43 @@ class Ledger:
         entry = {"to": to.value if to else None, "at": now, "event": event, **(detail or {})}
         set_pairs = _pairs({k: json.dumps(v) for k, v in (fields or {}).items()})
         incr_pairs = _pairs({k: str(int(v)) for k, v in (incr or {}).items()})
-        ok, was, *after = self._advance(
-            keys=[
-                self.job_key(job_id),
-                self.history_key(job_id),
-                self.active_key,
-                self.webhooks_due_key,
-                self.in_flight_key,
-                self.keys.ended,
-                self.keys.subscriptions(job_id),
-                self.keys.hooks(job_id),
-            ],
-            args=[
-                state_list(tuple(expected)),
-                token or "",
-                to.value if to else "",
-                new_token or "",
-                now,
-                json.dumps(entry),
-                self._retention_s,
-                state_list(TERMINAL_STATES),
-                state_list(SLOT_FREE_STATES),
-                self.keys.state_index_prefix,
-                "1" if unless_subscribed else "0",
-                len(set_pairs) // 2,
-                *set_pairs,
-                *incr_pairs,
-            ],
-        )
+        keys = [
+            self.job_key(job_id),
+            self.history_key(job_id),
+            self.active_key,
+            self.webhooks_due_key,
+            self.in_flight_key,
+            self.keys.ended,
+            self.keys.subscriptions(job_id),
+            self.keys.hooks(job_id),
+        ]
+        args = [
+            state_list(tuple(expected)),
+            token or "",
+            to.value if to else "",
+            new_token or "",
+            now,
+            json.dumps(entry),
+            self._retention_s,
+            state_list(TERMINAL_STATES),
+            state_list(SLOT_FREE_STATES),
+            self.keys.state_index_prefix,
+            "1" if unless_subscribed else "0",
+            len(set_pairs) // 2,
+            *set_pairs,
+            *incr_pairs,
+        ]
+        if durable and self._durability.replicas:
+            result = self._durability.write(
+                lambda client: self._advance(keys=keys, args=args, client=client),
+                applied=lambda r: bool(r[0]),
+                landed=lambda: self._holds(job_id, new_token or token or "", to),
+                touch=self.job_key(job_id),
+                what=f"job {job_id}'s move to {to.value if to else 'its state'}",
+            )
+        else:
+            result = self._advance(keys=keys, args=args)
+        ok, was, *after = result
         if ok and to is not None and _text(was) != to.value:
             self._moved(job_id, _text(was), to, event, _json_text(after[0]) if after else None)
         return bool(ok)
@@ -305,6 +337,14 @@ class Ledger:
                 job_id, vidgo_task_id, from_state=was, to_state=to.value, event=event
             ),
         )
+
+    def _holds(self, job_id: str, token: str, state: JobState | None) -> bool:
+        """Whether the job holds ``token`` (and is in ``state``, when one is given)."""
+        raw = cast(list[Any], self._redis.hmget(self.job_key(job_id), ["token", "state"]))
+        raw_token, raw_state = raw
+        if raw_token is None or _text(raw_token) != token:
+            return False
+        return state is None or (raw_state is not None and _text(raw_state) == state.value)
 
     def annotate(self, job_id: str, fields: Mapping[str, Any]) -> bool:
         """Set bookkeeping fields of an existing job without moving it; False when it is gone."""

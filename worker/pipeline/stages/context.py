@@ -98,6 +98,7 @@ def hand_off(
     fields: Mapping[str, Any] | None = None,
     incr: Mapping[str, int] | None = None,
     detail: Mapping[str, Any] | None = None,
+    durable: bool = False,
 ) -> Outcome:
     """Move ``job`` to ``to`` under a fresh token, then dispatch ``next_task`` with that token."""
     token = new_token()
@@ -111,6 +112,7 @@ def hand_off(
         incr=incr,
         event=event,
         detail=detail,
+        durable=durable,
     )
     if not moved:
         log.info("job %s moved on while %s ran; not handing off", job.job_id, event)

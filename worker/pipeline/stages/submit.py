@@ -59,6 +59,9 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         to=JobState.SUBMITTING,
         incr={"submit_attempts": 1},
         event="submitting",
+        # Recorded on the replicas before Vidgo is paid: a failover can then only take the
+        # job back to SUBMITTING under this token, where the SUBMITTED write finds it again.
+        durable=True,
     ):
         return Outcome.STALE
     job = replace(job, state=JobState.SUBMITTING)
@@ -97,6 +100,7 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
             "first_submitted_at": job.first_submitted_at or now,
         },
         detail={"vidgo_task_id": result.task_id, "attempt": len(job.vidgo_task_ids) + 1},
+        durable=True,  # a paid task: a failover must not lose it (we would pay again)
     )
 
 
