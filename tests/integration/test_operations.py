@@ -262,3 +262,50 @@ def test_the_heartbeat_file_says_live_and_ready_and_goes_stale(run):
     assert stale.returncode == 1 and "unhealthy: last heartbeat" in stale.stderr
     missing = healthcheck("--file", str(host.heartbeat.with_name("nothing")))
     assert missing.returncode == 1 and "no heartbeat" in missing.stderr
+
+
+def test_stats_shows_the_cluster_as_text_and_json(run):
+    as_json = run.stack.cli("stats", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    snap = json.loads(as_json.stdout)
+    assert snap["jobs"]["DONE"] == JOBS and snap["polls_pending"] == 0
+    assert snap["in_flight"] == 0 and len(snap["workers"]) == 2
+    assert snap["finished_last_10min"] == JOBS
+    text = run.stack.cli("stats")
+    assert text.returncode == 0, text.stderr
+    assert f"DONE {JOBS}" in text.stdout
+    assert "0 pending, 0 overdue" in text.stdout
+    assert f"{JOBS} in the last 10 minutes" in text.stdout
+    assert "no counters yet" not in text.stdout
+
+
+def test_the_gateway_says_how_it_runs_serves_cluster_metrics_and_logs_json(run, tmp_path):
+    from tests.support import GatewayProcess
+
+    log = tmp_path / "gateway.log"
+    gateway = GatewayProcess({**run.stack.env, "VIDGO_STEMS_LOG_FORMAT": "json"}, log)
+    try:
+        text = httpx.get(f"{gateway.url}/metrics", timeout=10).text
+        key = SECRETS["VIDGO_STEMS_GATEWAY_API_KEYS"]
+        read = httpx.get(
+            f"{gateway.url}/v1/jobs/{run.views[0].job_id}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10,
+        )
+        assert read.status_code == 200
+    finally:
+        gateway.stop()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("vidgo_stems_jobs", (("state", "DONE"),))] == JOBS
+    output = log.read_text()
+    assert f"vidgo-stems gateway on {gateway.url}" in output
+    assert "auth on (1 jobs API key)" in output and "logs json" in output
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert records and all(r["level"] and r["time"] for r in records)
+    assert not [r for r in records if "color_message" in r]
+    for value in SECRETS.values():
+        assert value not in output

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from worker.settings import Settings
@@ -154,6 +155,8 @@ class JsonLineFormatter(JsonFormatter):
                 "processName": "process",
             },
             json_ensure_ascii=False,
+            # uvicorn adds an ANSI-coloured copy of its messages: not for a log store.
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
         self._scrub = _Scrub(secrets)
 
