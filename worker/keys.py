@@ -21,6 +21,7 @@ can share one Redis and a test can own a private corner of one. Celery's own key
     <p>:webhooks:due                zset: "<job key>#<subscription>" whose webhook is due
     <p>:vidgo:in-flight             zset: job keys holding a Vidgo task (the in-flight cap)
     <p>:vidgo:rate:<kind>           hash: token bucket for submits or queries
+    <p>:vidgo:balance               hash: the credit balance last read, and when
     <p>:gate:cooldown               string: a shared 429 cool-down, with its reason
     <p>:gate:submit-paused          string: a credits pause, with its reason
     <p>:counters                    hash: global counters
@@ -47,6 +48,7 @@ class Keys:
         self.state_index_prefix = f"{prefix}:jobs:state:"
         self.webhooks_due = f"{prefix}:webhooks:due"
         self.in_flight = f"{prefix}:vidgo:in-flight"
+        self.balance = f"{prefix}:vidgo:balance"
         self.cooldown = f"{prefix}:gate:cooldown"
         self.submit_pause = f"{prefix}:gate:submit-paused"
         self.counters = f"{prefix}:counters"

@@ -195,6 +195,7 @@ def _start_sweep(sender: object = None, **_: object) -> None:
         dispatch_purge=dispatch_purge,
         hostname=hostname,
         heartbeat_file=rt.settings.heartbeat_file,
+        read_balance=lambda: rt.vidgo.balance(),
     )
     _sweeper.start()
 

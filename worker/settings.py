@@ -224,6 +224,8 @@ class Settings(BaseSettings):
     # many replicas have them (Redis WAIT), so a failover cannot lose them; 0: do not wait.
     redis_durable_replicas: int = Field(default=0, ge=0)
     redis_durable_timeout_s: float = Field(default=30.0, gt=0)
+    # One worker reads Vidgo's credit balance this often (0: never) for metrics and alerts.
+    balance_check_s: int = Field(default=300, ge=0)
     # The worker touches this file every few seconds while it is up and connected
     # (`vidgo-stems healthcheck` reads it: liveness probes, compose and image healthchecks).
     heartbeat_file: Path | None = None

@@ -183,6 +183,9 @@ def test_cluster_gauges_read_the_ledger_and_agree_on_every_host(run):
         assert samples[("vidgo_stems_inflight_slots_used", ())] == 0
         assert samples[("celery_queue_length", (("queue_name", run.stack.queue),))] == 0
         assert samples[("vidgo_stems_workers_seen", ())] == 2
+        # One worker's sweep read the balance at start; every endpoint reports that reading.
+        (read,) = [e for e in run.emulator.record() if e["kind"] == "balance"]
+        assert samples[("vidgo_stems_credits_balance", ())] == read["credits"]
 
 
 def test_webhook_deliveries_are_counted_by_outcome(run):

@@ -149,3 +149,39 @@ def test_the_snapshot_counts_states_slots_overdue_polls_and_buckets(make_setting
     assert snap.buckets["submit"].tokens == settings.vidgo_submit_burst
     assert snap.counters == {"stalls": 1}
     assert json.loads(json.dumps(snap.to_json()))["jobs"]["SUBMITTED"] == 3
+
+
+def test_one_worker_reads_the_balance_once_per_period_and_a_failure_is_logged(
+    make_settings, caplog
+):
+    from worker.errors import VidgoUnavailable
+    from worker.pipeline.recovery import SweepThread
+    from worker.vidgo.gate import VidgoGate
+
+    client = fakeredis.FakeRedis()
+    settings = make_settings(redis_key_prefix="bal", balance_check_s=300)
+    reads: list[int] = []
+
+    def read() -> int:
+        reads.append(1)
+        return 1234
+
+    def sweeper(reader):
+        return SweepThread(
+            client, Ledger(client, prefix="bal"), lambda step: None, settings, read_balance=reader
+        )
+
+    assert sweeper(read).check_balance() == 1234
+    assert sweeper(read).check_balance() is None  # another worker, within the period
+    assert len(reads) == 1
+    gate = VidgoGate(client, prefix="bal")
+    assert gate.balance()[0] == 1234
+    gate.record_balance(1234, at=time.time() - 301)
+    assert sweeper(read).check_balance() == 1234 and len(reads) == 2
+
+    def broken() -> int:
+        raise VidgoUnavailable("Vidgo answered 503")
+
+    gate.record_balance(1234, at=time.time() - 301)
+    assert sweeper(broken).check_balance() is None
+    assert "could not read the Vidgo balance: Vidgo answered 503" in caplog.text

@@ -18,6 +18,7 @@ from worker.errors import ConfigError, RetryableError
 from worker.pipeline.ledger import Ledger
 from worker.settings import Settings
 from worker.vidgo import VidgoClient
+from worker.vidgo.gate import VidgoGate
 
 BALANCE_TRIES = 5
 
@@ -67,7 +68,12 @@ def estimate(
 ) -> Estimate:
     """The estimate for a checked catalog (``ledger`` None: nothing is known to exist yet)."""
     new_tasks = jobs_to_submit(ledger, sorted(check.job_ids), retry_failed=retry_failed)
-    return Estimate(new_tasks, settings.credits_per_task, read_balance(settings, on_retry))
+    balance = read_balance(settings, on_retry)
+    if balance is not None and ledger is not None:
+        VidgoGate(ledger.redis, prefix=settings.redis_key_prefix).record_balance(
+            balance, at=time.time()
+        )
+    return Estimate(new_tasks, settings.credits_per_task, balance)
 
 
 def read_balance(

@@ -54,6 +54,8 @@ class Snapshot:
     submits_paused_s: float
     workers: list[str]
     counters: dict[str, int] = field(default_factory=dict)
+    credits_balance: int | None = None
+    credits_balance_age_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +92,7 @@ def take_snapshot(
     polling = [member for state in POLLING_STATES for member in next(out)]
     overdue, oldest = _overdue(client, polling, now)
     gate = VidgoGate(client, prefix=settings.redis_key_prefix)
-    cooldown, pause = gate.cooldown(), gate.submit_pause()
+    cooldown, pause, balance = gate.cooldown(), gate.submit_pause(), gate.balance()
     return Snapshot(
         at=now,
         jobs=jobs,
@@ -107,6 +109,8 @@ def take_snapshot(
         submits_paused_s=pause.remaining_s if pause else 0.0,
         workers=workers_seen(client, settings.redis_key_prefix),
         counters=ledger.counters(),
+        credits_balance=balance[0] if balance else None,
+        credits_balance_age_s=round(now - balance[1], 1) if balance else None,
     )
 
 
@@ -223,6 +227,17 @@ def _families(snap: Snapshot) -> Iterator[Any]:
         snap.submits_paused_s,
     )
     yield _gauge("vidgo_stems_workers_seen", "Workers with a recent heartbeat.", len(snap.workers))
+    if snap.credits_balance is not None and snap.credits_balance_age_s is not None:
+        yield _gauge(
+            "vidgo_stems_credits_balance",
+            "The Vidgo credit balance last read.",
+            snap.credits_balance,
+        )
+        yield _gauge(
+            "vidgo_stems_credits_balance_age_seconds",
+            "How long ago the balance was read (every VIDGO_STEMS_BALANCE_CHECK_S).",
+            snap.credits_balance_age_s,
+        )
     counters = CounterMetricFamily(
         "vidgo_stems_events",
         "Cluster-wide event counters kept in the ledger (retries, stalls, recoveries, ...).",

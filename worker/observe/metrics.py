@@ -74,11 +74,6 @@ CREDITS_SPENT = Counter(
     "vidgo_stems_credits_spent",
     "Credits spent on Vidgo tasks (tasks paid x VIDGO_STEMS_CREDITS_PER_TASK).",
 )
-CREDITS_BALANCE = Gauge(
-    "vidgo_stems_credits_balance",
-    "The Vidgo credit balance last read.",
-    multiprocess_mode="mostrecent",
-)
 POLL_LATENESS = Histogram(
     "vidgo_stems_poll_lateness_seconds",
     "How long after its due time a poll started.",

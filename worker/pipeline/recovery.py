@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import redis
 
+from worker.errors import VidgoStemsError
 from worker.files.scratch import StemStore
 from worker.keys import Keys
 from worker.observe import metrics
@@ -34,6 +35,7 @@ from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
 from worker.pipeline.outbox import redispatch_overdue
 from worker.pipeline.states import STATES, Step
 from worker.settings import Settings
+from worker.vidgo.gate import VidgoGate
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +135,11 @@ class SweepThread(threading.Thread):
         dispatch_purge: Callable[[], None] | None = None,
         hostname: str = "",
         heartbeat_file: Path | None = None,
+        read_balance: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(name="vidgo-stems-sweep", daemon=True)
         self._heartbeat_file = heartbeat_file
+        self._read_balance = read_balance
         self._dispatch_purge = dispatch_purge
         self._redis = client
         self._ledger = ledger
@@ -179,11 +183,31 @@ class SweepThread(threading.Thread):
                 now=time.time(),
                 grace_s=self._settings.sweep_grace_s,
             )
+        self.check_balance()
         if self._dispatch_purge is not None and self._settings.purge_after_s:
             # Purging talks to the storage layer; that happens in a pool child (vidgo.purge),
             # never in this process, which forks the children (obstore is not fork-safe).
             self._dispatch_purge()
         return sweep(self._ledger, self._dispatch, self._settings)
+
+    def check_balance(self) -> int | None:
+        """Read Vidgo's balance when the last reading (by any worker) is older than
+        ``balance_check_s``; the sweep lock makes it one worker at a time."""
+        period = self._settings.balance_check_s
+        if self._read_balance is None or not period:
+            return None
+        gate = VidgoGate(self._redis, prefix=self._settings.redis_key_prefix)
+        last = gate.balance()
+        now = time.time()
+        if last is not None and now - last[1] < period:
+            return None
+        try:
+            credits = self._read_balance()
+        except VidgoStemsError as exc:
+            log.warning("could not read the Vidgo balance: %s", exc.message)
+            return None
+        gate.record_balance(credits, at=now)
+        return credits
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -116,7 +116,6 @@ class VidgoClient:
         credits = data.get("credits_amount") if isinstance(data, dict) else None
         if not isinstance(credits, int | float) or isinstance(credits, bool):
             raise VidgoProtocolError("Vidgo balance answer has no numeric data.credits_amount")
-        metrics.CREDITS_BALANCE.set(credits)
         return int(credits)
 
     def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> dict[str, Any]:

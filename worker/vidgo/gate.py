@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis
 
@@ -42,6 +43,7 @@ class VidgoGate:
         keys = Keys(prefix)
         self._cooldown_key = keys.cooldown
         self._pause_key = keys.submit_pause
+        self._balance_key = keys.balance
         self._extend = client.register_script(_EXTEND)
 
     def _hold(self, key: str) -> Hold | None:
@@ -53,6 +55,17 @@ class VidgoGate:
             return None
         text = reason.decode() if isinstance(reason, bytes) else str(reason or "")
         return Hold(remaining_s=ttl_ms / 1000.0, reason=text)
+
+    def record_balance(self, credits: int, *, at: float) -> None:
+        """Remember the account's balance as just read (metrics and alerts show it)."""
+        self._redis.hset(self._balance_key, mapping={"credits": credits, "at": at})
+
+    def balance(self) -> tuple[int, float] | None:
+        """The balance last read and when (epoch seconds), or None if never read."""
+        raw = cast(list[Any], self._redis.hmget(self._balance_key, ["credits", "at"]))
+        if raw[0] is None or raw[1] is None:
+            return None
+        return int(raw[0]), float(raw[1])
 
     def cooldown(self) -> Hold | None:
         """The active rate-limit cool-down, if any."""
