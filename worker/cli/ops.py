@@ -179,9 +179,16 @@ def _stats_lines(snap: Any) -> list[str]:
         f"workers         {len(snap.workers)} seen: {', '.join(snap.workers) or 'none'}",
     ]
     if snap.cooldown_s:
-        lines.append(f"cool-down       {snap.cooldown_s:.0f}s left after a 429")
+        lines.append(f"cool-down       {snap.cooldown_s:.0f}s left ({snap.cooldown_reason})")
     if snap.submits_paused_s:
-        lines.append(f"submits paused  {snap.submits_paused_s:.0f}s left (credits)")
+        lines.append(
+            f"submits paused  {snap.submits_paused_s:.0f}s left ({snap.submits_paused_reason})"
+        )
+    if snap.credits_balance is not None:
+        lines.append(
+            f"credits         {snap.credits_balance} "
+            f"(read {snap.credits_balance_age_s or 0:.0f}s ago)"
+        )
     counters = "  ".join(f"{name} {value}" for name, value in sorted(snap.counters.items()))
     lines.append(f"events          {counters or 'none yet (retries, stalls, recoveries, ...)'}")
     return lines

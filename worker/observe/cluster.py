@@ -54,6 +54,8 @@ class Snapshot:
     submits_paused_s: float
     workers: list[str]
     counters: dict[str, int] = field(default_factory=dict)
+    cooldown_reason: str = ""
+    submits_paused_reason: str = ""
     credits_balance: int | None = None
     credits_balance_age_s: float | None = None
 
@@ -109,6 +111,8 @@ def take_snapshot(
         submits_paused_s=pause.remaining_s if pause else 0.0,
         workers=workers_seen(client, settings.redis_key_prefix),
         counters=ledger.counters(),
+        cooldown_reason=cooldown.reason if cooldown else "",
+        submits_paused_reason=pause.reason if pause else "",
         credits_balance=balance[0] if balance else None,
         credits_balance_age_s=round(now - balance[1], 1) if balance else None,
     )
