@@ -37,6 +37,10 @@ def _sentinel(s: Settings) -> dict[str, Any]:
         "retry_on_timeout": True,
     }
     return {
+        # A primary demoted while its connections stay up answers READONLY, which kombu reports
+        # as a channel error; without this the consumer gives up instead of reconnecting
+        # (celery#7946).
+        "broker_channel_error_retry": True,
         "broker_transport_options": {"visibility_timeout": s.visibility_timeout_s, **options},
         "result_backend_transport_options": {
             "visibility_timeout": s.visibility_timeout_s,
