@@ -29,6 +29,8 @@ def test_demo_runs_without_redis_on_path_and_leaves_verified_manifests(tmp_path)
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "all jobs DONE" in done.stdout
+    # The worker's own metrics endpoint, scraped at the end, counts the five jobs it finished.
+    assert "metrics (http://127.0.0.1:" in done.stdout and "jobs done 5," in done.stdout
     manifests = sorted(out.glob("stems/*/manifest.json"))
     assert len(manifests) == 5
     formats = set()

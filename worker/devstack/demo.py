@@ -85,7 +85,9 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
         _say(f"worker metrics on http://127.0.0.1:{env['VIDGO_STEMS_METRICS_PORT']}/metrics")
         log_path = out / "worker.log"
         with open(log_path, "wb") as log, WorkerProcess(env, log=log, loglevel="INFO"):
-            return _separate(files.url, timeout_s)
+            status = _separate(files.url, timeout_s)
+            _show_metrics(f"http://127.0.0.1:{env['VIDGO_STEMS_METRICS_PORT']}/metrics")
+            return status
 
 
 def _separate(files_url: str, timeout_s: float) -> int:
@@ -147,6 +149,35 @@ def _report(job_ids: list[str]) -> int:
             _say(f"      {_stem_line(name, stem)}")
     _say("all jobs DONE" if ok else "some jobs did not finish")
     return 0 if ok else 1
+
+
+def _show_metrics(url: str) -> None:
+    """A few figures from the worker's own Prometheus endpoint, as an operator would scrape."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(url, timeout=10).text
+    except httpx.HTTPError as exc:
+        _say(f"metrics: {url} did not answer ({exc})")
+        return
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = sample.name
+            if sample.name == "vidgo_stems_jobs_finished_total":
+                key = f"{sample.name}:{sample.labels['state']}"
+            totals[key] = totals.get(key, 0.0) + sample.value
+    lateness = totals.get("vidgo_stems_poll_lateness_seconds_sum", 0.0) / max(
+        1.0, totals.get("vidgo_stems_poll_lateness_seconds_count", 0.0)
+    )
+    _say(
+        f"metrics ({url}): jobs done {totals.get('vidgo_stems_jobs_finished_total:DONE', 0):.0f}, "
+        f"Vidgo requests {totals.get('vidgo_stems_vidgo_requests_total', 0):.0f}, "
+        f"tasks paid {totals.get('vidgo_stems_vidgo_tasks_paid_total', 0):.0f}, "
+        f"stem bytes {totals.get('vidgo_stems_download_bytes_total', 0):.0f}, "
+        f"mean poll lateness {lateness:.2f}s"
+    )
 
 
 def _stem_line(name: str, stem: ManifestStem) -> str:
