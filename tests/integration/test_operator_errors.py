@@ -36,6 +36,7 @@ def assert_one_line(done: subprocess.CompletedProcess, *fragments: str) -> None:
 
 
 UNREACHABLE = f"redis://127.0.0.1:{free_port()}/0"
+SENTINELS = f"sentinel://127.0.0.1:{free_port()}/0;sentinel://127.0.0.1:{free_port()}"
 
 
 @pytest.mark.parametrize(
@@ -57,6 +58,21 @@ UNREACHABLE = f"redis://127.0.0.1:{free_port()}/0"
         ),
         (("stats",), {"REDIS_URL": UNREACHABLE, "VIDGO_STEMS_POLL_MAX_S": "soon"}, ("POLL_MAX_S",)),
         (("purge", "--older-than", "soon"), {"REDIS_URL": UNREACHABLE}, ("e.g. 30d",)),
+        (
+            ("worker",),
+            {"REDIS_URL": SENTINELS, "VIDGO_API_KEY": "k"},
+            ("VIDGO_STEMS_REDIS_SENTINEL_MASTER is not set",),
+        ),
+        (("stats",), {"REDIS_URL": "sentinel://s1:port"}, ("port that is not a number",)),
+        (
+            ("stats",),
+            {
+                "REDIS_URL": SENTINELS,
+                "VIDGO_STEMS_REDIS_SENTINEL_MASTER": "vidgo",
+                "VIDGO_STEMS_REDIS_RETRIES": "0",
+            },
+            ("know no primary for 'vidgo'", "VIDGO_STEMS_REDIS_SENTINEL_MASTER"),
+        ),
     ],
 )
 def test_operator_mistakes_get_one_line_and_status_2(args, env, says):

@@ -28,11 +28,20 @@ def _fail(exc: VidgoStemsError) -> None:
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         import redis
+        import redis.sentinel
 
         try:
             return super().invoke(ctx)
         except VidgoStemsError as exc:
             _fail(exc)
+        except redis.sentinel.MasterNotFoundError as exc:
+            name = str(exc).split("'")[1] if str(exc).count("'") >= 2 else "?"
+            click.echo(
+                f"error: the sentinels in REDIS_URL know no primary for {name!r}: are they "
+                "running, and is VIDGO_STEMS_REDIS_SENTINEL_MASTER the name they monitor?",
+                err=True,
+            )
+            sys.exit(2)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             click.echo(f"error: cannot reach Redis (REDIS_URL): {exc}; is it running?", err=True)
             sys.exit(2)
