@@ -27,16 +27,26 @@ def _sentinel(s: Settings) -> dict[str, Any]:
     """
     if not s.redis_url or not is_sentinel(s.redis_url):
         return {}
+    # kombu passes these to every broker connection; its Sentinel pool drops
+    # health_check_interval, so keepalive and the timeouts are what notice a dead primary.
     options = {
         "master_name": s.require_sentinel_master(),
-        "sentinel_kwargs": sentinel_kwargs(s),
+        "sentinel_kwargs": sentinel_kwargs(s),  # the sentinels' own timeouts and password
         "socket_timeout": s.redis_socket_timeout_s,
         "socket_connect_timeout": s.redis_socket_timeout_s,
         "socket_keepalive": True,
-        "health_check_interval": 15,
         "retry_on_timeout": True,
     }
     return {
+        # The result store takes its socket options from the redis_* settings, not from its
+        # transport options.
+        "redis_socket_timeout": s.redis_socket_timeout_s,
+        "redis_socket_connect_timeout": s.redis_socket_timeout_s,
+        "redis_socket_keepalive": True,
+        "redis_retry_on_timeout": True,
+        # Storing a manifest during a failover retries (with backoff) instead of failing.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 30,
         # A primary demoted while its connections stay up answers READONLY, which kombu reports
         # as a channel error; without this the consumer gives up instead of reconnecting
         # (celery#7946).

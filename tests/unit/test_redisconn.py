@@ -48,6 +48,9 @@ def test_celery_gets_the_master_name_and_failover_options_for_broker_and_results
     config = celery_config(settings)
     assert config["broker_url"] == config["result_backend"] == URL
     assert config["broker_channel_error_retry"] is True
+    assert config["redis_socket_timeout"] == settings.redis_socket_timeout_s
+    assert config["redis_socket_keepalive"] is True
+    assert config["result_backend_always_retry"] is True
     for key in ("broker_transport_options", "result_backend_transport_options"):
         options = config[key]
         assert options["master_name"] == "vidgo"
