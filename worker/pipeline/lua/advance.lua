@@ -14,15 +14,18 @@
 -- into the webhooks-due zset in the same step, so no completion webhook can be lost between
 -- the end and the send. A job moving to a state that holds no Vidgo slot leaves the in-flight
 -- set in the same step, so no slot leaks.
-local state = redis.call('HGET', KEYS[1], 'state')
+local current = redis.call('HMGET', KEYS[1], 'state', 'token', 'vidgo_task_id')
+local state = current[1]
 if not state then return {0, ''} end
 if not string.find(ARGV[1], ',' .. state .. ',', 1, true) then return {0, state} end
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return {0, state} end
+if ARGV[2] ~= '' and current[2] ~= ARGV[2] then return {0, state} end
 if ARGV[11] == '1' and redis.call('HLEN', KEYS[7]) > 0 then return {0, state} end
+local task = current[3] or ''
 local n_set = tonumber(ARGV[12])
 local i = 13
 for _ = 1, n_set do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  if ARGV[i] == 'vidgo_task_id' then task = ARGV[i + 1] end
   i = i + 2
 end
 while i <= #ARGV do
@@ -59,4 +62,4 @@ else
   redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1])
   redis.call('ZREM', KEYS[6], KEYS[1])
 end
-return {1, state, redis.call('HGET', KEYS[1], 'vidgo_task_id') or ''}
+return {1, state, task}
