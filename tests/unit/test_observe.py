@@ -185,3 +185,32 @@ def test_one_worker_reads_the_balance_once_per_period_and_a_failure_is_logged(
     gate.record_balance(1234, at=time.time() - 301)
     assert sweeper(broken).check_balance() is None
     assert "could not read the Vidgo balance: Vidgo answered 503" in caplog.text
+
+
+def test_the_metrics_folder_is_one_per_port_and_left_alone_when_the_port_is_served(
+    monkeypatch, tmp_path
+):
+    import socket
+
+    from worker.observe import multiproc
+
+    monkeypatch.setenv(multiproc.ENV, "set-here")  # so the variable is restored afterwards
+    monkeypatch.delenv(multiproc.ENV)
+    monkeypatch.setattr(multiproc.tempfile, "tempdir", str(tmp_path))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = multiproc.prepare_multiproc_dir(port)
+    assert folder == tmp_path / f"vidgo-stems-metrics-{port}"
+    (folder / "counter_123.db").write_bytes(b"old")
+    monkeypatch.delenv(multiproc.ENV)
+    assert multiproc.prepare_multiproc_dir(port) == folder  # a restart reuses and empties it
+    assert not list(folder.glob("*.db"))
+    (folder / "counter_456.db").write_bytes(b"live")
+    monkeypatch.delenv(multiproc.ENV)
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", port))
+        busy.listen()
+        other = multiproc.prepare_multiproc_dir(port)  # another worker serves that port
+    assert other != folder and (folder / "counter_456.db").exists()
+    assert multiproc.os.environ[multiproc.ENV] == str(other)

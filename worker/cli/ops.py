@@ -57,7 +57,7 @@ def worker(
     settings.require_redis_url()
     settings.require_api_key()
     if settings.metrics_port:
-        prepare_multiproc_dir()  # before anything imports prometheus_client
+        prepare_multiproc_dir(settings.metrics_port)  # before anything imports prometheus_client
 
     from worker.celery_app import producer, worker_queues
     from worker.files.shared import check_shared_storage

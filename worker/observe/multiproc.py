@@ -7,25 +7,42 @@ import it: ``vidgo-stems worker`` prepares the folder before anything imports th
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 from pathlib import Path
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def prepare_multiproc_dir() -> Path:
+def prepare_multiproc_dir(port: int) -> Path:
     """Create (or empty) the folder the worker's processes count in, and export it in ENV.
 
-    Left unset, it is a new folder under the system's temporary folder, so two workers on one
-    host never mix their counts.
+    Left unset, it is one folder per metrics port under the system's temporary folder (each
+    worker on a host needs a port of its own, so restarts reuse their folder). If another
+    worker already serves that port, a fresh folder is used so its counts are left alone.
     """
     given = os.environ.get(ENV)
-    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="vidgo-stems-metrics-"))
+    if given:
+        folder = Path(given)
+    elif _port_free(port):
+        folder = Path(tempfile.gettempdir()) / f"vidgo-stems-metrics-{port}"
+    else:
+        folder = Path(tempfile.mkdtemp(prefix=f"vidgo-stems-metrics-{port}-"))
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.db"):
         stale.unlink(missing_ok=True)
     os.environ[ENV] = str(folder)
     return folder
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def multiproc_enabled() -> bool:
