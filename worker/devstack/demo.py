@@ -84,7 +84,10 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
         _say(f"redis {redis_url}, emulator {emu.url}, stems -> {out / 'stems'}")
         _say(f"worker metrics on http://127.0.0.1:{env['VIDGO_STEMS_METRICS_PORT']}/metrics")
         log_path = out / "worker.log"
-        with open(log_path, "wb") as log, WorkerProcess(env, log=log, loglevel="INFO"):
+        # The worker's per-process metric files stay with the demo's output (the worker's own
+        # variable: this process counts nothing it needs to share).
+        worker_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(out / ".metrics")}
+        with open(log_path, "wb") as log, WorkerProcess(worker_env, log=log, loglevel="INFO"):
             status = _separate(files.url, timeout_s)
             _show_metrics(f"http://127.0.0.1:{env['VIDGO_STEMS_METRICS_PORT']}/metrics")
             return status
