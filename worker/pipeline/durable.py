@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import redis
+from redis.exceptions import NoScriptError
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +60,12 @@ class Durability:
 
         ``applied(result)`` says whether the write took effect (a refused compare-and-set needs
         no durability); ``landed()`` whether it is on the current primary; ``touch`` is a key
-        whose ``durable_check`` field is set to re-confirm a write already there.
+        whose ``durable_check`` field is set to re-confirm a write already there. A write
+        refused because an earlier send of it (whose reply was lost, then re-sent by the
+        client's retry) already applied it still counts as ours, and is waited for.
         """
         result, acked = self._with_wait(apply)
-        if not self.replicas or not applied(result):
+        if not self.replicas or (not applied(result) and not landed()):
             return result
         deadline = self._clock() + self._timeout_s
         while acked < self.replicas and self._clock() < deadline:
@@ -81,7 +84,7 @@ class Durability:
                     log.warning("%s was lost with a Redis failover; writing it again", what)
                     again, acked = self._with_wait(apply)
                     if not applied(again):
-                        return result  # the job moved on: a later write holds it
+                        return again  # refused: the job moved on meanwhile, and this move is void
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("%s: Redis unavailable while confirming it (%s)", what, exc)
                 self._sleep(0.2)
@@ -100,7 +103,17 @@ class Durability:
         return int(info.get("connected_slaves", 0))
 
     def _with_wait(self, apply: Callable[[Any], None]) -> tuple[Any, int]:
-        """The write and WAIT on one connection (WAIT covers that connection's writes)."""
+        """The write and WAIT on one connection (WAIT covers that connection's writes).
+
+        A primary promoted while the pipeline was retried has no scripts loaded (the script
+        cache is not replicated): a new pipeline loads them first.
+        """
+        try:
+            return self._pipelined(apply)
+        except NoScriptError:
+            return self._pipelined(apply)
+
+    def _pipelined(self, apply: Callable[[Any], None]) -> tuple[Any, int]:
         pipe = self._redis.pipeline(transaction=False)
         apply(pipe)
         if self.replicas:
