@@ -46,7 +46,11 @@ def is_sentinel(url: str) -> bool:
 
 
 def parse_sentinel_url(url: str) -> SentinelService:
-    """Parse ``sentinel://[[user]:pass@]host:port[/db][;sentinel://host:port...]``."""
+    """Parse ``sentinel://[[user]:pass@]host:port[/db][;sentinel://host:port...]``.
+
+    The login and database are read from the first address only, as Celery and kombu read
+    them, so the ledger and Celery always use the same database.
+    """
     sentinels: list[tuple[str, int]] = []
     db, username, password = 0, None, None
     for part in (p.strip() for p in url.split(";") if p.strip()):
@@ -63,6 +67,8 @@ def parse_sentinel_url(url: str) -> SentinelService:
                 f"REDIS_URL: {parts.hostname} has a port that is not a number"
             ) from None
         sentinels.append((parts.hostname, port))
+        if len(sentinels) > 1:
+            continue
         if parts.password is not None:
             username = unquote(parts.username) if parts.username else None
             password = unquote(parts.password)

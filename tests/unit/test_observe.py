@@ -214,3 +214,23 @@ def test_the_metrics_folder_is_one_per_port_and_left_alone_when_the_port_is_serv
         other = multiproc.prepare_multiproc_dir(port)  # another worker serves that port
     assert other != folder and (folder / "counter_456.db").exists()
     assert multiproc.os.environ[multiproc.ENV] == str(other)
+
+
+def test_a_metrics_folder_name_taken_by_a_link_is_not_used(monkeypatch, tmp_path):
+    import socket
+
+    from worker.observe import multiproc
+
+    monkeypatch.setenv(multiproc.ENV, "set-here")
+    monkeypatch.delenv(multiproc.ENV)
+    monkeypatch.setattr(multiproc.tempfile, "tempdir", str(tmp_path))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.db").write_bytes(b"not ours")
+    (tmp_path / f"vidgo-stems-metrics-{port}").symlink_to(elsewhere)
+    folder = multiproc.prepare_multiproc_dir(port)
+    assert folder.parent == tmp_path and not folder.is_symlink()
+    assert (elsewhere / "keep.db").exists()

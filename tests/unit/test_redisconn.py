@@ -72,3 +72,8 @@ def test_ledger_clients_retry_through_a_failover_on_connection_timeout_and_reado
     assert set(options["retry_on_error"]) == {ConnectionError, TimeoutError, ReadOnlyError}
     assert options["retry"]._retries == 7
     assert options["socket_keepalive"] is True and options["health_check_interval"] > 0
+
+
+def test_login_and_database_come_from_the_first_address_as_celery_reads_them():
+    service = parse_sentinel_url("sentinel://s1:26379/1;sentinel://:later@s2:26379/5")
+    assert service.db == 1 and service.password is None

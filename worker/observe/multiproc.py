@@ -24,14 +24,28 @@ def prepare_multiproc_dir(port: int) -> Path:
     given = os.environ.get(ENV)
     if given:
         folder = Path(given)
-    elif _port_free(port):
-        folder = Path(tempfile.gettempdir()) / f"vidgo-stems-metrics-{port}"
+        folder.mkdir(parents=True, exist_ok=True)
     else:
-        folder = Path(tempfile.mkdtemp(prefix=f"vidgo-stems-metrics-{port}-"))
-    folder.mkdir(parents=True, exist_ok=True)
+        own = _own_folder(Path(tempfile.gettempdir()) / f"vidgo-stems-metrics-{port}")
+        if own is not None and _port_free(port):
+            folder = own
+        else:
+            folder = Path(tempfile.mkdtemp(prefix=f"vidgo-stems-metrics-{port}-"))
     for stale in folder.glob("*.db"):
         stale.unlink(missing_ok=True)
     os.environ[ENV] = str(folder)
+    return folder
+
+
+def _own_folder(folder: Path) -> Path | None:
+    """``folder``, created if need be, when it is a real folder of this user; else None (a
+    shared temporary folder may hold someone else's folder or a link by that name)."""
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.is_symlink() or not folder.is_dir() or folder.stat().st_uid != os.getuid():
+            return None
+    except OSError:
+        return None
     return folder
 
 

@@ -37,7 +37,8 @@ def build_registry(
 ) -> CollectorRegistry:
     """The process counters (summed over every process when multiprocess mode is on) plus the
     cluster gauges read from Redis at scrape time."""
-    registry = CollectorRegistry(auto_describe=True)
+    # No auto-describe: registering must not read Redis (it may be down at start).
+    registry = CollectorRegistry(auto_describe=False)
     if multiproc_enabled():
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:

@@ -183,12 +183,13 @@ class SweepThread(threading.Thread):
                 now=time.time(),
                 grace_s=self._settings.sweep_grace_s,
             )
-        self.check_balance()
         if self._dispatch_purge is not None and self._settings.purge_after_s:
             # Purging talks to the storage layer; that happens in a pool child (vidgo.purge),
             # never in this process, which forks the children (obstore is not fork-safe).
             self._dispatch_purge()
-        return sweep(self._ledger, self._dispatch, self._settings)
+        swept = sweep(self._ledger, self._dispatch, self._settings)
+        self.check_balance()  # last: a slow Vidgo must not hold up the sweep
+        return swept
 
     def check_balance(self) -> int | None:
         """Read Vidgo's balance when the last reading (by any worker) is older than
