@@ -312,3 +312,11 @@ def test_the_gateway_says_how_it_runs_serves_cluster_metrics_and_logs_json(run, 
     assert not [r for r in records if "color_message" in r]
     for value in SECRETS.values():
         assert value not in output
+
+
+def test_a_heartbeat_file_without_a_time_is_unhealthy_not_a_traceback(tmp_path):
+    beat = tmp_path / "heartbeat"
+    beat.write_text('{"at": "soon", "redis": true}')
+    done = healthcheck("--file", str(beat))
+    assert done.returncode == 1 and "holds no heartbeat time" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -224,7 +224,11 @@ def healthcheck(max_age: float, ready: bool, path: Path | None) -> None:
     if beat is None:
         click.echo(f"unhealthy: no heartbeat in {path}", err=True)
         sys.exit(1)
-    age = time.time() - float(beat.get("at", 0))
+    at = beat.get("at")
+    if not isinstance(at, int | float):
+        click.echo(f"unhealthy: {path} holds no heartbeat time", err=True)
+        sys.exit(1)
+    age = time.time() - at
     if age > max_age:
         click.echo(f"unhealthy: last heartbeat {age:.0f}s ago (over {max_age:g}s)", err=True)
         sys.exit(1)

@@ -21,6 +21,7 @@ from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.recovery import workers_seen
 from worker.settings import Settings
 from worker.vidgo.gate import VidgoGate
+from worker.vidgo.limits import Kind, configured_rate
 
 #: Jobs waiting for their next poll.
 POLLING_STATES = (JobState.SUBMITTED, JobState.RUNNING)
@@ -87,9 +88,9 @@ def take_snapshot(
     queue_depths = {queue: int(next(out)) for queue in queues}
     in_flight = int(next(out))
     last_min, last_10min = int(next(out)), int(next(out))
-    buckets = {
-        kind: _bucket(next(out), now, *_rate_and_burst(settings, kind))
-        for kind in ("submit", "query")
+    kinds: tuple[Kind, Kind] = ("submit", "query")
+    buckets: dict[str, Bucket] = {
+        kind: _bucket(next(out), now, *configured_rate(settings, kind)) for kind in kinds
     }
     polling = [member for state in POLLING_STATES for member in next(out)]
     overdue, oldest = _overdue(client, polling, now)
@@ -116,12 +117,6 @@ def take_snapshot(
         credits_balance=balance[0] if balance else None,
         credits_balance_age_s=round(now - balance[1], 1) if balance else None,
     )
-
-
-def _rate_and_burst(settings: Settings, kind: str) -> tuple[float, float]:
-    if kind == "submit":
-        return settings.vidgo_submit_rate_per_s, float(settings.vidgo_submit_burst)
-    return settings.vidgo_query_rate_per_s, float(settings.vidgo_query_burst)
 
 
 def _bucket(raw: list[Any], now: float, rate: float, burst: float) -> Bucket:

@@ -68,6 +68,13 @@ return 0
 """
 
 
+def configured_rate(settings: Settings, kind: Kind) -> tuple[float, float]:
+    """The configured (rate per second, burst) of one kind of request."""
+    if kind == "submit":
+        return settings.vidgo_submit_rate_per_s, settings.vidgo_submit_burst
+    return settings.vidgo_query_rate_per_s, settings.vidgo_query_burst
+
+
 class VidgoLimits:
     """The shared request-rate buckets and the in-flight cap."""
 
@@ -93,10 +100,7 @@ class VidgoLimits:
         return self._keys.rate_bucket(kind)
 
     def _rates(self, kind: Kind) -> tuple[float, float]:
-        s = self._settings
-        if kind == "submit":
-            return s.vidgo_submit_rate_per_s, s.vidgo_submit_burst
-        return s.vidgo_query_rate_per_s, s.vidgo_query_burst
+        return configured_rate(self._settings, kind)
 
     def reserve(self, kind: Kind) -> float:
         """Take one token of ``kind``; returns how long to wait before sending (0: now)."""
