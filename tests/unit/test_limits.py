@@ -8,6 +8,7 @@ import fakeredis
 import httpx
 import pytest
 
+from tests.steps import StepLog
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
 from worker.models import parse_request
@@ -134,8 +135,9 @@ def test_the_in_flight_cap_holds_and_the_ledger_frees_slots(world):
 
 def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path):
     client, limits, _, settings, _ = world
-    ledger = Ledger(client, prefix="vidgo-stems")
-    calls, sent = [], []
+    sent = StepLog(client, "vidgo-stems")
+    ledger = Ledger(client, prefix="vidgo-stems", encode=sent)
+    calls = []
     vidgo = VidgoClient(settings, transport=httpx.MockTransport(lambda r: calls.append(r)))
     ctx = StageContext(
         settings=settings,
@@ -143,7 +145,6 @@ def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path)
         gate=VidgoGate(client, prefix="vidgo-stems"),
         storage=FileStorage(tmp_path / "stored"),
         scratch=StemStore(tmp_path / "scratch"),
-        dispatch=sent.append,
         vidgo_factory=lambda: vidgo,
         http_factory=lambda: None,
         limits=limits,
@@ -158,3 +159,39 @@ def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path)
     assert step.task is TaskName.SUBMIT and step.countdown_s >= settings.in_flight_wait_s
     assert ledger.history("job")[-1]["reason"] == "2 jobs in flight"
     vidgo.close()
+
+
+def test_no_request_goes_out_inside_a_cool_down_set_by_another_worker(world):
+    client, limits, _, _, slept = world
+    gate = VidgoGate(client, prefix="vidgo-stems")
+    gate.cool_down(4.0, "429 elsewhere")
+    tokens_before = client.hget(limits.bucket_key("query"), "tokens")
+
+    def sleep(seconds):  # the cool-down runs out while this worker sleeps
+        slept.append(seconds)
+        client.delete("vidgo-stems:gate:cooldown")
+
+    limits._sleep = sleep
+    limits.throttle("query")
+    assert len(slept) == 1 and 3.9 < slept[0] <= 4.0
+    assert tokens_before is None  # no token was taken during the cool-down, one after it
+    assert float(client.hget(limits.bucket_key("query"), "tokens")) == 4.0
+
+
+def test_a_cool_down_that_starts_while_waiting_for_a_token_is_waited_out_before_sending(world):
+    client, limits, _, _, slept = world
+    gate = VidgoGate(client, prefix="vidgo-stems")
+    for _ in range(3):
+        limits.throttle("submit")  # the burst is spent: the next one waits for its token
+
+    def sleep(seconds):
+        slept.append(seconds)
+        if len(slept) == 1:  # another worker gets a 429 during this wait
+            gate.cool_down(2.0, "429 elsewhere")
+        else:
+            client.delete("vidgo-stems:gate:cooldown")
+
+    limits._sleep = sleep
+    limits.throttle("submit")
+    assert slept[0] == pytest.approx(0.5)
+    assert len(slept) == 2 and 1.9 < slept[1] <= 2.0

@@ -25,9 +25,12 @@ from worker.settings import Settings
 
 Kind = Literal["submit", "query"]
 
-# KEYS[1]: bucket hash. ARGV: now, max rate, burst, floor rate, recovery per second, cost.
-# Returns the seconds the caller must wait before its request (0: go now), as a string.
+# KEYS[1]: bucket hash, KEYS[2]: the shared 429 cool-down. ARGV: now, max rate, burst, floor
+# rate, recovery per second, cost. Returns {seconds to wait for the token, seconds of cool-down
+# left} as strings: during a cool-down no token is taken, and the caller must ask again.
 _RESERVE = """
+local hold = redis.call('PTTL', KEYS[2])
+if hold > 0 then return {'0', tostring(hold / 1000)} end
 local now = tonumber(ARGV[1])
 local max_rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
 local floor, recover, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -43,7 +46,7 @@ if tokens < 0 then wait = -tokens / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now),
            'rate', tostring(rate), 'rate_ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], 86400)
-return tostring(wait)
+return {tostring(wait), '0'}
 """
 
 # KEYS: bucket hashes. ARGV: now, then floor rate and max rate per key (same order).
@@ -103,22 +106,48 @@ class VidgoLimits:
         return configured_rate(self._settings, kind)
 
     def reserve(self, kind: Kind) -> float:
-        """Take one token of ``kind``; returns how long to wait before sending (0: now)."""
+        """Take one token of ``kind``; returns how long to wait before sending (0: now).
+        During a shared cool-down it takes none and returns minus the cool-down left."""
         rate, burst = self._rates(kind)
         floor = rate * self._settings.rate_floor_ratio
         recovery = (rate - floor) / self._settings.rate_recovery_s
-        wait = self._reserve(
-            keys=[self.bucket_key(kind)],
-            args=[self._clock(), rate, burst, floor, recovery, 1],
+        wait, hold = cast(
+            list[bytes],
+            self._reserve(
+                keys=[self.bucket_key(kind), self._keys.cooldown],
+                args=[self._clock(), rate, burst, floor, recovery, 1],
+            ),
         )
-        return float(wait)
+        return -float(hold) if float(hold) > 0 else float(wait)
+
+    def cooldown_left(self) -> float:
+        """Seconds left of the shared 429 cool-down (0: none)."""
+        ttl_ms = cast(int, self._redis.pttl(self._keys.cooldown))
+        return ttl_ms / 1000 if ttl_ms > 0 else 0.0
 
     def throttle(self, kind: Kind) -> float:
-        """Wait for a token of ``kind``; returns the seconds waited."""
-        wait = self.reserve(kind)
-        if wait > 0:
-            self._sleep(wait)
-        return wait
+        """Wait until a request of ``kind`` may go: no cool-down, and a token. The cool-down is
+        checked in the step that takes the token and again after any wait for it, right before
+        the request, so no worker sends inside another's cool-down. Returns the seconds waited.
+        """
+        waited = 0.0
+        while True:
+            wait = self.reserve(kind)
+            if wait < 0:  # cooling down: no token taken, ask again after it
+                self._sleep(-wait)
+                waited -= wait
+                continue
+            if wait > 0:
+                self._sleep(wait)
+                waited += wait
+                hold = self.cooldown_left()
+                while hold > 0:  # a 429 elsewhere while this one waited for its turn
+                    self._sleep(hold)
+                    waited += hold
+                    hold = self.cooldown_left()
+            if waited:  # time a worker slot slept instead of working, for everyone to see
+                self._redis.hincrby(self._keys.counters, f"{kind}_wait_ms", int(waited * 1000))
+            return waited
 
     def penalise(self) -> None:
         """Vidgo said 429: halve the current rate of both kinds (it recovers by itself)."""
