@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.exceptions
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 
 from worker.backoff import backoff_s
@@ -38,13 +38,14 @@ from worker.pipeline.ledger import ACTIVE_STATES, JobState
 from worker.pipeline.outbox import announce
 from worker.pipeline.retention import purge
 from worker.pipeline.stages import (
+    Outcome,
     StageContext,
     run_download,
     run_poll,
     run_postprocess,
     run_submit,
 )
-from worker.pipeline.states import TaskName
+from worker.pipeline.states import Step, TaskName
 from worker.runtime import runtime
 from worker.web.api import enqueue_request
 
@@ -56,16 +57,36 @@ TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, So
 
 
 def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> float:
-    """Exponential backoff with full jitter, capped; a Retry-After from Vidgo is a floor."""
+    """Exponential backoff with jitter over the upper half, capped, and never below
+    ``VIDGO_STEMS_POLL_MIN_INTERVAL_S`` (the floor of every wait); a Retry-After from Vidgo is
+    a floor too."""
     settings = runtime().settings
-    cap = min(settings.retry_backoff_max_s, settings.visibility_timeout_s / 4)
+    cap = max(settings.retry_backoff_max_s, settings.poll_min_interval_s)
     countdown = backoff_s(
-        retries, base_s=settings.retry_backoff_base_s, max_s=cap, jitter=(0.0, 1.0), rng=rng
+        retries, base_s=settings.retry_backoff_base_s, max_s=cap, jitter=(0.5, 1.0), rng=rng
     )
+    countdown = max(countdown, settings.poll_min_interval_s)
     retry_after = getattr(exc, "retry_after_s", None)
     if retry_after is not None:
         countdown = max(countdown, min(retry_after, cap))
     return round(countdown, 3)
+
+
+def schedule_retry(task: str, job_id: str, token: str, retries: int, countdown: float) -> bool:
+    """Put the stage's next try into the schedule, guarded by the step token (False when the
+    job moved on meanwhile: nothing to retry)."""
+    step = Step(TaskName(task), job_id, token, countdown, retries=retries)
+    return bool(
+        runtime().ledger.advance(
+            job_id,
+            expect=ACTIVE_STATES,
+            token=token,
+            fields={"next_due_at": time.time() + countdown},
+            event="retry",
+            detail={"task": task, "retry": retries, "in_s": countdown},
+            step=step,
+        )
+    )
 
 
 def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
@@ -111,19 +132,22 @@ class StageTask(Task):  # type: ignore[misc]
         except (RetryableError, *TRANSIENT) as exc:
             if isinstance(exc, VidgoRateLimited):
                 _cool_down_everyone(exc)
-            countdown = retry_countdown(self.request.retries, exc, self._rng)
+            retries, limit = self.request.retries, runtime().settings.task_max_retries
+            job_id, token = kwargs.get("job_id"), kwargs.get("token")
+            countdown = retry_countdown(retries, exc, self._rng)
+            if not job_id or not token:  # an enqueue by name: no job yet, Celery retries it
+                raise self.retry(exc=exc, countdown=countdown, max_retries=limit) from None
+            if retries >= limit:
+                raise  # on_failure fails the job
             log.warning(
-                "%s job %s: %s; retry %d in %.1fs",
-                self.name,
-                kwargs.get("job_id"),
-                exc,
-                self.request.retries + 1,
-                countdown,
+                "%s job %s: %s; retry %d in %.1fs", self.name, job_id, exc, retries + 1, countdown
             )
             runtime().ledger.bump_counter("retries")
-            raise self.retry(
-                exc=exc, countdown=countdown, max_retries=runtime().settings.task_max_retries
-            ) from None
+            if not schedule_retry(self.name, job_id, token, retries + 1, countdown):
+                log.info("%s job %s moved on meanwhile; no retry needed", self.name, job_id)
+                return Outcome.STALE.value
+            # The next try waits in the schedule; this records the retry with Celery.
+            raise Retry(exc=exc, when=countdown) from None
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import httpx
 
-from worker.celery_app import Producer, app
+from worker.celery_app import Producer, app, make_ledger
 from worker.devstack.local import WorkerProcess, wait_for
 from worker.devstack.redis_server import free_port
-from worker.pipeline.ledger import Ledger
 from worker.settings import Settings
 from worker.web.api import enqueue, get_job
 
@@ -125,7 +124,6 @@ class Stack:
         self.folder = folder
         self.emulator = emulator
         self.tracks_url = tracks_url
-        self.ledger = Ledger(redis_client, prefix=self.prefix)
         self.env = {
             "REDIS_URL": redis_url,
             "VIDGO_API_KEY": API_KEY,
@@ -136,7 +134,9 @@ class Stack:
             **FAST,
             **overrides,
         }
-        self.producer = Producer(settings_from_env(self.env), redis_client, self.ledger)
+        settings = settings_from_env(self.env)
+        self.ledger = make_ledger(redis_client, settings)
+        self.producer = Producer(settings, redis_client, self.ledger)
         self.workers: list[WorkerProcess] = []
         self._logs: list = []
         app.conf.update(

@@ -1,22 +1,28 @@
-"""The Celery app and dispatch: all that producers (api, gateway, batch) need.
+"""The Celery app and message encoding: all that producers (api, gateway, batch) need.
 
 Importing this module reads no setting and opens no connection: Celery's configuration is a
 promise resolved from :func:`worker.settings.get_settings` on first use. :class:`Producer`
-bundles what the producer side works with (settings, Redis, the ledger and the two dispatch
-functions); code that enqueues takes one as an argument, and :func:`producer` gives the
-process's default one. The consumer side (stage clients, worker signals, the sweep) lives in
-:mod:`worker.runtime`, which producers never import.
+bundles what the producer side works with (settings, Redis, the ledger, which sends each job's
+messages itself, and the webhook dispatch); code that enqueues takes one as an argument, and
+:func:`producer` gives the process's default one. The consumer side (stage clients, worker
+signals, the sweep) lives in :mod:`worker.runtime`, which producers never import.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import os
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
-from celery import Celery
+from celery import Celery, signals
 
 from celeryconfig import celery_config
 from worker.errors import JobCancelled, JobFailed
@@ -24,6 +30,7 @@ from worker.files.links import open_configured_storage
 from worker.files.storage import Storage
 from worker.observe import tasks as _task_metrics  # noqa: F401  (connects the task signals)
 from worker.pipeline.ledger import Ledger
+from worker.pipeline.schedule import Schedule
 from worker.pipeline.states import Step, TaskName
 from worker.redisconn import connect
 from worker.settings import Settings, get_settings
@@ -32,20 +39,67 @@ app = Celery("vidgo_stems")
 app.add_defaults(lambda: celery_config(get_settings()))
 
 
-def dispatch(step: Step) -> None:
-    """Send the next pipeline message. Post-processing runs under the job id, so its result
-    (the manifest) can be read from the result store by job id, and on its own queue when
-    ``VIDGO_STEMS_POSTPROCESS_QUEUE`` is set."""
+def encode_step(step: Step, settings: Settings) -> tuple[str, str]:
+    """The queue and the message for ``step``, so that the ledger can push it (or schedule it)
+    in the same script that moves the job."""
     post = step.task is TaskName.POSTPROCESS
-    app.send_task(
+    queue = settings.postprocess_queue if post and settings.postprocess_queue else None
+    queue = queue or settings.queue_name
+    message = encode_message(
         step.task.value,
-        kwargs={"job_id": step.job_id, "token": step.token},
-        countdown=step.countdown_s or None,
+        {"job_id": step.job_id, "token": step.token},
+        queue=queue,
         task_id=step.job_id if post else None,
-        queue=queue_for(step.task, get_settings()),
-        # The message's own flag wins over the task's: only the final step stores a result.
         ignore_result=not post,
+        retries=step.retries,
     )
+    return queue, message
+
+
+def encode_message(
+    name: str,
+    kwargs: dict[str, Any],
+    *,
+    queue: str,
+    task_id: str | None = None,
+    ignore_result: bool = True,
+    retries: int = 0,
+) -> str:
+    """A task message exactly as ``send_task`` would push it onto a Redis list: Celery builds
+    the message, kombu's Redis envelope goes around it, and the publish signals fire as for
+    any sent task (task counters, trace context)."""
+    task_id = task_id or str(uuid.uuid4())
+    headers, properties, body, _ = app.amqp.create_task_message(
+        task_id, name, (), kwargs, retries=retries, ignore_result=ignore_result, root_id=task_id
+    )
+    signals.before_task_publish.send(
+        sender=name,
+        body=body,
+        exchange="",
+        routing_key=queue,
+        declare=[],
+        headers=headers,
+        properties=properties,
+        retry_policy=None,
+    )
+    envelope = {
+        "body": base64.b64encode(json.dumps(body).encode()).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            **properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    signals.after_task_publish.send(
+        sender=name, body=body, headers=headers, exchange="", routing_key=queue
+    )
+    return json.dumps(envelope)
 
 
 def record_end(job_id: str, code: str, message: str, *, cancelled: bool = False) -> None:
@@ -67,27 +121,25 @@ def forget_result(job_id: str) -> None:
         pending.pop(job_id, None)
 
 
-def queue_for(task: TaskName, settings: Settings) -> str:
-    """The queue a task's messages go to."""
-    if task is TaskName.POSTPROCESS and settings.postprocess_queue:
-        return settings.postprocess_queue
-    return str(app.conf.task_default_queue)
-
-
 def worker_queues(settings: Settings) -> list[str]:
     """The queues a worker consumes by default: the main one, and post-processing's own."""
     return [q for q in dict.fromkeys([settings.queue_name, settings.postprocess_queue]) if q]
 
 
 def dispatch_webhook(job_id: str, countdown_s: float) -> None:
-    """Send the message that delivers a job's completion webhook."""
-    app.send_task(
-        TaskName.WEBHOOK.value,
-        kwargs={"job_id": job_id},
-        countdown=countdown_s or None,
-        queue=app.conf.task_default_queue,
-        ignore_result=True,
-    )
+    """Send the message that delivers a job's completion webhook, now or (a later attempt)
+    through the schedule."""
+    queue = str(app.conf.task_default_queue)
+    if countdown_s <= 0:
+        app.send_task(
+            TaskName.WEBHOOK.value, kwargs={"job_id": job_id}, queue=queue, ignore_result=True
+        )
+        return
+    settings = get_settings()
+    message = encode_message(TaskName.WEBHOOK.value, {"job_id": job_id}, queue=queue)
+    schedule = Schedule(producer().redis, settings.redis_key_prefix)
+    entry = f"{schedule.keys.job(job_id)}#webhook"
+    schedule.add(entry, time.time() + countdown_s, queue, message)
 
 
 def dispatch_purge() -> None:
@@ -107,6 +159,7 @@ def make_ledger(client: redis.Redis, settings: Settings) -> Ledger:
         retention_s=settings.job_retention_s,
         durable_replicas=settings.redis_durable_replicas,
         durable_timeout_s=settings.redis_durable_timeout_s,
+        encode=functools.partial(encode_step, settings=settings),
     )
 
 
@@ -117,7 +170,6 @@ class Producer:
     settings: Settings
     redis: redis.Redis
     ledger: Ledger
-    dispatch: Callable[[Step], None] = dispatch
     dispatch_webhook: Callable[[str, float], None] = dispatch_webhook
     record_end: Callable[..., None] = record_end
     forget_result: Callable[[str], None] = forget_result

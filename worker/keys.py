@@ -22,11 +22,17 @@ can share one Redis and a test can own a private corner of one. Celery's own key
     <p>:vidgo:in-flight             zset: job keys holding a Vidgo task (the in-flight cap)
     <p>:vidgo:rate:<kind>           hash: token bucket for submits or queries
     <p>:vidgo:balance               hash: the credit balance last read, and when
+    <p>:vidgo:durations:<model>     hash: how long Vidgo's tasks took, a histogram (pacing)
     <p>:gate:cooldown               string: a shared 429 cool-down, with its reason
     <p>:gate:submit-paused          string: a credits pause, with its reason
     <p>:counters                    hash: global counters
     <p>:workers                     zset: worker heartbeats
     <p>:sweep-lock                  string: one recovery sweep at a time
+    <p>:schedule                    zset: job keys (and webhook entries) whose next message
+                                    waits, by due time
+    <p>:schedule:messages           hash: entry -> "<queue>\n<the Celery message it sends>"
+    <p>:schedule:wake               list: wakes the promoter when an earlier entry arrives
+    <p>:schedule:lease              string: the one promoter at a time, and who it is
     <p>:storage-id                  string: the identity of the shared storage
     <p>:batch:<id>                  hash: a batch run's record
     <p>:batch:<id>:jobs             zset: the job ids a batch fed, by when
@@ -54,7 +60,14 @@ class Keys:
         self.counters = f"{prefix}:counters"
         self.workers = f"{prefix}:workers"
         self.sweep_lock = f"{prefix}:sweep-lock"
+        self.schedule = f"{prefix}:schedule"
+        self.schedule_messages = f"{prefix}:schedule:messages"
+        self.schedule_wake = f"{prefix}:schedule:wake"
+        self.promoter_lease = f"{prefix}:schedule:lease"
         self.storage_id = f"{prefix}:storage-id"
+
+    def task_durations(self, model: str) -> str:
+        return f"{self.prefix}:vidgo:durations:{model}"
 
     def state_index(self, state: str) -> str:
         return f"{self.state_index_prefix}{state}"

@@ -24,7 +24,6 @@ from celery.signals import (
 )
 
 from worker.celery_app import (
-    dispatch,
     dispatch_purge,
     dispatch_webhook,
     make_ledger,
@@ -38,7 +37,9 @@ from worker.observe import metrics
 from worker.observe.serve import mark_process_dead, serve_worker_metrics
 from worker.observe.tracing import init_tracing, shutdown_tracing
 from worker.pipeline.ledger import Ledger
+from worker.pipeline.pacing import PollPacing
 from worker.pipeline.recovery import SweepThread
+from worker.pipeline.schedule import Promoter
 from worker.pipeline.stages.context import StageContext
 from worker.settings import Settings, get_settings
 from worker.vidgo import VidgoClient
@@ -68,6 +69,10 @@ class Runtime:
     @cached_property
     def gate(self) -> VidgoGate:
         return VidgoGate(self.redis, prefix=self.settings.redis_key_prefix)
+
+    @cached_property
+    def pacing(self) -> PollPacing:
+        return PollPacing(self.redis, self.settings)
 
     @cached_property
     def limits(self) -> VidgoLimits:
@@ -115,11 +120,11 @@ class Runtime:
                 storage=self.storage,
                 scratch=StemStore(self.settings.scratch_root),
                 worker_name=worker_name,
-                dispatch=dispatch,
                 vidgo_factory=lambda: self.vidgo,
                 http_factory=lambda: self.http,
                 rng=random.Random(),
                 limits=self.limits,
+                pacing=self.pacing,
             )
 
     def close(self) -> None:
@@ -176,12 +181,14 @@ def _close_process(**_: object) -> None:
 
 
 _sweeper: SweepThread | None = None
+_promoter: Promoter | None = None
 
 
 @worker_ready.connect
 def _start_sweep(sender: object = None, **_: object) -> None:
-    """Every worker beats and sweeps for lost jobs and webhooks (one sweep at a time)."""
-    global _sweeper
+    """Every worker beats, sweeps for lost jobs and webhooks (one sweep at a time) and runs
+    a schedule promoter (one active at a time)."""
+    global _sweeper, _promoter
     rt = runtime()
     hostname = str(getattr(sender, "hostname", "") or "")
     metrics.WORKER_UP.labels(hostname or metrics.HOSTNAME).set(1)
@@ -189,7 +196,6 @@ def _start_sweep(sender: object = None, **_: object) -> None:
     _sweeper = SweepThread(
         rt.redis,
         rt.ledger,
-        dispatch,
         rt.settings,
         dispatch_webhook=dispatch_webhook,
         dispatch_purge=dispatch_purge,
@@ -198,9 +204,18 @@ def _start_sweep(sender: object = None, **_: object) -> None:
         read_balance=lambda: rt.vidgo.balance(),
     )
     _sweeper.start()
+    _promoter = Promoter(
+        rt.redis,
+        rt.settings.redis_key_prefix,
+        max_depth=rt.settings.schedule_queue_depth,
+        hostname=hostname,
+    )
+    _promoter.start()
 
 
 @worker_shutdown.connect
 def _stop_sweep(**_: object) -> None:
     if _sweeper is not None:
         _sweeper.stop()
+    if _promoter is not None:
+        _promoter.stop()

@@ -193,12 +193,15 @@ class Settings(BaseSettings):
     retry_backoff_base_s: float = Field(default=2.0, gt=0)
     retry_backoff_max_s: float = Field(default=300.0, gt=0)
 
-    # Celery-on-Redis: every countdown and task runtime must stay far below this.
+    # Celery-on-Redis: every task runtime must stay far below this (waits are in the schedule).
     visibility_timeout_s: int = Field(default=4 * 3600, gt=0)
     task_soft_time_limit_s: int = Field(default=900, gt=0)
     # Hard limit: the child is killed; the sweep waits this long before redoing a working stage.
     task_time_limit_s: int = Field(default=960, gt=0)
     worker_eta_task_limit: int = Field(default=2000, gt=0)
+    # The schedule's promoter stops pushing due messages onto a queue holding this many, so
+    # due work waits in the schedule (in order) rather than behind a backlog in the queue.
+    schedule_queue_depth: int = Field(default=200, gt=0)
     result_expires_s: int = Field(default=7 * 24 * 3600, gt=0)
     job_retention_s: int = Field(default=30 * 24 * 3600, gt=0)
     queue_name: str = "vidgo"

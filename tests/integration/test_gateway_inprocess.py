@@ -1,6 +1,6 @@
 """The gateway built in process around collaborators the test hands it, over a real Redis.
 
-No worker and no broker: ``dispatch`` is the test's own list, so what the gateway sends is
+No worker and no broker: messages go to the test's own queue, so what the gateway sends is
 visible, and the ledger it writes is a private prefix of the session's Redis.
 """
 
@@ -12,6 +12,7 @@ import secrets
 import httpx
 import pytest
 
+from tests.steps import StepLog
 from worker.celery_app import Producer
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.recovery import beat
@@ -28,12 +29,11 @@ KEY = "k-" + secrets.token_hex(8)
 def gateway(redis_server, redis_client):
     prefix = f"gw-{secrets.token_hex(4)}"
     settings = Settings(redis_url=redis_server.url, redis_key_prefix=prefix, gateway_api_keys=[KEY])
-    sent: list = []
+    sent = StepLog(redis_client, prefix)
     producer = Producer(
         settings,
         redis_client,
-        Ledger(redis_client, prefix=prefix),
-        dispatch=sent.append,
+        Ledger(redis_client, prefix=prefix, encode=sent),
         dispatch_webhook=lambda job_id, delay: None,
     )
     yield create_app(producer=producer), producer, sent
@@ -161,9 +161,7 @@ def test_an_empty_key_beside_a_real_one_never_opens_the_api(redis_server, redis_
     settings = Settings(
         redis_url=redis_server.url, redis_key_prefix="gw-empty", gateway_api_keys=["k1", ""]
     )
-    producer = Producer(
-        settings, redis_client, Ledger(redis_client, prefix="gw-empty"), dispatch=lambda s: None
-    )
+    producer = Producer(settings, redis_client, Ledger(redis_client, prefix="gw-empty"))
     app = create_app(producer=producer)
     for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer"}):
         assert call(app, "GET", "/v1/jobs/j1", headers=headers).status_code == 401
@@ -173,9 +171,7 @@ def test_a_body_that_never_arrives_is_answered_408_within_the_timeout(redis_serv
     settings = Settings(
         redis_url=redis_server.url, gateway_api_keys=[KEY], gateway_body_timeout_s=0.3
     )
-    producer = Producer(
-        settings, redis_client, Ledger(redis_client, prefix="gw-slow"), dispatch=lambda s: None
-    )
+    producer = Producer(settings, redis_client, Ledger(redis_client, prefix="gw-slow"))
     app = create_app(producer=producer)
     sent: list[dict] = []
 

@@ -8,6 +8,7 @@ import json
 import fakeredis
 import pytest
 
+from tests.steps import StepLog
 from worker.celery_app import Producer
 from worker.errors import ConfigError, InvalidRequest
 from worker.pipeline.ledger import JobState, Ledger
@@ -21,14 +22,14 @@ URL = "https://cdn.example/a.mp3"
 @pytest.fixture
 def world(make_settings):
     client = fakeredis.FakeRedis()
-    ledger = Ledger(client, prefix="t", retention_s=100)
-    steps, hooks, ends = [], [], []
+    steps = StepLog(client, "t")
+    ledger = Ledger(client, prefix="t", retention_s=100, encode=steps)
+    hooks, ends = [], []
     settings = make_settings(webhook_secret=SECRET)
     producer = Producer(
         settings,
         client,
         ledger,
-        dispatch=steps.append,
         dispatch_webhook=lambda job_id, delay: hooks.append(job_id),
         record_end=lambda job_id, code, message, cancelled=False: ends.append((job_id, code)),
         forget_result=lambda job_id: None,
@@ -44,7 +45,6 @@ def _with(producer, settings):
         settings,
         producer.redis,
         producer.ledger,
-        producer.dispatch,
         producer.dispatch_webhook,
         producer.record_end,
         producer.forget_result,

@@ -7,6 +7,7 @@ import json
 import fakeredis
 import pytest
 
+from tests.steps import StepLog
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.stages.context import TaskName
@@ -25,8 +26,8 @@ EVIL = json.dumps(
 @pytest.fixture
 def world():
     client = fakeredis.FakeRedis()
-    ledger = Ledger(client, prefix="t", retention_s=100)
-    sent = []
+    sent = StepLog(client, "t")
+    ledger = Ledger(client, prefix="t", retention_s=100, encode=sent)
     ledger.create("j1", REQUEST, token="t0")
     ledger.advance("j1", expect=JobState.QUEUED, token="t0", to=JobState.SUBMITTING, event="e")
     ledger.advance(
@@ -43,7 +44,7 @@ def world():
 
 
 def call(ledger, sent, token, body=EVIL, job_id="j1", **kwargs):
-    return handle_callback(ledger, sent.append, job_id, token, body, **kwargs)
+    return handle_callback(ledger, job_id, token, body, **kwargs)
 
 
 def test_the_right_token_wakes_the_poll_under_a_fresh_step_token(world):

@@ -866,6 +866,7 @@ EXPORTED_METRICS: dict[str, tuple[str, str, frozenset[str]]] = {
     "vidgo_stems_webhook_deliveries_total": ("counter", "process", frozenset({"outcome"})),
     "vidgo_stems_download_bytes_total": ("counter", "process", frozenset()),
     "vidgo_stems_recoveries_total": ("counter", "process", frozenset()),
+    "vidgo_stems_schedule_promoted_total": ("counter", "process", frozenset()),
     "vidgo_stems_cluster_scrape_ok": ("gauge", "endpoint", frozenset()),
     "vidgo_stems_jobs": ("gauge", "cluster", frozenset({"state"})),
     "celery_queue_length": ("gauge", "cluster", frozenset({"queue_name"})),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from tests.steps import StepLog
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.recovery import STEP_FOR_STATE, overdue_by, sweep
@@ -89,7 +90,7 @@ class Clock:
 @pytest.fixture
 def setup(redis_client, make_settings):
     clock = Clock()
-    ledger = Ledger(redis_client, prefix="p", clock=clock)
+    ledger = Ledger(redis_client, prefix="p", clock=clock, encode=StepLog(redis_client, "p"))
     settings = make_settings(sweep_grace_s=30, task_soft_time_limit_s=90, task_time_limit_s=100)
     return ledger, clock, settings
 
@@ -112,12 +113,12 @@ def test_sweep_leaves_jobs_alone_until_they_are_overdue(setup):
         fields={"next_due_at": clock.now + 20},
         event="e",
     )
-    sent = []
+    sent = StepLog(ledger.redis, "p")
     clock.now += 40
-    assert sweep(ledger, sent.append, settings, now=clock.now) == []
+    assert sweep(ledger, settings, now=clock.now) == []
     assert overdue_by(ledger.get("a"), clock.now, settings) < 0
     clock.now += 20
-    assert sweep(ledger, sent.append, settings, now=clock.now) == ["a"]
+    assert sweep(ledger, settings, now=clock.now) == ["a"]
     job = ledger.get("a")
     assert [(s.task, s.token) for s in sent] == [(TaskName.POLL, job.token)]
     assert job.token != "t1" and job.state is S.SUBMITTED
@@ -129,7 +130,7 @@ def test_a_message_from_before_the_kick_is_stale(setup):
     ledger, clock, settings = setup
     queued_job(ledger, "b")
     clock.now += 1000
-    sweep(ledger, lambda step: None, settings, now=clock.now)
+    sweep(ledger, settings, now=clock.now)
     assert not ledger.advance("b", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="late")
 
 
@@ -138,9 +139,9 @@ def test_working_states_get_the_task_time_limit_before_a_kick(setup):
     queued_job(ledger, "c")
     ledger.advance("c", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
     clock.now += 100
-    assert sweep(ledger, lambda step: None, settings, now=clock.now) == []
+    assert sweep(ledger, settings, now=clock.now) == []
     clock.now += 100
-    assert sweep(ledger, lambda step: None, settings, now=clock.now) == ["c"]
+    assert sweep(ledger, settings, now=clock.now) == ["c"]
 
 
 def test_every_active_state_has_a_step_to_redo():

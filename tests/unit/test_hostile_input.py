@@ -8,6 +8,7 @@ import json
 import fakeredis
 import pytest
 
+from tests.steps import StepLog
 from worker.batch.catalog import check_catalog
 from worker.errors import CatalogError, ConfigError, InvalidRequest, StemHostNotAllowed
 from worker.files.netsafe import check_webhook_url, is_public
@@ -56,7 +57,7 @@ def test_json_within_the_limits_parses_and_brackets_in_strings_do_not_count():
 @pytest.fixture
 def ledger():
     client = fakeredis.FakeRedis()
-    ledger = Ledger(client, prefix="t")
+    ledger = Ledger(client, prefix="t", encode=StepLog(client, "t"))
     ledger.create("j1", parse_request({"audio_url": "https://cdn.example/a.mp3"}), token="t0")
     yield ledger
     client.close()
@@ -77,8 +78,8 @@ def test_a_deep_callback_body_with_the_real_token_is_handled_in_every_state(ledg
     for src, dst in MOVES[state]:
         ledger.advance("j1", expect=src, token="t0", to=dst, event="e")
     token = ledger.get("j1").callback_token
-    sent = []
-    outcome = handle_callback(ledger, sent.append, "j1", token, DEEP)
+    outcome = handle_callback(ledger, "j1", token, DEEP)
+    sent = StepLog(ledger.redis, "t")
     expected = CallbackOutcome.WOKEN if state is JobState.SUBMITTED else CallbackOutcome.IGNORED
     assert outcome is expected
     assert len(sent) == (1 if state is JobState.SUBMITTED else 0)

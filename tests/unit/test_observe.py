@@ -167,9 +167,7 @@ def test_one_worker_reads_the_balance_once_per_period_and_a_failure_is_logged(
         return 1234
 
     def sweeper(reader):
-        return SweepThread(
-            client, Ledger(client, prefix="bal"), lambda step: None, settings, read_balance=reader
-        )
+        return SweepThread(client, Ledger(client, prefix="bal"), settings, read_balance=reader)
 
     assert sweeper(read).check_balance() == 1234
     assert sweeper(read).check_balance() is None  # another worker, within the period

@@ -1,8 +1,8 @@
 """StageTask, the base of the pipeline tasks: which errors it retries, with what countdown, and
 how it fails a job for permanent, exhausted and internal errors.
 
-The task body is replaced by one that raises; the ledger and gate run on fakeredis; ``retry``
-is captured rather than sent, so what is checked is the decision StageTask makes.
+The task body is replaced by one that raises; the ledger and gate run on fakeredis, and the
+retry StageTask puts into the schedule is read back from it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import redis.exceptions
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 import tasks.pipeline as pipeline
+from tests.steps import StepLog
 from worker import errors
 from worker.models import parse_request
 from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.states import TaskName
 from worker.vidgo.gate import VidgoGate
 
 
@@ -23,7 +25,8 @@ class FakeRuntime:
     def __init__(self, settings) -> None:
         self.settings = settings
         self.client = fakeredis.FakeRedis()
-        self.ledger = Ledger(self.client, prefix="t")
+        self.sent = StepLog(self.client, "t")
+        self.ledger = Ledger(self.client, prefix="t", encode=self.sent)
         self.gate = VidgoGate(self.client, prefix="t")
 
 
@@ -49,27 +52,22 @@ def job(rt):
     return "j1"
 
 
-def _run_raising(monkeypatch, exc: BaseException, *, retries: int):
-    """Call vidgo.poll's StageTask with a body that raises ``exc``; returns what retry got."""
-    got: dict = {}
-
-    def fake_retry(**kwargs):
-        got.update(kwargs)
-        return Retry("retry", exc=kwargs.get("exc"), when=kwargs.get("countdown"))
+def _run_raising(monkeypatch, exc: BaseException, *, retries: int, token: str = "tok"):
+    """Call vidgo.poll's StageTask with a body that raises ``exc``; returns the step it put into
+    the schedule (None when it scheduled none)."""
 
     def body(ctx, job_id, token):
         raise exc
 
     monkeypatch.setattr(pipeline, "run_poll", body)
-    monkeypatch.setattr(pipeline.poll, "retry", fake_retry)
     monkeypatch.setattr(pipeline.runtime(), "stage_context", lambda *a: None, raising=False)
     pipeline.poll.push_request(retries=retries)
     try:
-        with pytest.raises(Retry):
-            pipeline.poll(job_id="j1", token="tok")
+        pipeline.poll(job_id="j1", token=token)
     finally:
         pipeline.poll.pop_request()
-    return got
+    steps = list(pipeline.runtime().sent)
+    return steps[-1] if steps else None
 
 
 RETRYABLE = [
@@ -91,28 +89,55 @@ RETRYABLE = [
 def test_stage_task_retries_each_retryable_error_with_a_capped_jittered_countdown(
     monkeypatch, rt, job, exc, retries
 ):
-    got = _run_raising(monkeypatch, exc, retries=retries)
+    with pytest.raises(Retry) as raised:
+        _run_raising(monkeypatch, exc, retries=retries)
+    step = list(rt.sent)[-1]
     ceiling = min(60.0, 2.0 * 2**retries)
-    floor = getattr(exc, "retry_after_s", None) or 0.0
-    assert floor <= got["countdown"] <= max(ceiling, floor)
-    assert got["max_retries"] == 5
-    assert got["exc"] is exc
+    floor = max(getattr(exc, "retry_after_s", None) or 0.0, 2.0 * 2**retries / 2)
+    assert floor <= step.countdown_s <= max(ceiling, floor)
+    assert (step.task, step.token, step.retries) == (TaskName.POLL, "tok", retries + 1)
+    assert str(raised.value.exc) == str(exc) and raised.value.when == step.countdown_s
     assert rt.ledger.counters()["retries"] == 1
     assert rt.ledger.get(job).state is JobState.QUEUED  # a retry never fails the job
+    assert rt.client.zscore("t:schedule", "t:job:j1") is not None  # it waits in Redis
+
+
+def test_a_retry_never_comes_sooner_than_the_poll_floor(monkeypatch, make_settings, rt, job):
+    rt.settings = make_settings(
+        retry_backoff_base_s=0.1, retry_backoff_max_s=60.0, poll_min_interval_s=1.5
+    )
+    with pytest.raises(Retry):
+        _run_raising(monkeypatch, errors.VidgoUnavailable("502", status_code=502), retries=0)
+    assert list(rt.sent)[-1].countdown_s >= 1.5
+
+
+def test_retries_run_out_into_the_error_itself(monkeypatch, rt, job):
+    exc = errors.VidgoUnavailable("503 from Vidgo", status_code=503)
+    with pytest.raises(errors.VidgoUnavailable):
+        _run_raising(monkeypatch, exc, retries=5)
+    assert list(rt.sent) == []
+
+
+def test_a_retry_of_a_step_that_moved_on_schedules_nothing(monkeypatch, rt, job):
+    exc = errors.VidgoUnavailable("503 from Vidgo", status_code=503)
+    assert _run_raising(monkeypatch, exc, retries=0, token="stale") is None
 
 
 def test_stage_task_honours_retry_after_and_cools_every_worker_down_on_429(monkeypatch, rt, job):
     exc = errors.VidgoRateLimited("429", retry_after_s=40.0)
-    got = _run_raising(monkeypatch, exc, retries=0)
-    assert got["countdown"] == 40.0  # above the 2 s ceiling of a first retry: Retry-After wins
+    with pytest.raises(Retry):
+        _run_raising(monkeypatch, exc, retries=0)
+    # above the 2 s ceiling of a first retry: Retry-After wins
+    assert list(rt.sent)[-1].countdown_s == 40.0
     hold = rt.gate.cooldown()
     assert hold is not None and 39 < hold.remaining_s <= 40
     assert rt.ledger.counters()["rate_limit_cooldowns"] == 1
 
 
 def test_stage_task_caps_retry_after_at_the_backoff_cap(monkeypatch, rt, job):
-    got = _run_raising(monkeypatch, errors.VidgoRateLimited("429", retry_after_s=3600), retries=0)
-    assert got["countdown"] == 60.0
+    with pytest.raises(Retry):
+        _run_raising(monkeypatch, errors.VidgoRateLimited("429", retry_after_s=3600), retries=0)
+    assert list(rt.sent)[-1].countdown_s == 60.0
 
 
 def test_stage_task_does_not_retry_a_permanent_error(monkeypatch, rt, job):

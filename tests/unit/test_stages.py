@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from tests.manifests import assert_valid_manifest
+from tests.steps import StepLog
 from worker import errors
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
@@ -68,13 +69,13 @@ class FakeVidgo:
 class Harness:
     def __init__(self, settings, tmp_path):
         self.redis = fakeredis.FakeRedis()
-        self.ledger = Ledger(self.redis, prefix="t")
+        self.sent = StepLog(self.redis, "t")
+        self.ledger = Ledger(self.redis, prefix="t", encode=self.sent)
         self.vidgo = FakeVidgo()
         self.stems = {}
         self.stem_status = 200
         self.stem_requests = []
         self.failing_stems = set()
-        self.sent = []
         client = VidgoClient(settings, transport=httpx.MockTransport(self.vidgo))
         http = httpx.Client(transport=httpx.MockTransport(self.serve_stem))
         self.closers = [client.close, http.close, self.redis.close]
@@ -85,7 +86,6 @@ class Harness:
             gate=self.gate,
             storage=FileStorage(tmp_path / "stems"),
             scratch=StemStore(tmp_path / "scratch"),
-            dispatch=self.sent.append,
             vidgo_factory=lambda: client,
             http_factory=lambda: http,
             rng=random.Random(1),
@@ -223,12 +223,15 @@ def to_polling(h, output_type="general"):
 
 def test_poll_requeues_with_a_growing_countdown_until_finished(h):
     job_id = to_polling(h)
+    steps = []
     for status in ("not_started", "running", "running", "running"):
         h.vidgo.detail_answers.append(detail(status))
         assert run_poll(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
-    countdowns = [s.countdown_s for s in h.sent[1:]]
-    assert all(s.task is TaskName.POLL for s in h.sent[1:])
+        steps.append(h.sent[-1])
+    countdowns = [s.countdown_s for s in steps]
+    assert all(s.task is TaskName.POLL for s in steps)
     assert countdowns[-1] > countdowns[0] >= 2.0
+    assert len(h.sent) == 1, "each poll's entry replaces the one before in the schedule"
     job = h.ledger.get(job_id)
     assert (job.state, job.polls, job.vidgo_status) == (S.RUNNING, 4, "running")
 
@@ -640,3 +643,30 @@ def test_a_retried_download_keeps_the_stems_it_already_saved(h):
     assert run_download(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
     assert h.stem_requests == ["vocals.wav"]
     assert set(h.ledger.get(job_id).stems) == set(names)
+
+
+def test_with_callbacks_on_a_finished_answer_without_files_is_repolled_on_the_fast_schedule(
+    make_settings, tmp_path
+):
+    settings = make_settings(
+        public_callback_base_url="https://hooks.example.com",
+        callback_poll_initial_s=20,
+        callback_poll_max_s=120,
+        poll_initial_s=3,
+        poll_min_interval_s=2,
+        poll_jitter_ratio=0,
+        empty_finished_repolls=2,
+    )
+    h = Harness(settings, tmp_path)
+    try:
+        h.vidgo.submit_answers.append(submitted())
+        run_submit(h.ctx, h.enqueue(), "t0")
+        h.vidgo.detail_answers.append(detail("running"))
+        run_poll(h.ctx, "job1", h.last_token())
+        assert h.sent[-1].countdown_s >= 20  # still running: the slow safety net
+        h.vidgo.detail_answers.append(detail("finished"))
+        assert run_poll(h.ctx, "job1", h.last_token()) is Outcome.HANDED_OFF
+        assert h.sent[-1].task is TaskName.POLL and h.sent[-1].countdown_s == 3
+    finally:
+        for close in h.closers:
+            close()

@@ -9,6 +9,7 @@ import hashlib
 import fakeredis
 import pytest
 
+from tests.steps import StepLog
 from worker.celery_app import Producer
 from worker.errors import InvalidRequest, JobConflict
 from worker.files.storage import FileStorage
@@ -38,14 +39,14 @@ def p(make_settings, tmp_path):
     producer = Producer(
         make_settings(webhook_secret=SECRET, max_subscribers_per_job=3),
         client,
-        Ledger(client, prefix="t", clock=Clock()),
-        dispatch=steps.append,
+        Ledger(client, prefix="t", clock=Clock(), encode=StepLog(client, "t")),
         dispatch_webhook=lambda job_id, delay: steps.append(("webhook", job_id)),
         record_end=lambda *a, **k: None,
         forget_result=lambda job_id: steps.append(("forget", job_id)),
         _storage=FileStorage(tmp_path / "stored"),
     )
     producer.steps = steps
+    producer.sent = StepLog(client, "t")  # the steps the ledger sent itself (retries)
     yield producer
     client.close()
 
@@ -83,7 +84,7 @@ def test_three_callers_of_one_track_share_one_job_each_with_their_own_subscripti
     first, second, third = subscribe(p, 3)
     assert first.job_id == second.job_id == third.job_id and first.created and not second.created
     assert len({first.subscription_id, second.subscription_id, third.subscription_id}) == 3
-    assert [s.task for s in p.steps] == [TaskName.SUBMIT]  # one job, one submit, one payment
+    assert [s.task for s in p.sent] == [TaskName.SUBMIT]  # one job, one submit, one payment
     view = api.get_job(first.job_id, subscription_id=second.subscription_id, producer=p)
     assert view.subscribers == 3
     assert view.subscription.metadata == {"user": 1} and view.metadata == {"user": 1}
@@ -151,7 +152,7 @@ def test_enqueueing_a_failed_job_again_says_how_to_retry_and_retry_failed_does_i
     assert again.retried and again.state is JobState.QUEUED
     job = p.ledger.get(first.job_id)
     assert job.state is JobState.QUEUED and job.error_code is None and job.retry_count == 1
-    assert p.steps[-1].task is TaskName.SUBMIT and p.steps[-1].token == job.token
+    assert p.sent[-1].task is TaskName.SUBMIT and p.sent[-1].token == job.token
     assert ("forget", first.job_id) in p.steps
     events = [e["event"] for e in p.ledger.history(first.job_id)]
     assert events == ["enqueued", "end", "retried"]  # the history is kept
@@ -168,7 +169,7 @@ def test_a_retry_post_processes_again_when_every_stem_is_still_stored(p):
     plan = plan_retry(p.ledger.get(job_id), p.storage, now=NOW)
     assert plan.to is JobState.POSTPROCESSING and not plan.may_pay
     view = api.retry(job_id, producer=p)
-    assert view.state is JobState.POSTPROCESSING and p.steps[-1].task is TaskName.POSTPROCESS
+    assert view.state is JobState.POSTPROCESSING and p.sent[-1].task is TaskName.POSTPROCESS
 
 
 def test_a_retry_downloads_again_while_vidgo_still_serves_the_stems(p):
@@ -202,7 +203,7 @@ def test_a_retry_polls_paid_tasks_of_the_last_day_before_any_new_submit(p):
     api.retry(job_id, producer=p)
     job = p.ledger.get(job_id)
     assert job.tasks_at_retry == 2 and job.live_task_ids == ("t1", "t2")
-    assert p.steps[-1].task is TaskName.POLL
+    assert p.sent[-1].task is TaskName.POLL
 
 
 def test_a_retry_of_a_job_whose_tasks_failed_at_vidgo_submits_again(p):

@@ -40,7 +40,9 @@ from worker.batch.results import (
 from worker.batch.store import BatchStore, job_states
 from worker.celery_app import Producer
 from worker.errors import BatchError, JobConflict
-from worker.pipeline.ledger import JobState, Ledger
+from worker.models import validate_metadata
+from worker.pipeline.ledger import JobState, Ledger, NewJob, Subscription, new_token
+from worker.pipeline.states import Step, TaskName
 from worker.web.api import Enqueued, enqueue_request
 
 __all__ = ["INVALID", "BatchError", "BatchOptions", "BatchRunner", "Progress", "jobs_to_submit"]
@@ -219,8 +221,28 @@ class BatchRunner:
             self._watch()
 
     def _enqueue(self, pool: ThreadPoolExecutor, rows: list[CatalogRow]) -> None:
-        firsts = {row.job_id: row for row in reversed(rows)}  # the first row of each job
-        enqueued = list(pool.map(self._submit_one, firsts.values()))
+        """Create the chunk's new jobs in pipelined bulk steps (each job created, subscribed
+        and its submit message pushed in one script); jobs that already existed take the
+        one-by-one path, which knows about ended, retried and full jobs."""
+        firsts = list({row.job_id: row for row in reversed(rows)}.values())  # first row per job
+        sub_id = f"batch-{self.batch_id}"  # one per job per batch: a resume does not add more
+        new_jobs = []
+        for row in firsts:
+            token = new_token()
+            metadata = validate_metadata(row.metadata) if row.metadata else None
+            subscription = Subscription.new(sub_id=sub_id, metadata=metadata)
+            step = Step(TaskName.SUBMIT, row.job_id, token)
+            new_jobs.append(NewJob(row.job_id, row.request, token, subscription, step))
+        found = self.ledger.enqueue_many(
+            new_jobs, max_subscribers=self.producer.settings.max_subscribers_per_job
+        )
+        enqueued = [
+            Enqueued(row.job_id, True, f.job.state, sub_id)
+            for row, f in zip(firsts, found, strict=True)
+            if f.created
+        ]
+        existing = [row for row, f in zip(firsts, found, strict=True) if not f.created]
+        enqueued += list(pool.map(self._submit_one, existing))
         self.store.add_jobs([e.job_id for e in enqueued])
         self.progress.fed += len(enqueued)
         for row in rows:

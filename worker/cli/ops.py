@@ -246,7 +246,7 @@ def resume_submits() -> None:
 
     p = producer()
     VidgoGate(p.redis, prefix=p.settings.redis_key_prefix).resume_submits()
-    woken = wake_waiting_submits(p.ledger, p.dispatch)
+    woken = wake_waiting_submits(p.ledger)
     click.echo(f"submits resumed; {len(woken)} waiting job(s) submitted again now")
 
 

@@ -19,12 +19,12 @@ from prometheus_client.registry import Collector
 from worker.keys import Keys
 from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.recovery import workers_seen
+from worker.pipeline.states import POLLING_STATES
 from worker.settings import Settings
 from worker.vidgo.gate import VidgoGate
 from worker.vidgo.limits import Kind, configured_rate
 
 #: Jobs waiting for their next poll.
-POLLING_STATES = (JobState.SUBMITTED, JobState.RUNNING)
 #: At most this many polling jobs are read to find overdue polls (the oldest created first).
 OVERDUE_SAMPLE = 20_000
 #: A poll this late counts as overdue (a poll a moment late is only in the queue).

@@ -88,6 +88,10 @@ DOWNLOAD_BYTES = Counter("vidgo_stems_download_bytes", "Stem bytes downloaded fr
 RECOVERIES = Counter(
     "vidgo_stems_recoveries", "Jobs the recovery sweep sent on again after a lost message."
 )
+SCHEDULE_PROMOTED = Counter(
+    "vidgo_stems_schedule_promoted",
+    "Waiting messages this worker's promoter pushed onto their Celery queue when due.",
+)
 
 
 def vidgo_outcome(status: int | None, *, timeout: bool = False) -> str:

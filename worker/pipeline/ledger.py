@@ -18,6 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
@@ -36,6 +37,7 @@ from worker.pipeline.states import (
     TERMINAL_STATES,
     TRANSITIONS,
     JobState,
+    Step,
     new_token,
     state_list,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "JobRecord",
     "JobState",
     "Ledger",
+    "NewJob",
     "Subscription",
     "new_token",
 ]
@@ -72,8 +75,10 @@ class Ledger:
         clock: Callable[[], float] = time.time,
         durable_replicas: int = 0,
         durable_timeout_s: float = 30.0,
+        encode: Callable[[Step], tuple[str, str]] | None = None,
     ) -> None:
         self._redis = client
+        self._encode = encode
         self._durability = Durability(
             client, replicas=durable_replicas, timeout_s=durable_timeout_s
         )
@@ -178,71 +183,118 @@ class Ledger:
         subscription: Subscription | None = None,
         max_subscribers: int = 100,
         take_subscribers_when_failed: bool = False,
+        step: Step | None = None,
     ) -> Enqueue:
         """Find or create the job and subscribe the caller, in one atomic step.
 
         A job that ended FAILED or CANCELLED takes no new subscriber (its caller is to retry it)
         unless ``take_subscribers_when_failed``. The creator's webhook URL and metadata are also
-        the job's own.
+        the job's own. ``step`` (the first message) is pushed onto its queue in the same step
+        when the job is new.
         """
-        now = self._clock()
-        optional: dict[str, Any] = {}
-        if subscription is not None:
-            optional = {"webhook_url": subscription.webhook_url, "metadata": subscription.metadata}
-        fields = {
-            **{k: json.dumps(v) for k, v in optional.items() if v},
-            "state": JobState.QUEUED.value,
-            "token": token,
-            "request": json.dumps(request.model_dump(mode="json")),
-            "created_at": json.dumps(now),
-            "updated_at": json.dumps(now),
-            "callback_token": json.dumps(secrets.token_urlsafe(24)),
-        }
-        entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
-        refused = () if take_subscribers_when_failed else (JobState.FAILED, JobState.CANCELLED)
-
-        def create(client: Any) -> Any:
-            return self._create(
-                keys=[
-                    self.job_key(job_id),
-                    self.history_key(job_id),
-                    self.active_key,
-                    self.keys.state_index(JobState.QUEUED.value),
-                    self.keys.created,
-                    self.keys.subscriptions(job_id),
-                    self.keys.hooks(job_id),
-                    self.webhooks_due_key,
-                ],
-                args=[
-                    now,
-                    entry,
-                    JobState.QUEUED.value,
-                    subscription.sub_id if subscription else "",
-                    subscription.to_json() if subscription else "",
-                    "1" if subscription and subscription.webhook_url else "0",
-                    max_subscribers,
-                    state_list(tuple(refused)),
-                    *_pairs(fields),
-                ],
-                client=client,
-            )
-
+        call = self._creation(
+            NewJob(job_id, request, token, subscription, step),
+            max_subscribers=max_subscribers,
+            take_subscribers_when_failed=take_subscribers_when_failed,
+        )
         if self._durability.replicas:
             result = self._durability.write(
-                create,
+                call.run,
                 applied=lambda r: bool(r[0]),
                 landed=lambda: bool(self._redis.exists(self.job_key(job_id))),
                 touch=self.job_key(job_id),
                 what=f"job {job_id}'s creation",
             )
         else:
-            result = create(self._redis)
+            result = call.run(self._redis)
+        return self._found(call, result)
+
+    def enqueue_many(
+        self, jobs: list[NewJob], *, max_subscribers: int = 100, chunk: int = 500
+    ) -> list[Enqueue]:
+        """:meth:`enqueue` for many jobs, pipelined ``chunk`` at a time (one round trip each);
+        each job is still created, subscribed and sent in its own atomic step."""
+        if self._durability.replicas:  # each creation waits for its replicas
+            return [
+                self.enqueue(
+                    j.job_id,
+                    j.request,
+                    token=j.token,
+                    subscription=j.subscription,
+                    max_subscribers=max_subscribers,
+                    step=j.step,
+                )
+                for j in jobs
+            ]
+        found: list[Enqueue] = []
+        for start in range(0, len(jobs), chunk):
+            calls = [
+                self._creation(j, max_subscribers=max_subscribers)
+                for j in jobs[start : start + chunk]
+            ]
+            pipe = self._redis.pipeline(transaction=False)
+            for call in calls:
+                call.run(pipe)
+            results = pipe.execute()
+            found += [self._found(c, r) for c, r in zip(calls, results, strict=True)]
+        return found
+
+    def _creation(
+        self,
+        new: NewJob,
+        *,
+        max_subscribers: int,
+        take_subscribers_when_failed: bool = False,
+    ) -> _Creation:
+        now = self._clock()
+        job_id, subscription = new.job_id, new.subscription
+        optional: dict[str, Any] = {}
+        if subscription is not None:
+            optional = {"webhook_url": subscription.webhook_url, "metadata": subscription.metadata}
+        fields = {
+            **{k: json.dumps(v) for k, v in optional.items() if v},
+            "state": JobState.QUEUED.value,
+            "token": new.token,
+            "request": json.dumps(new.request.model_dump(mode="json")),
+            "created_at": json.dumps(now),
+            "updated_at": json.dumps(now),
+            "callback_token": json.dumps(secrets.token_urlsafe(24)),
+        }
+        entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
+        refused = () if take_subscribers_when_failed else (JobState.FAILED, JobState.CANCELLED)
+        queue, message = self.encode(new.step) if new.step is not None else (self.active_key, "")
+        keys = [
+            self.job_key(job_id),
+            self.history_key(job_id),
+            self.active_key,
+            self.keys.state_index(JobState.QUEUED.value),
+            self.keys.created,
+            self.keys.subscriptions(job_id),
+            self.keys.hooks(job_id),
+            self.webhooks_due_key,
+            queue,
+        ]
+        args = [
+            now,
+            entry,
+            JobState.QUEUED.value,
+            subscription.sub_id if subscription else "",
+            subscription.to_json() if subscription else "",
+            "1" if subscription and subscription.webhook_url else "0",
+            max_subscribers,
+            state_list(tuple(refused)),
+            message,
+            *_pairs(fields),
+        ]
+        return _Creation(job_id, fields, lambda client: self._create(keys, args, client=client))
+
+    def _found(self, call: _Creation, result: Any) -> Enqueue:
         created, _, subscribed = result
         if created:  # what was written is the whole job: no need to read it back
             metrics.JOBS_ENTERED.labels(JobState.QUEUED.value).inc()
-            job = JobRecord.from_hash(job_id, fields)
+            job = JobRecord.from_hash(call.job_id, call.fields)
         else:
-            found = self.get(job_id)
+            found = self.get(call.job_id)
             assert found is not None, "job vanished right after create"
             job = found
         return Enqueue(job, bool(created), int(subscribed))
@@ -261,12 +313,15 @@ class Ledger:
         detail: Mapping[str, Any] | None = None,
         unless_subscribed: bool = False,
         durable: bool = False,
+        step: Step | None = None,
     ) -> bool:
         """Apply a move when the job is in ``expect`` and holds ``token``; False when it is not.
 
         ``to=None`` keeps the state (a guarded update). ``token=None`` skips the token check
         (for operator actions). ``unless_subscribed`` applies the move only while the job has
         no subscriber left. ``durable`` waits for replicas (see :mod:`worker.pipeline.durable`).
+        ``step`` is the job's next message, sent by the same step: onto its queue when due
+        now, else into the schedule (:mod:`worker.pipeline.schedule`).
         Raises IllegalTransition for a move the machine does not have.
         """
         expected = [expect] if isinstance(expect, JobState) else list(expect)
@@ -278,6 +333,7 @@ class Ledger:
         entry = {"to": to.value if to else None, "at": now, "event": event, **(detail or {})}
         set_pairs = _pairs({k: json.dumps(v) for k, v in (fields or {}).items()})
         incr_pairs = _pairs({k: str(int(v)) for k, v in (incr or {}).items()})
+        queue, message = self.encode(step) if step is not None else (self.keys.prefix, "")
         keys = [
             self.job_key(job_id),
             self.history_key(job_id),
@@ -287,6 +343,10 @@ class Ledger:
             self.keys.ended,
             self.keys.subscriptions(job_id),
             self.keys.hooks(job_id),
+            self.keys.schedule,
+            self.keys.schedule_messages,
+            self.keys.schedule_wake,
+            queue,
         ]
         args = [
             state_list(tuple(expected)),
@@ -300,6 +360,8 @@ class Ledger:
             state_list(SLOT_FREE_STATES),
             self.keys.state_index_prefix,
             "1" if unless_subscribed else "0",
+            repr(now + step.countdown_s) if step is not None else "0",
+            message,
             len(set_pairs) // 2,
             *set_pairs,
             *incr_pairs,
@@ -322,6 +384,12 @@ class Ledger:
         if ok and to is not None and _text(was) != to.value:
             self._moved(job_id, _text(was), to, event, _json_text(after[0]) if after else None)
         return bool(ok)
+
+    def encode(self, step: Step) -> tuple[str, str]:
+        """The queue and the message for ``step``."""
+        if self._encode is None:
+            raise RuntimeError("this ledger was built without a message encoder")
+        return self._encode(step)
 
     def _moved(
         self, job_id: str, was: str, to: JobState, event: str, vidgo_task_id: str | None
@@ -388,7 +456,8 @@ class Ledger:
         pipe.zrem(
             self.webhooks_due_key, *(self.keys.outbox_member(job_id, sub) for sub in subs or [""])
         )
-        indexes = [self.keys.ended, self.keys.active, self.in_flight_key]
+        pipe.hdel(self.keys.schedule_messages, key)
+        indexes = [self.keys.ended, self.keys.active, self.in_flight_key, self.keys.schedule]
         indexes += [self.keys.created, *(self.keys.state_index(s.value) for s in JobState)]
         for index in indexes:
             pipe.zrem(index, key)
@@ -402,6 +471,25 @@ class Ledger:
             self._redis.zrangebyscore(self.active_key, "-inf", cutoff, start=0, num=limit),
         )
         return [self.job_id_of(k) for k in keys]
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job to find or create: its id, request, first step token, the caller's
+    subscription, and the first message to send when it is new."""
+
+    job_id: str
+    request: JobRequest
+    token: str
+    subscription: Subscription | None = None
+    step: Step | None = None
+
+
+@dataclass(frozen=True)
+class _Creation:
+    job_id: str
+    fields: dict[str, str]
+    run: Callable[[Any], Any]
 
 
 def _pairs(mapping: Mapping[str, Any]) -> list[Any]:

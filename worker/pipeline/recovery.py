@@ -1,13 +1,15 @@
 """The recovery sweep: drive on, from the ledger, jobs whose next message was lost.
 
-A message can vanish while the ledger still expects it: Redis restarted and lost its last
-writes, a whole worker was killed with countdown messages in its memory (Redis gives those back
-only after the visibility timeout), or a worker died between a hand-off and its send. Every
-hand-off records when the next message is due (``next_due_at``); a job still in the same state
-well past that (``sweep_grace_s``, plus the task time limit for stages that may be running) is
-*kicked*: one compare-and-set installs a fresh step token and the matching message is sent.
-Any late copy of the old message then finds a stale token and does nothing, so a kick can never
-make work happen twice. A job kicked while SUBMITTING meets the ambiguous-submit policy.
+A hand-off writes the next message in the same script that moves the job (onto its queue, or
+into the schedule), so no crash separates the two. The sweep is the consistency check over
+that: a message can still vanish when Redis restarts and loses its last writes, or when a
+producer died between creating a job and sending its first message. Every hand-off records
+when the next message is due (``next_due_at``); a job still in the same state well past that
+(``sweep_grace_s``, plus the task time limit for stages that may be running) and with no entry
+waiting in the schedule is *kicked*: one script installs a fresh step token and sends the
+matching message. Any late copy of the old message then finds a stale token and does nothing,
+so a kick can never make work happen twice. A job kicked while SUBMITTING meets the
+ambiguous-submit policy.
 
 Every worker runs :class:`SweepThread`; a Redis lock lets one sweep run at a time. The same
 sweep sends ``vidgo.purge`` to apply retention (``VIDGO_STEMS_PURGE_AFTER_S``) when it is set.
@@ -33,6 +35,7 @@ from worker.keys import Keys
 from worker.observe import metrics
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
 from worker.pipeline.outbox import redispatch_overdue
+from worker.pipeline.schedule import Schedule
 from worker.pipeline.states import STATES, Step
 from worker.settings import Settings
 from worker.vidgo.gate import VidgoGate
@@ -54,21 +57,26 @@ def overdue_by(job: JobRecord, now: float, settings: Settings) -> float:
 
 def sweep(
     ledger: Ledger,
-    dispatch: Callable[[Step], None],
     settings: Settings,
     *,
     now: float | None = None,
     limit: int = 1000,
 ) -> list[str]:
-    """Kick every overdue active job once; returns the ids kicked."""
+    """Kick every overdue active job that has no entry waiting in the schedule; returns the
+    ids kicked."""
     now = time.time() if now is None else now
     kicked = []
-    for job_id in ledger.active_job_ids(older_than_s=settings.sweep_grace_s, limit=limit):
+    candidates = ledger.active_job_ids(older_than_s=settings.sweep_grace_s, limit=limit)
+    schedule = Schedule(ledger.redis, ledger.keys.prefix)
+    waiting = schedule.due_of([ledger.job_key(job_id) for job_id in candidates])
+    for job_id, due in zip(candidates, waiting, strict=True):
+        if due is not None:
+            continue  # its message waits in the schedule: the promoter will send it
         job = ledger.get(job_id)
         if job is None or job.state.is_terminal or overdue_by(job, now, settings) <= 0:
             continue
         late = round(overdue_by(job, now, settings), 1)
-        if kick(ledger, dispatch, job, now=now, event="recovered", detail={"overdue_s": late}):
+        if kick(ledger, job, now=now, event="recovered", detail={"overdue_s": late}):
             ledger.bump_counter("recoveries")
             metrics.RECOVERIES.inc()
             kicked.append(job_id)
@@ -80,16 +88,15 @@ def sweep(
 
 def kick(
     ledger: Ledger,
-    dispatch: Callable[[Step], None],
     job: JobRecord,
     *,
     now: float,
     event: str,
     detail: dict[str, object] | None = None,
 ) -> bool:
-    """Re-dispatch ``job``'s current step now under a fresh token; False if it moved meanwhile."""
+    """Send ``job``'s current step now under a fresh token; False if it moved meanwhile."""
     token = new_token()
-    moved = ledger.advance(
+    return ledger.advance(
         job.job_id,
         expect=job.state,
         token=job.token,
@@ -99,22 +106,18 @@ def kick(
         incr={"recoveries": 1} if event == "recovered" else None,
         event=event,
         detail=detail,
+        step=Step(STEP_FOR_STATE[job.state], job.job_id, token),
     )
-    if moved:
-        dispatch(Step(STEP_FOR_STATE[job.state], job.job_id, token))
-    return moved
 
 
-def wake_waiting_submits(
-    ledger: Ledger, dispatch: Callable[[Step], None], *, now: float | None = None
-) -> list[str]:
+def wake_waiting_submits(ledger: Ledger, *, now: float | None = None) -> list[str]:
     """Submit now every QUEUED job that waits for a later try (after a credits pause ends)."""
     now = time.time() if now is None else now
     woken = []
     for job_id in ledger.active_job_ids(older_than_s=-1e12, limit=1_000_000):
         job = ledger.get(job_id)
         waiting = job is not None and job.state is JobState.QUEUED and (job.next_due_at or 0) > now
-        if waiting and job is not None and kick(ledger, dispatch, job, now=now, event="woken"):
+        if waiting and job is not None and kick(ledger, job, now=now, event="woken"):
             woken.append(job_id)
     return woken
 
@@ -128,7 +131,6 @@ class SweepThread(threading.Thread):
         self,
         client: redis.Redis,
         ledger: Ledger,
-        dispatch: Callable[[Step], None],
         settings: Settings,
         *,
         dispatch_webhook: Callable[[str, float], None] | None = None,
@@ -143,7 +145,6 @@ class SweepThread(threading.Thread):
         self._dispatch_purge = dispatch_purge
         self._redis = client
         self._ledger = ledger
-        self._dispatch = dispatch
         self._dispatch_webhook = dispatch_webhook
         self._settings = settings
         self._hostname = hostname or socket.gethostname()
@@ -187,7 +188,7 @@ class SweepThread(threading.Thread):
             # Purging talks to the storage layer; that happens in a pool child (vidgo.purge),
             # never in this process, which forks the children (obstore is not fork-safe).
             self._dispatch_purge()
-        swept = sweep(self._ledger, self._dispatch, self._settings)
+        swept = sweep(self._ledger, self._settings)
         self.check_balance()  # last: a slow Vidgo must not hold up the sweep
         return swept
 

@@ -91,7 +91,6 @@ def plan_retry(job: JobRecord, storage: Storage, *, now: float) -> RetryPlan:
 def retry_job(
     ledger: Ledger,
     storage: Storage,
-    dispatch: Callable[[Step], None],
     job_id: str,
     *,
     now: float,
@@ -120,13 +119,13 @@ def retry_job(
         incr={"retry_count": 1},
         event="retried",
         detail={"error": job.error_code, "reason": plan.reason, "by": by},
+        step=Step(plan.task, job_id, token),
     )
     if not moved:
         raise JobConflict(f"job {job_id} changed while it was being retried: try again")
     Outbox(ledger).clear_job(job_id)
     forget_result(job_id)
     ledger.bump_counter("job_retries")
-    dispatch(Step(plan.task, job_id, token))
     log.info("job %s retried from %s: %s", job_id, plan.to.value, plan.reason)
     return plan
 

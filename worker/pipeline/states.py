@@ -118,6 +118,10 @@ TRANSITIONS: frozenset[tuple[JobState, JobState]] = frozenset(
 )
 
 
+#: The states in which a job waits on Vidgo and is polled.
+POLLING_STATES = (JobState.SUBMITTED, JobState.RUNNING)
+
+
 def states_of(task: TaskName) -> tuple[JobState, ...]:
     """The states in which a message of ``task`` may act."""
     return tuple(s for s in JobState if STATES[s].task is task)
@@ -135,9 +139,11 @@ def new_token() -> str:
 
 @dataclass(frozen=True)
 class Step:
-    """The next message to send: task, job, the token it carries, and when it is due."""
+    """The next message to send: task, job, the token it carries, when it is due, and how
+    many times this stage was retried before (Celery's ``retries``)."""
 
     task: TaskName
     job_id: str
     token: str
     countdown_s: float = 0.0
+    retries: int = 0

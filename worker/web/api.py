@@ -144,6 +144,7 @@ def enqueue_request(
         subscription=sub,
         max_subscribers=settings.max_subscribers_per_job,
         take_subscribers_when_failed=retry_failed,
+        step=Step(TaskName.SUBMIT, job_id, token),
     )
     job = found.job
     if found.subscribed < 0:
@@ -151,15 +152,14 @@ def enqueue_request(
             f"job {job_id} already has {settings.max_subscribers_per_job} subscribers "
             "(VIDGO_STEMS_MAX_SUBSCRIBERS_PER_JOB): read it with GET /v1/jobs/{id} instead"
         )
-    if found.created:
-        p.dispatch(Step(TaskName.SUBMIT, job_id, token))
+    if found.created:  # its submit message went with it
         log.info("job %s enqueued (%s, %s)", job_id, request.model_name, request.output_type)
         return Enqueued(job_id, True, job.state, sub.sub_id)
     if job.state in RETRYABLE:
         if not retry_failed:
             raise JobConflict(ended_message(job_id, job.state, job.error_code, job.error_message))
         plan = retry_job(
-            p.ledger, p.storage, p.dispatch, job_id, now=time.time(), forget_result=p.forget_result
+            p.ledger, p.storage, job_id, now=time.time(), forget_result=p.forget_result
         )
         return Enqueued(job_id, False, plan.to, sub.sub_id, retried=True)
     log.info("job %s already exists (%s); caller subscribed", job_id, job.state.value)
@@ -210,9 +210,7 @@ def list_jobs(
 def retry(job_id: str, *, producer: Producer | None = None) -> JobView:
     """Start a FAILED or CANCELLED job again from the first step that still needs doing."""
     p = producer or default_producer()
-    retry_job(
-        p.ledger, p.storage, p.dispatch, job_id, now=time.time(), forget_result=p.forget_result
-    )
+    retry_job(p.ledger, p.storage, job_id, now=time.time(), forget_result=p.forget_result)
     view = get_job(job_id, producer=p)
     assert view is not None, "a job just retried is in the ledger"
     return view

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -23,7 +22,7 @@ from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
 from worker.models import validate_job_id
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import kick
-from worker.pipeline.states import Step, TaskName, states_of
+from worker.pipeline.states import TaskName, states_of
 from worker.vidgo.parse import unwrap_data
 
 log = logging.getLogger(__name__)
@@ -59,7 +58,6 @@ def callback_hint(body: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> dict[str,
 
 def handle_callback(
     ledger: Ledger,
-    dispatch: Callable[[Step], None],
     job_id: str,
     token: str,
     body: bytes,
@@ -85,7 +83,7 @@ def handle_callback(
     hint = callback_hint(body, limits)
     if not ledger.first_callback_within(job_id, debounce_s):
         return CallbackOutcome.DUPLICATE
-    if not kick(ledger, dispatch, job, now=now, event="callback", detail={"hint": hint}):
+    if not kick(ledger, job, now=now, event="callback", detail={"hint": hint}):
         return CallbackOutcome.IGNORED  # it moved on meanwhile; its own step carries on
     ledger.bump_counter("callbacks_woken")
     log.info("job %s: Vidgo callback (%s) woke the poll", job_id, hint)

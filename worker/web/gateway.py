@@ -205,7 +205,6 @@ def _add_vidgo_and_health_routes(app: FastAPI, producer: Producer) -> None:
         outcome = await run_in_threadpool(
             handle_callback,
             producer.ledger,
-            producer.dispatch,
             job_id,
             token,
             body,

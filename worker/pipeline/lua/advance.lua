@@ -1,46 +1,54 @@
 -- Compare-and-set one job: apply a move only when the job is in an expected state and holds
 -- the expected step token.
 -- KEYS: job hash, history list, active-jobs zset, webhooks-due zset, Vidgo in-flight zset,
---       ended-jobs zset, subscriptions hash, the set of subscriptions with a webhook.
+--       ended-jobs zset, subscriptions hash, the set of subscriptions with a webhook,
+--       the schedule zset, the schedule's messages hash, the promoter's wake list, and the
+--       Celery queue (a list) the next message goes to.
 -- ARGV: [1] allowed states ",A,B,"; [2] expected token ("" = any); [3] new state ("" = keep);
 --       [4] new token ("" = keep); [5] now; [6] history entry JSON (without "from");
 --       [7] ttl once ended; [8] the terminal states ",A,B,"; [9] states that hold no
 --       in-flight slot ",A,B,"; [10] the per-state index key prefix; [11] "1" to apply only
---       while the job has no subscriber; [12] n_set; then n_set field/value pairs, then
---       field/increment pairs.
+--       while the job has no subscriber; [12] when the next message is due; [13] that message
+--       ("" = none); [14] n_set; then n_set field/value pairs, then field/increment pairs.
 -- Returns {1, state before, vidgo_task_id after (JSON)} or {0, state (or '')}.
 -- The per-state indexes (zsets scored by creation time, for listing) follow every move here.
 -- A job that ends puts one entry per subscriber with a webhook ("<job key>#<subscription>")
 -- into the webhooks-due zset in the same step, so no completion webhook can be lost between
 -- the end and the send. A job moving to a state that holds no Vidgo slot leaves the in-flight
--- set in the same step, so no slot leaks.
-local current = redis.call('HMGET', KEYS[1], 'state', 'token', 'vidgo_task_id')
+-- set in the same step, so no slot leaks. The job's next message is written in the same step
+-- too: pushed onto its Celery queue when due now, else put in the schedule (one entry per
+-- job, replacing any earlier one) for the promoter to push when due. A job that ends leaves
+-- the schedule. So a hand-off can neither lose its message nor send it twice.
+local current = redis.call('HMGET', KEYS[1], 'state', 'token', 'vidgo_task_id', 'created_at')
 local state = current[1]
 if not state then return {0, ''} end
 if not string.find(ARGV[1], ',' .. state .. ',', 1, true) then return {0, state} end
 if ARGV[2] ~= '' and current[2] ~= ARGV[2] then return {0, state} end
 if ARGV[11] == '1' and redis.call('HLEN', KEYS[7]) > 0 then return {0, state} end
 local task = current[3] or ''
-local n_set = tonumber(ARGV[12])
-local i = 13
+local to = state
+if ARGV[3] ~= '' then to = ARGV[3] end
+-- One HSET for every field: the given ones, the state, the time, and the fresh token.
+local sets = {'state', to, 'updated_at', ARGV[5]}
+if ARGV[4] ~= '' then sets[5] = 'token'; sets[6] = ARGV[4] end
+local n_set = tonumber(ARGV[14])
+local i = 15
 for _ = 1, n_set do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  sets[#sets + 1] = ARGV[i]
+  sets[#sets + 1] = ARGV[i + 1]
   if ARGV[i] == 'vidgo_task_id' then task = ARGV[i + 1] end
   i = i + 2
 end
+redis.call('HSET', KEYS[1], unpack(sets))
 while i <= #ARGV do
   redis.call('HINCRBY', KEYS[1], ARGV[i], tonumber(ARGV[i + 1]))
   i = i + 2
 end
-local to = state
-if ARGV[3] ~= '' then to = ARGV[3] end
-redis.call('HSET', KEYS[1], 'state', to, 'updated_at', ARGV[5])
 if to ~= state then
-  local created = tonumber(redis.call('HGET', KEYS[1], 'created_at')) or tonumber(ARGV[5])
+  local created = tonumber(current[4]) or tonumber(ARGV[5])
   redis.call('ZREM', ARGV[10] .. state, KEYS[1])
   redis.call('ZADD', ARGV[10] .. to, created, KEYS[1])
 end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'token', ARGV[4]) end
 redis.call('RPUSH', KEYS[2], '{"from":"' .. state .. '",' .. string.sub(ARGV[6], 2))
 if string.find(ARGV[9], ',' .. to .. ',', 1, true) then
   redis.call('ZREM', KEYS[5], KEYS[1])
@@ -55,11 +63,30 @@ if string.find(ARGV[8], ',' .. to .. ',', 1, true) then
     redis.call('ZADD', KEYS[4], ARGV[5], KEYS[1] .. '#' .. sub)
   end
 else
-  -- Active again (a retry of an ended job): it no longer expires and is no longer "ended".
-  for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8]}) do
-    redis.call('PERSIST', key)
+  if string.find(ARGV[8], ',' .. state .. ',', 1, true) then
+    -- Active again (a retry of an ended job): it no longer expires and is no longer "ended".
+    for _, key in ipairs({KEYS[1], KEYS[2], KEYS[7], KEYS[8]}) do
+      redis.call('PERSIST', key)
+    end
+    redis.call('ZREM', KEYS[6], KEYS[1])
   end
   redis.call('ZADD', KEYS[3], ARGV[5], KEYS[1])
-  redis.call('ZREM', KEYS[6], KEYS[1])
+end
+if ARGV[13] ~= '' then
+  local due = tonumber(ARGV[12])
+  if due <= tonumber(ARGV[5]) then
+    redis.call('LPUSH', KEYS[12], ARGV[13])
+    if redis.call('ZREM', KEYS[9], KEYS[1]) == 1 then redis.call('HDEL', KEYS[10], KEYS[1]) end
+  else
+    local first = redis.call('ZRANGE', KEYS[9], 0, 0, 'WITHSCORES')
+    redis.call('ZADD', KEYS[9], due, KEYS[1])
+    redis.call('HSET', KEYS[10], KEYS[1], KEYS[12] .. '\n' .. ARGV[13])
+    if first[2] == nil or due < tonumber(first[2]) then
+      redis.call('LPUSH', KEYS[11], '1')
+      redis.call('LTRIM', KEYS[11], 0, 0)
+    end
+  end
+elseif string.find(ARGV[8], ',' .. to .. ',', 1, true) then
+  if redis.call('ZREM', KEYS[9], KEYS[1]) == 1 then redis.call('HDEL', KEYS[10], KEYS[1]) end
 end
 return {1, state, task}

@@ -1,12 +1,11 @@
 """What a stage works with, and the one hand-off rule every stage follows.
 
-A stage receives a :class:`StageContext` (ledger, clients, storage and local scratch space, a
-``dispatch`` callable that sends the next Celery message) plus the job id and step token from
-its message. It loads the job, returns quietly when the token is stale, does its work, then
-hands off: one compare-and-set that moves the job and installs a fresh token, and only when
-that succeeds, one message carrying the fresh token. The ledger always moves first, so a
-duplicate can never act twice; a crash between the two leaves a job that the recovery sweep
-re-dispatches.
+A stage receives a :class:`StageContext` (ledger, clients, storage and local scratch space)
+plus the job id and step token from its message. It loads the job, returns quietly when the
+token is stale, does its work, then hands off: one script that moves the job, installs a fresh
+token and sends the next message carrying it (onto its queue when due now, into the schedule
+when it waits). A duplicate can never act twice, and no crash can separate the move from its
+message.
 """
 
 from __future__ import annotations
@@ -24,13 +23,22 @@ import httpx
 from worker.files.scratch import StemStore
 from worker.files.storage import Storage
 from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.pacing import PollPacing
 from worker.pipeline.states import Step, TaskName
 from worker.settings import Settings
 from worker.vidgo import VidgoClient
 from worker.vidgo.gate import VidgoGate
 from worker.vidgo.limits import VidgoLimits
 
-__all__ = ["Outcome", "StageContext", "Step", "TaskName", "hand_off", "load_current"]
+__all__ = [
+    "Outcome",
+    "StageContext",
+    "Step",
+    "TaskName",
+    "hand_off",
+    "load_current",
+    "paced",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +57,13 @@ class StageContext:
     gate: VidgoGate
     storage: Storage
     scratch: StemStore
-    dispatch: Callable[[Step], None]
     vidgo_factory: Callable[[], VidgoClient]
     http_factory: Callable[[], httpx.Client]
     clock: Callable[[], float] = time.time
     rng: random.Random = field(default_factory=random.Random)
     limits: VidgoLimits | None = None
+    #: Spreads polls within the shared query budget (None: each job's own schedule only).
+    pacing: PollPacing | None = None
     #: The Celery worker running the stage (recorded in the history: which host did what).
     worker_name: str = ""
 
@@ -100,8 +109,10 @@ def hand_off(
     detail: Mapping[str, Any] | None = None,
     durable: bool = False,
 ) -> Outcome:
-    """Move ``job`` to ``to`` under a fresh token, then dispatch ``next_task`` with that token."""
+    """Move ``job`` to ``to`` under a fresh token and send ``next_task`` with that token, due in
+    ``countdown_s`` seconds, in one step."""
     token = new_token()
+    step = Step(next_task, job.job_id, token, countdown_s)
     moved = ctx.ledger.advance(
         job.job_id,
         expect=job.state,
@@ -113,11 +124,22 @@ def hand_off(
         event=event,
         detail=detail,
         durable=durable,
+        step=step,
     )
     if not moved:
         log.info("job %s moved on while %s ran; not handing off", job.job_id, event)
         return Outcome.STALE
-    ctx.dispatch(Step(next_task, job.job_id, token, countdown_s))
     # The move itself was logged by the ledger, naming the Vidgo task the job has after it.
-    log.debug("job %s: %s sent, due in %.1fs", job.job_id, next_task.value, countdown_s)
+    log.debug("job %s: %s due in %.1fs", job.job_id, next_task.value, countdown_s)
     return Outcome.HANDED_OFF
+
+
+def paced(ctx: StageContext, job: JobRecord, own_s: float, *, live_tasks: int = 1) -> float:
+    """``own_s``, or later when the shared query budget cannot poll every job that often
+    (see :mod:`worker.pipeline.pacing`)."""
+    if ctx.pacing is None:
+        return own_s
+    elapsed = ctx.clock() - (job.submitted_at or job.created_at)
+    return ctx.pacing.next_poll_s(
+        own_s, model=job.request.model_name.value, elapsed_s=elapsed, live_tasks=live_tasks
+    )

@@ -24,7 +24,13 @@ from worker.errors import PermanentError, TaskStalled, VidgoOutputError, VidgoTa
 from worker.models import expected_stems
 from worker.observe import metrics
 from worker.pipeline.ledger import JobRecord, JobState
-from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
+from worker.pipeline.stages.context import (
+    Outcome,
+    StageContext,
+    hand_off,
+    load_current,
+    paced,
+)
 from worker.pipeline.states import TaskName, states_of
 from worker.settings import Settings
 from worker.vidgo import StemUrls, VidgoStatus
@@ -34,9 +40,15 @@ from worker.vidgo.parse import extract_stem_urls
 STATES = states_of(TaskName.POLL)
 
 
-def poll_countdown(polls_so_far: int, settings: Settings, rng: random.Random) -> float:
-    """Seconds to the next poll: grows geometrically to a cap, jittered, never below the floor."""
-    initial, longest = settings.poll_schedule
+def poll_countdown(
+    polls_so_far: int, settings: Settings, rng: random.Random, *, fast: bool = False
+) -> float:
+    """Seconds to the next poll: grows geometrically to a cap, jittered, never below the floor.
+    ``fast`` uses the polling schedule even when callbacks make polls a slow safety net (for a
+    ``finished`` answer that has no files yet: no callback will come for it)."""
+    initial, longest = (
+        (settings.poll_initial_s, settings.poll_max_s) if fast else settings.poll_schedule
+    )
     base = min(initial * settings.poll_backoff_factor ** min(polls_so_far, 64), longest)
     jitter = base * settings.poll_jitter_ratio
     countdown = base + rng.uniform(-jitter, jitter)
@@ -65,6 +77,7 @@ class Round:
     statuses: dict[str, str] = field(default_factory=dict)
     progress: int | None = None
     late_s: float | None = None  # how long after its due time this poll started
+    finished_empty: bool = False  # an attempt said finished, with no files yet
 
 
 def run_poll(ctx: StageContext, job_id: str, token: str) -> Outcome:
@@ -122,6 +135,7 @@ def _poll_round(ctx: StageContext, job: JobRecord) -> Round:
                 result.winner = (task_id, stems)
                 return result
             result.empty_polls[task_id] = result.empty_polls.get(task_id, 0) + 1
+            result.finished_empty = True
             if result.empty_polls[task_id] > ctx.settings.empty_finished_repolls:
                 result.dead_reason = (
                     "vidgo_finished_without_output",
@@ -162,9 +176,7 @@ def _again(
         to=JobState.RUNNING if running else JobState.SUBMITTED,
         next_task=TaskName.POLL,
         event=event,
-        countdown_s=wait_s
-        if wait_s is not None
-        else poll_countdown(job.polls, ctx.settings, ctx.rng),
+        countdown_s=wait_s if wait_s is not None else _next_poll_s(ctx, job, result),
         fields=fields,
         incr={"polls": 1} if event == "polled" else None,
         detail={"vidgo_status": result.statuses, "late_s": result.late_s}
@@ -173,7 +185,17 @@ def _again(
     )
 
 
+def _next_poll_s(ctx: StageContext, job: JobRecord, result: Round) -> float:
+    if result.finished_empty:  # files are usually there a moment later: re-poll soon
+        empties = max(result.empty_polls.values())
+        return poll_countdown(empties - 1, ctx.settings, ctx.rng, fast=True)
+    own = poll_countdown(job.polls, ctx.settings, ctx.rng)
+    return paced(ctx, job, own, live_tasks=len(result.pending))
+
+
 def _finished(ctx: StageContext, job: JobRecord, task_id: str, stems: StemUrls) -> Outcome:
+    if ctx.pacing is not None and job.submitted_at:
+        ctx.pacing.record_duration(job.request.model_name.value, ctx.clock() - job.submitted_at)
     return hand_off(
         ctx,
         job,

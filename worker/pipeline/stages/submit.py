@@ -22,7 +22,13 @@ from dataclasses import replace
 from worker.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
 from worker.observe import metrics
 from worker.pipeline.ledger import JobRecord, JobState
-from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
+from worker.pipeline.stages.context import (
+    Outcome,
+    StageContext,
+    hand_off,
+    load_current,
+    paced,
+)
 from worker.pipeline.states import TaskName, states_of
 from worker.settings import Settings
 from worker.vidgo.gate import Hold
@@ -90,7 +96,7 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         to=JobState.SUBMITTED,
         next_task=TaskName.POLL,
         event="submitted",
-        countdown_s=ctx.settings.poll_schedule[0],
+        countdown_s=paced(ctx, job, ctx.settings.poll_schedule[0]),
         fields={
             "vidgo_task_id": result.task_id,
             "vidgo_task_ids": [*job.vidgo_task_ids, result.task_id],

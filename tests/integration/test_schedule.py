@@ -1,0 +1,141 @@
+"""The schedule on a real Redis: racing promoters push each entry once, a Redis restart (AOF)
+keeps every waiting entry, and the promoter never blocks for ever on its wake list."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import secrets
+import time
+
+import pytest
+import redis
+
+from tests.steps import StepLog
+from worker.devstack.redis_server import RedisServer
+from worker.models import parse_request
+from worker.pipeline.ledger import ACTIVE_STATES, Ledger
+from worker.pipeline.schedule import Promoter, Schedule
+from worker.pipeline.states import Step, TaskName
+
+pytestmark = pytest.mark.integration
+
+REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
+
+
+def fill(client: redis.Redis, prefix: str, queue: str, count: int, due: float) -> None:
+    schedule = Schedule(client, prefix)
+    for start in range(0, count, 2000):
+        pipe = client.pipeline(transaction=False)
+        for n in range(start, min(count, start + 2000)):
+            entry = f"{prefix}:job:{n}"
+            pipe.zadd(schedule.keys.schedule, {entry: due + n * 1e-6})
+            pipe.hset(schedule.keys.schedule_messages, entry, f"{queue}\n{json.dumps({'n': n})}")
+        pipe.execute()
+
+
+def promote_until_empty(url: str, prefix: str, start_at: float, out) -> None:
+    """One racing promoter (a separate process): promote in a tight loop, no lease."""
+    client = redis.Redis.from_url(url)
+    schedule = Schedule(client, prefix)
+    while time.time() < start_at:
+        time.sleep(0.001)
+    pushed = 0
+    while True:
+        done = schedule.promote(time.time(), limit=100, max_depth=10**9)
+        pushed += done.pushed
+        if done.next_due is None and done.pushed == 0:
+            break
+    out.put(pushed)
+    client.close()
+
+
+def test_two_promoters_racing_push_each_entry_exactly_once(redis_server, redis_client):
+    prefix, queue = f"race-{secrets.token_hex(4)}", f"race-q-{secrets.token_hex(4)}"
+    count = 20_000
+    fill(redis_client, prefix, queue, count, due=time.time() - 1)
+    spawn = multiprocessing.get_context("spawn")
+    out = spawn.Queue()
+    start_at = time.time() + 2.0
+    racers = [
+        spawn.Process(target=promote_until_empty, args=(redis_server.url, prefix, start_at, out))
+        for _ in range(2)
+    ]
+    for racer in racers:
+        racer.start()
+    counts = [out.get(timeout=120) for _ in racers]
+    for racer in racers:
+        racer.join(timeout=30)
+    pushed = [json.loads(m)["n"] for m in redis_client.lrange(queue, 0, -1)]
+    assert sum(counts) == count == len(pushed) == len(set(pushed))
+    assert min(counts) > 0, f"both promoters took part: {counts}"
+    assert redis_client.zcard(f"{prefix}:schedule") == 0
+    assert redis_client.hlen(f"{prefix}:schedule:messages") == 0
+    redis_client.delete(queue)
+
+
+def test_with_the_lease_only_one_of_two_promoters_works_and_the_other_takes_over(
+    redis_client,
+):
+    prefix, queue = f"lease-{secrets.token_hex(4)}", f"lease-q-{secrets.token_hex(4)}"
+    fill(redis_client, prefix, queue, 50, due=time.time() + 0.5)
+    first = Promoter(redis_client, prefix, max_depth=1000, hostname="first", lease_s=1.5)
+    second = Promoter(redis_client, prefix, max_depth=1000, hostname="second", lease_s=1.5)
+    first.start()
+    time.sleep(0.2)
+    second.start()
+    try:
+        deadline = time.time() + 10
+        while redis_client.llen(queue) < 50 and time.time() < deadline:
+            time.sleep(0.05)
+        assert (first.pushed, second.pushed) == (50, 0)
+        first.stop()
+        first.join(timeout=5)
+        fill(redis_client, prefix, queue, 10, due=time.time())
+        deadline = time.time() + 10
+        while second.pushed < 10 and time.time() < deadline:
+            time.sleep(0.05)
+        assert second.pushed == 10
+    finally:
+        first.stop()
+        second.stop()
+        second.join(timeout=5)
+    assert redis_client.llen(queue) == 60
+    redis_client.delete(queue)
+
+
+def test_a_wait_shorter_than_a_millisecond_still_ends(redis_client):
+    schedule = Schedule(redis_client, f"wake-{secrets.token_hex(4)}")
+    started = time.monotonic()
+    schedule.wait_for_wake(0.0004)
+    assert time.monotonic() - started < 2.0
+
+
+def test_waiting_entries_survive_a_redis_restart_and_are_pushed_once():
+    with RedisServer(appendonly=True) as own:
+        client = redis.Redis.from_url(own.url)
+        try:
+            log = StepLog(client, "aof")
+            ledger = Ledger(client, prefix="aof", encode=log)
+            for n in range(200):
+                ledger.create(f"j{n}", REQUEST, token="t0")
+                assert ledger.advance(
+                    f"j{n}",
+                    expect=ACTIVE_STATES,
+                    token="t0",
+                    new_token=f"t{n}",
+                    event="e",
+                    step=Step(TaskName.POLL, f"j{n}", f"t{n}", 1.0 + n / 1000),
+                )
+            before = client.zrange("aof:schedule", 0, -1, withscores=True)
+            own.restart()
+            client.connection_pool.disconnect()
+            assert client.zrange("aof:schedule", 0, -1, withscores=True) == before
+            schedule = Schedule(client, "aof")
+            time.sleep(1.3)
+            while schedule.promote(time.time()).next_due is not None:
+                time.sleep(0.05)
+            pushed = [json.loads(m) for m in client.lrange(log.queue, 0, -1)]
+            assert sorted(m["token"] for m in pushed) == sorted(f"t{n}" for n in range(200))
+        finally:
+            client.close()

@@ -1,0 +1,65 @@
+"""A message encoder for unit tests: steps go through the ledger's script as small JSON
+messages, and the log reads back, from Redis, those that were really sent (pushed onto the
+queue) or are waiting in the schedule, in the order they were handed off."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from worker.keys import Keys
+from worker.pipeline.states import Step, TaskName
+
+QUEUE = "test-steps"
+
+
+class StepLog:
+    """``Ledger(client, encode=StepLog(client, prefix))``; then use it like a list of steps."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._client = client
+        self._keys = Keys(prefix)
+        self._seq = itertools.count()
+        self.queue = f"{prefix}:{QUEUE}"
+
+    def __call__(self, step: Step) -> tuple[str, str]:
+        return self.queue, json.dumps(
+            {
+                "seq": next(self._seq),
+                "task": step.task.value,
+                "job_id": step.job_id,
+                "token": step.token,
+                "countdown_s": step.countdown_s,
+                "retries": step.retries,
+            }
+        )
+
+    def _read(self) -> list[Step]:
+        raw = list(self._client.lrange(self.queue, 0, -1))
+        for value in self._client.hvals(self._keys.schedule_messages):
+            raw.append(value.split(b"\n", 1)[1] if isinstance(value, bytes) else value)
+        decoded = sorted((json.loads(m) for m in raw), key=lambda m: m["seq"])
+        return [
+            Step(TaskName(m["task"]), m["job_id"], m["token"], m["countdown_s"], m["retries"])
+            for m in decoded
+        ]
+
+    def queued(self) -> list[Step]:
+        """Only the steps pushed onto the queue (due at once), oldest first."""
+        return [s for s in self._read() if s.countdown_s <= 0]
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._read()[index]
+
+    def __eq__(self, other: object) -> bool:
+        return self._read() == other
+
+    __hash__ = None  # type: ignore[assignment]
