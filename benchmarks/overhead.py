@@ -6,6 +6,7 @@ of four no-op tasks on the same Redis with the same worker concurrency, in the s
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -71,7 +72,11 @@ def bare_chain(bench: Bench, n: int) -> float:
         for result in results:
             result.get(timeout=600)
         elapsed = time.perf_counter() - start
+        # Each result unsubscribes from the result store when it is collected: that must
+        # happen while the store is still up, or every one of them retries a dead Redis.
+        del result
         results.clear()
+        gc.collect()
         app.close()
     finally:
         worker.terminate()
