@@ -39,7 +39,7 @@ def test_the_schedule_survives_a_killed_promoter_and_a_redis_restart(chaos):
                 what="every job to be polling",
             )
             lease = client.get(stack.ledger.keys.promoter_lease)
-            assert lease is not None and lease.decode().startswith("first@")
+            assert lease is not None and lease.decode().startswith("first-")
             first.kill()  # SIGKILL: the promoter and its pool die with the lease held
             waiting = client.zcard(stack.ledger.keys.schedule)
             own.restart()  # ... and Redis restarts from its append-only file

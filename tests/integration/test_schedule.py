@@ -139,3 +139,22 @@ def test_waiting_entries_survive_a_redis_restart_and_are_pushed_once():
             assert sorted(m["token"] for m in pushed) == sorted(f"t{n}" for n in range(200))
         finally:
             client.close()
+
+
+def test_the_promoter_carries_on_after_redis_restarts_under_it():
+    with RedisServer(appendonly=True) as own:
+        client = redis.Redis.from_url(own.url, socket_timeout=5)
+        promoter = Promoter(client, "pr", max_depth=1000, hostname="h", lease_s=1.5)
+        promoter.start()
+        try:
+            fill(client, "pr", "pr-q", 20, due=time.time() + 1.0)
+            time.sleep(0.3)  # the promoter is asleep on its wake list
+            own.restart()
+            deadline = time.time() + 15
+            while client.llen("pr-q") < 20 and time.time() < deadline:
+                time.sleep(0.1)
+            assert promoter.is_alive() and client.llen("pr-q") == 20
+        finally:
+            promoter.stop()
+            promoter.join(timeout=5)
+            client.close()

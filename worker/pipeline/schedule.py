@@ -98,10 +98,10 @@ class Schedule:
 
     def due_of(self, entries: list[str]) -> list[float | None]:
         """:meth:`due_at` of many entries in one round trip."""
-        if not entries:
-            return []
-        scores = cast(list[Any], self._redis.zmscore(self.keys.schedule, entries))
-        return [None if s is None else float(s) for s in scores]
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in entries:  # ZMSCORE would need Redis 6.2
+            pipe.zscore(self.keys.schedule, entry)
+        return [None if s is None else float(s) for s in pipe.execute()]
 
     def size(self) -> int:
         return int(cast(int, self._redis.zcard(self.keys.schedule)))
@@ -159,11 +159,11 @@ class Promoter(threading.Thread):
         while not self._stop_event.is_set():
             try:
                 wait_s = self.step()
+                if wait_s:
+                    self._sleep(wait_s)
             except (redis.RedisError, OSError) as exc:
-                log.warning("schedule promoter: %s; trying again", exc)
-                wait_s = 1.0
-            if wait_s:
-                self._sleep(wait_s)
+                log.warning("schedule promoter: %s; trying again in 1s", exc)
+                self._stop_event.wait(1.0)
         with contextlib.suppress(redis.RedisError, OSError):  # else it expires by itself
             self.schedule.release_lease(self.owner)
 
