@@ -47,12 +47,10 @@ class VidgoGate:
         self._extend = client.register_script(_EXTEND)
 
     def _hold(self, key: str) -> Hold | None:
-        with self._redis.pipeline() as pipe:
-            pipe.pttl(key)
-            pipe.get(key)
-            ttl_ms, reason = pipe.execute()
+        ttl_ms = self._redis.pttl(key)  # one command when nothing holds (the usual case)
         if ttl_ms is None or ttl_ms <= 0:
             return None
+        reason = self._redis.get(key)
         text = reason.decode() if isinstance(reason, bytes) else str(reason or "")
         return Hold(remaining_s=ttl_ms / 1000.0, reason=text)
 

@@ -34,7 +34,7 @@ if hold > 0 then return {'0', tostring(hold / 1000)} end
 local now = tonumber(ARGV[1])
 local max_rate, burst = tonumber(ARGV[2]), tonumber(ARGV[3])
 local floor, recover, cost = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'rate', 'rate_ts')
+local h = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'rate', 'rate_ts', 'expire_at')
 local tokens = tonumber(h[1]) or burst
 local ts = tonumber(h[2]) or now
 local rate = tonumber(h[3]) or max_rate
@@ -45,7 +45,11 @@ local wait = 0
 if tokens < 0 then wait = -tokens / rate end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now),
            'rate', tostring(rate), 'rate_ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], 86400)
+-- The bucket expires a day after its last use; its expiry is pushed back twice a day.
+if (tonumber(h[5]) or 0) < now then
+  redis.call('EXPIRE', KEYS[1], 86400)
+  redis.call('HSET', KEYS[1], 'expire_at', tostring(now + 43200))
+end
 return {tostring(wait), '0'}
 """
 
