@@ -47,7 +47,7 @@ class VidgoGate:
         self._extend = client.register_script(_EXTEND)
 
     def _hold(self, key: str) -> Hold | None:
-        ttl_ms = self._redis.pttl(key)  # one command when nothing holds (the usual case)
+        ttl_ms = cast(int | None, self._redis.pttl(key))  # one command when nothing holds
         if ttl_ms is None or ttl_ms <= 0:
             return None
         reason = self._redis.get(key)
