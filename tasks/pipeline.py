@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.exceptions
 from celery import Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 
 from worker.backoff import backoff_s
@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Infrastructure hiccups that are retried like a RetryableError. A stage stopped by its soft
 #: time limit is one too: downloads resume from the bytes and stems already kept.
-TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, SoftTimeLimitExceeded)
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+TRANSIENT = (*REDIS_DOWN, SoftTimeLimitExceeded)
 
 
 def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> float:
@@ -142,8 +143,21 @@ class StageTask(Task):  # type: ignore[misc]
             log.warning(
                 "%s job %s: %s; retry %d in %.1fs", self.name, job_id, exc, retries + 1, countdown
             )
-            runtime().ledger.bump_counter("retries")
-            if not schedule_retry(self.name, job_id, token, retries + 1, countdown):
+            try:
+                runtime().ledger.bump_counter("retries")
+                scheduled = schedule_retry(self.name, job_id, token, retries + 1, countdown)
+            except REDIS_DOWN as down:
+                # The job keeps its state and token; with no message and no schedule entry,
+                # the recovery sweep sends it again once Redis answers. Failing it would lose
+                # work that is not lost.
+                log.warning(
+                    "%s job %s: cannot schedule its retry (%s); the recovery sweep will",
+                    self.name,
+                    job_id,
+                    down,
+                )
+                raise Ignore() from None
+            if not scheduled:
                 log.info("%s job %s moved on meanwhile; no retry needed", self.name, job_id)
                 return Outcome.STALE.value
             # The next try waits in the schedule; this records the retry with Celery.

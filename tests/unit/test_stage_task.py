@@ -10,7 +10,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 import redis.exceptions
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
 import tasks.pipeline as pipeline
 from tests.steps import StepLog
@@ -203,3 +203,15 @@ def test_on_failure_of_an_enqueue_by_name_touches_no_job(rt, job):
     finally:
         pipeline.enqueue.pop_request()
     assert rt.ledger.get(job).state is JobState.QUEUED
+
+
+def test_a_retry_that_cannot_be_scheduled_leaves_the_job_for_the_sweep(monkeypatch, rt, job):
+    def redis_down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("redis restarting")
+
+    monkeypatch.setattr(pipeline, "schedule_retry", redis_down)
+    with pytest.raises(Ignore):
+        _run_raising(monkeypatch, redis.exceptions.ConnectionError("redis went away"), retries=0)
+    stays = rt.ledger.get(job)
+    assert (stays.state, stays.token) == (JobState.QUEUED, "tok")  # not failed: work not lost
+    assert rt.ends == []
