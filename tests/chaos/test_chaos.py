@@ -106,9 +106,10 @@ def test_jobs_survive_workers_killed_mid_download_and_mid_poll(chaos):
     not_done = [(v.job_id, v.state.value, v.error) for v in views if v.state is not JobState.DONE]
     assert not not_done, not_done
     recovered = {v.job_id for v in views if any(h["event"] == "recovered" for h in v.history)}
-    # A download cut by the kill is sent again by the sweep. Polls wait in the Redis schedule,
-    # not in the killed worker: at most the two that were running need the sweep.
-    assert recovered & set(downloads) and set(polls) - recovered
+    # A download cut by the kill is sent again by the sweep. A poll waiting in the Redis
+    # schedule survives the kill by itself; one the worker had taken (running or prefetched)
+    # is sent again by the sweep, so either may happen to the polling jobs.
+    assert recovered & set(downloads)
     totals = audit(stack, views)
     assert totals["paid"] == len(views)
 
