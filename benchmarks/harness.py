@@ -75,7 +75,7 @@ class Bench:
         self._stack.close()
 
     def start_worker(self, concurrency: int, name: str = "bench") -> WorkerProcess:
-        from worker.pipeline.recovery import workers_seen
+        from worker.heartbeat import workers_seen
 
         log = self._stack.enter_context((self.folder / f"{name}.log").open("wb"))
         worker = WorkerProcess(self.env, concurrency=concurrency, name=name, log=log).start()
@@ -104,7 +104,7 @@ class Bench:
         checking that every job ended DONE."""
         from worker.batch.store import job_states
 
-        active = self.ledger.active_key
+        active = self.ledger.keys.active
         wait_for(
             lambda: self.redis.zcard(active) == 0,
             timeout_s=timeout_s,

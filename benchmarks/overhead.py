@@ -25,7 +25,7 @@ def redis_calls(bench: Bench) -> int:
 
 
 def pipeline(bench: Bench, n: int) -> float:
-    from worker.web.api import enqueue
+    from worker.producer import enqueue
 
     bench.start_worker(CONCURRENCY, "pipeline")
     start = time.perf_counter()

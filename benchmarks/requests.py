@@ -25,7 +25,7 @@ from worker.devstack.redis_server import free_port
 
 
 def run_jobs(bench: Bench, label: str, n: int) -> dict[str, float]:
-    from worker.web.api import enqueue, get_job
+    from worker.producer import enqueue, get_job
 
     since = time.time()
     ids = [

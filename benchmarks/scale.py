@@ -69,8 +69,8 @@ def promoter_throughput(bench: Bench) -> tuple[float, float]:
 def enqueue_all(bench: Bench, n: int) -> list[str]:
     """Create N jobs with their submit messages, pipelined (the batch feed's own path)."""
     from worker.models import parse_request
-    from worker.pipeline.ledger import NewJob, new_token
-    from worker.pipeline.states import Step, TaskName
+    from worker.pipeline.ledger import NewJob
+    from worker.pipeline.states import Step, TaskName, new_token
 
     jobs = []
     for i in range(n):
@@ -91,9 +91,9 @@ def seed_submitted(bench: Bench, n: int, query_rate: float) -> list[str]:
 
     from emulator.state import EmuTask
     from worker.models import parse_request
-    from worker.pipeline.ledger import JobState, NewJob, new_token
+    from worker.pipeline.ledger import NewJob
     from worker.pipeline.pacing import HEADROOM
-    from worker.pipeline.states import Step, TaskName
+    from worker.pipeline.states import JobState, Step, TaskName, new_token
 
     state = bench.emulator.server.config.app.state.emulator
     ledger, rng = bench.ledger, random.Random(7)
@@ -143,7 +143,7 @@ def seed_submitted(bench: Bench, n: int, query_rate: float) -> list[str]:
                 event="seeded",
                 step=poll,
             )
-            bench.redis.zadd(ledger.in_flight_key, {ledger.job_key(job.job_id): time.time()})
+            bench.redis.zadd(ledger.keys.in_flight, {ledger.keys.job(job.job_id): time.time()})
             ids.append(job.job_id)
     return ids
 
@@ -174,7 +174,7 @@ def main() -> None:
         seeded = n > SEED_ABOVE
         ids = seed_submitted(bench, n, query_rate) if seeded else enqueue_all(bench, n)
         enqueued_s = time.perf_counter() - started
-        in_flight_key = bench.ledger.in_flight_key
+        in_flight_key = bench.ledger.keys.in_flight
         wait_for(
             lambda: bench.redis.zcard(in_flight_key) >= n,
             timeout_s=3600,

@@ -8,7 +8,7 @@ kwargs are ignored so rolling deploys work. Retries follow the exception type, i
 
 ``vidgo.enqueue`` is an enqueue by name, for backends that cannot import this package:
 ``send_task("vidgo.enqueue", kwargs={"audio_url": ..., "job_id": ...})`` creates the job in the
-ledger exactly as :func:`worker.web.api.enqueue` does and returns its id. ``vidgo.submit`` sent
+ledger exactly as :func:`worker.producer.enqueue` does and returns its id. ``vidgo.submit`` sent
 *without* a token does the same, so senders written before ``vidgo.enqueue`` keep working.
 """
 
@@ -34,7 +34,6 @@ from worker.errors import (
     VidgoStemsError,
 )
 from worker.models import TRACK_FIELDS, parse_request
-from worker.pipeline.ledger import ACTIVE_STATES, JobState
 from worker.pipeline.outbox import announce
 from worker.pipeline.retention import purge
 from worker.pipeline.stages import (
@@ -45,9 +44,9 @@ from worker.pipeline.stages import (
     run_postprocess,
     run_submit,
 )
-from worker.pipeline.states import Step, TaskName
+from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
+from worker.producer import enqueue_request
 from worker.runtime import runtime
-from worker.web.api import enqueue_request
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import httpx
 from worker.celery_app import Producer, app, make_ledger
 from worker.devstack.local import WorkerProcess, wait_for
 from worker.devstack.redis_server import free_port
+from worker.producer import enqueue, get_job
 from worker.settings import Settings
-from worker.web.api import enqueue, get_job
 
 API_KEY = "sk-test-" + secrets.token_hex(8)
 

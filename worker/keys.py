@@ -43,6 +43,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def text(value: Any) -> str:
+    """A Redis reply (bytes, or str from a client that decodes) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class Keys:
     """Builds the Redis keys under one prefix."""
 
@@ -98,8 +103,7 @@ class Keys:
 
     def outbox_entry(self, member: Any) -> tuple[str, str]:
         """(job id, subscription id) of a webhooks-due member."""
-        text = member.decode() if isinstance(member, bytes) else str(member)
-        key, _, sub_id = text.partition("#")
+        key, _, sub_id = text(member).partition("#")
         return self.job_id_of(key), sub_id
 
     def callback_debounce(self, job_id: str) -> str:
@@ -116,5 +120,4 @@ class Keys:
 
     def job_id_of(self, key: Any) -> str:
         """The job id in a job key (members of the active, due and in-flight sets are keys)."""
-        text = key.decode() if isinstance(key, bytes) else str(key)
-        return text.removeprefix(self.job(""))
+        return text(key).removeprefix(self.job(""))

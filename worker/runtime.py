@@ -33,9 +33,10 @@ from worker.celery_app import (
 from worker.files.links import open_configured_storage
 from worker.files.scratch import StemStore
 from worker.files.storage import Storage
+from worker.monitor.serve import mark_process_dead, serve_worker_metrics
 from worker.observe import metrics
-from worker.observe.serve import mark_process_dead, serve_worker_metrics
 from worker.observe.tracing import init_tracing, shutdown_tracing
+from worker.outbound.webhooks import WebhookSender
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.pacing import PollPacing
 from worker.pipeline.recovery import SweepThread
@@ -46,7 +47,6 @@ from worker.vidgo import VidgoClient
 from worker.vidgo.client import http_timeout
 from worker.vidgo.gate import VidgoGate
 from worker.vidgo.limits import VidgoLimits
-from worker.web.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 

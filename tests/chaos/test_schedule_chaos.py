@@ -12,7 +12,7 @@ import redis
 from tests.chaos.audit import audit
 from worker.devstack.local import wait_for
 from worker.devstack.redis_server import RedisServer
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

@@ -20,7 +20,7 @@ from tests.chaos.test_chaos import enqueue_many
 from tests.sentinel import SentinelSet
 from worker.celery_app import app
 from worker.devstack.local import wait_for
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 from worker.redisconn import connect
 from worker.settings import Settings
 

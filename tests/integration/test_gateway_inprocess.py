@@ -14,9 +14,9 @@ import pytest
 
 from tests.steps import StepLog
 from worker.celery_app import Producer
-from worker.pipeline.ledger import JobState, Ledger
-from worker.pipeline.recovery import beat
-from worker.pipeline.states import TaskName
+from worker.heartbeat import beat
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import JobState, TaskName
 from worker.settings import Settings
 from worker.web.gateway import create_app
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.support import Stack
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_rate_limits_and_the_in_flight_cap_hold_across_two_workers(
 
         def sample():
             while not done.is_set():
-                samples.append(redis_client.zcard(stack.ledger.in_flight_key))
+                samples.append(redis_client.zcard(stack.ledger.keys.in_flight))
                 done.wait(0.02)
 
         sampler = threading.Thread(target=sample, daemon=True)

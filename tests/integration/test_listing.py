@@ -11,8 +11,9 @@ import pytest
 from worker.batch.store import BatchStore
 from worker.errors import InvalidRequest
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.listing import list_jobs
+from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 from tests.manifests import assert_valid_manifest
 from tests.support import Stack, fetch
 from worker.devstack.local import wait_for
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

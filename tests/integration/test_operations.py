@@ -25,7 +25,7 @@ from emulator.server import BackgroundEmulator
 from tests.support import API_KEY, Emulator, Receiver, Stack
 from worker.devstack.local import wait_for
 from worker.devstack.redis_server import free_port
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

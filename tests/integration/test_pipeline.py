@@ -15,7 +15,7 @@ from tests.support import fetch
 from worker.celery_app import app
 from worker.errors import InvalidRequest
 from worker.models import ALL_STEMS
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

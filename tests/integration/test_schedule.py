@@ -14,9 +14,9 @@ import redis
 from tests.steps import StepLog
 from worker.devstack.redis_server import RedisServer
 from worker.models import parse_request
-from worker.pipeline.ledger import ACTIVE_STATES, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.schedule import Promoter, Schedule
-from worker.pipeline.states import Step, TaskName
+from worker.pipeline.states import ACTIVE_STATES, Step, TaskName
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support import Stack
 from worker.devstack.local import wait_for
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ import pytest
 from tests.support import API_KEY, GatewayProcess, Receiver, Stack
 from worker.devstack.local import wait_for
 from worker.devstack.redis_server import free_port
-from worker.pipeline.ledger import JobState
-from worker.web.webhooks import WebhookVerificationError, verify
+from worker.outbound.webhooks import WebhookVerificationError, verify
+from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 
@@ -248,7 +248,7 @@ def test_cancel_over_http_stops_the_job_and_tells_the_caller(web):
     got = wait_for(lambda: web.receiver.for_job(job_id), timeout_s=20, what="the webhook")
     assert verify(WEBHOOK_SECRET, got[0]["body"], got[0]["headers"])["type"] == "job.cancelled"
     # The poll that waited in the schedule left it with the cancel: Vidgo is asked nothing more.
-    assert web.ledger.redis.zscore(web.ledger.keys.schedule, web.ledger.job_key(job_id)) is None
+    assert web.ledger.redis.zscore(web.ledger.keys.schedule, web.ledger.keys.job(job_id)) is None
     time.sleep(POLL_S * 2)
     task_id = web.ledger.get(job_id).vidgo_task_id
     asked = [e for e in web.emulator.record("detail") if e["task_id"] == task_id]

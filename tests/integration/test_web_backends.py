@@ -11,12 +11,12 @@ import pytest
 from celery.result import AsyncResult
 
 from tests.support import Receiver, Stack
+from worker import producer as api
 from worker.celery_app import app
 from worker.devstack.local import wait_for
 from worker.errors import JobCancelled, JobFailed
-from worker.pipeline.ledger import JobState
-from worker.web import api
-from worker.web.webhooks import verify
+from worker.outbound.webhooks import verify
+from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

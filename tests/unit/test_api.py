@@ -9,11 +9,12 @@ import fakeredis
 import pytest
 
 from tests.steps import StepLog
+from worker import producer as api
 from worker.celery_app import Producer
 from worker.errors import ConfigError, InvalidRequest
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.stages.context import TaskName
-from worker.web import api
+from worker.pipeline.states import JobState
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 URL = "https://cdn.example/a.mp3"

@@ -9,8 +9,9 @@ import pytest
 
 from tests.steps import StepLog
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.stages.context import TaskName
+from worker.pipeline.states import JobState
 from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
 
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from celeryconfig import celery_config
-from worker.pipeline.recovery import HEARTBEAT_INTERVAL_S
+from worker.heartbeat import HEARTBEAT_INTERVAL_S
 from worker.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -999,8 +999,8 @@ def _exported_by_the_code(make_settings: Any) -> dict[str, tuple[str, str, froze
     import fakeredis
     from prometheus_client.metrics import MetricWrapperBase
 
+    from worker.monitor.cluster import ClusterCollector
     from worker.observe import metrics
-    from worker.observe.cluster import ClusterCollector
     from worker.pipeline.ledger import Ledger
     from worker.vidgo.gate import VidgoGate
 

@@ -9,7 +9,8 @@ from redis.exceptions import NoScriptError
 
 from worker.models import JobRequest
 from worker.pipeline.durable import Durability
-from worker.pipeline.ledger import JobState, Ledger, new_token
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import JobState, new_token
 
 
 class Pipe:

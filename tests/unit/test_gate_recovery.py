@@ -7,9 +7,10 @@ import pytest
 
 from tests.steps import StepLog
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import STEP_FOR_STATE, overdue_by, sweep
 from worker.pipeline.stages.context import TaskName
+from worker.pipeline.states import JobState
 from worker.vidgo.failures import is_permanent_failure
 from worker.vidgo.gate import VidgoGate
 

@@ -11,11 +11,11 @@ import pytest
 from tests.steps import StepLog
 from worker.batch.catalog import check_catalog
 from worker.errors import CatalogError, ConfigError, InvalidRequest, StemHostNotAllowed
-from worker.files.netsafe import check_webhook_url, is_public
 from worker.jsonsafe import JsonLimits, JsonRefused, loads, nesting_depth
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
-from worker.pipeline.stages.download import check_stem_url
+from worker.outbound.urlsafety import check_stem_url, check_webhook_url, is_public
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import JobState
 from worker.settings import Settings, load_settings
 from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
 

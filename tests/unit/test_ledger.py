@@ -5,8 +5,10 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from worker.errors import IllegalTransition
 from worker.models import parse_request
-from worker.pipeline.ledger import ACTIVE_STATES, TRANSITIONS, IllegalTransition, JobState, Ledger
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import ACTIVE_STATES, TRANSITIONS, JobState
 
 S = JobState
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
@@ -124,8 +126,8 @@ def test_terminal_jobs_expire_and_leave_the_active_index(ledger):
     assert ledger.active_job_ids() == ["j1"]
     ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.FAILED, event="failed")
     assert ledger.active_job_ids() == []
-    assert 0 < ledger._redis.ttl(ledger.job_key("j1")) <= 100
-    assert 0 < ledger._redis.ttl(ledger.history_key("j1")) <= 100
+    assert 0 < ledger._redis.ttl(ledger.keys.job("j1")) <= 100
+    assert 0 < ledger._redis.ttl(ledger.keys.history("j1")) <= 100
 
 
 def test_update_without_state_change_keeps_the_state(ledger):

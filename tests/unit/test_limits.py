@@ -12,8 +12,9 @@ from tests.steps import StepLog
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.stages import Outcome, StageContext, TaskName, run_submit
+from worker.pipeline.states import JobState
 from worker.vidgo import VidgoClient
 from worker.vidgo.gate import VidgoGate
 from worker.vidgo.limits import VidgoLimits
@@ -120,12 +121,12 @@ def test_the_in_flight_cap_holds_and_the_ledger_frees_slots(world):
     ledger = Ledger(client, prefix="vidgo-stems")
     for job_id in ("a", "b", "c"):
         ledger.create(job_id, REQUEST, token="t")
-    assert limits.take_slot(ledger.job_key("a")) and limits.take_slot(ledger.job_key("b"))
-    assert limits.take_slot(ledger.job_key("a"))  # a job keeps its slot (resubmits)
-    assert not limits.take_slot(ledger.job_key("c"))
+    assert limits.take_slot(ledger.keys.job("a")) and limits.take_slot(ledger.keys.job("b"))
+    assert limits.take_slot(ledger.keys.job("a"))  # a job keeps its slot (resubmits)
+    assert not limits.take_slot(ledger.keys.job("c"))
     ledger.advance("a", expect=JobState.QUEUED, token="t", to=JobState.FAILED, event="end")
     assert limits.in_flight() == 1
-    assert limits.take_slot(ledger.job_key("c"))
+    assert limits.take_slot(ledger.keys.job("c"))
     ledger.advance("b", expect=JobState.QUEUED, token="t", to=JobState.SUBMITTING, event="e")
     assert limits.in_flight() == 2  # still waiting for Vidgo
     ledger.advance("b", expect=JobState.SUBMITTING, token="t", to=JobState.SUBMITTED, event="e")
@@ -150,7 +151,7 @@ def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path)
         limits=limits,
     )
     for other in ("x", "y"):
-        assert limits.take_slot(ledger.job_key(other))
+        assert limits.take_slot(ledger.keys.job(other))
     ledger.create("job", REQUEST, token="t0")
     assert run_submit(ctx, "job", "t0") is Outcome.HANDED_OFF
     job = ledger.get("job")

@@ -12,9 +12,10 @@ import pytest
 
 from worker.keys import Keys
 from worker.models import JobRequest
+from worker.monitor.cluster import OVERDUE_AFTER_S, take_snapshot
 from worker.observe import logs
-from worker.observe.cluster import OVERDUE_AFTER_S, take_snapshot
-from worker.pipeline.ledger import JobState, Ledger, new_token
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import JobState, new_token
 
 SECRET_KEY = "sk-live-" + "q" * 24
 HOOK_SECRET = "whsec_" + "A/b+" * 10  # '/' and '+' survive JSON; the quote below does not

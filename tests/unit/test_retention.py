@@ -9,8 +9,9 @@ import pytest
 from worker.errors import InvalidRequest
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.retention import parse_duration, purge
+from worker.pipeline.states import JobState
 
 DAY = 86400.0
 

@@ -11,9 +11,9 @@ import pytest
 
 from tests.steps import StepLog
 from worker.models import parse_request
-from worker.pipeline.ledger import ACTIVE_STATES, JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.schedule import Promoter, Schedule
-from worker.pipeline.states import Step, TaskName
+from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
 
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
 
@@ -57,7 +57,7 @@ def test_a_waiting_step_goes_into_the_schedule_and_is_pushed_once_when_due(world
     ledger.create("j", REQUEST, token="t0")
     assert poll_in(ledger, "j", "t0", "t1", 30)
     assert queued(client, log) == []
-    assert schedule.due_at(ledger.job_key("j")) == clock.now + 30
+    assert schedule.due_at(ledger.keys.job("j")) == clock.now + 30
     before = schedule.promote(clock.now + 29.9)
     assert (before.pushed, before.next_due) == (0, clock.now + 30)
     done = schedule.promote(clock.now + 30)
@@ -89,7 +89,7 @@ def test_one_entry_per_job_the_next_hand_off_replaces_it_and_an_end_removes_it(w
     ledger.create("j", REQUEST, token="t0")
     assert poll_in(ledger, "j", "t0", "t1", 30)
     assert poll_in(ledger, "j", "t1", "t2", 60)
-    assert schedule.size() == 1 and schedule.due_at(ledger.job_key("j")) == clock.now + 60
+    assert schedule.size() == 1 and schedule.due_at(ledger.keys.job("j")) == clock.now + 60
     assert [s.token for s in log] == ["t2"]
     ledger.advance("j", expect=JobState.QUEUED, token="t2", to=JobState.CANCELLED, event="x")
     assert schedule.size() == 0 and client.hlen("s:schedule:messages") == 0

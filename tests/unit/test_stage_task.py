@@ -16,8 +16,8 @@ import tasks.pipeline as pipeline
 from tests.steps import StepLog
 from worker import errors
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
-from worker.pipeline.states import TaskName
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import JobState, TaskName
 from worker.vidgo.gate import VidgoGate
 
 

@@ -21,7 +21,7 @@ from worker import errors
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.stages import (
     Outcome,
     StageContext,
@@ -32,6 +32,7 @@ from worker.pipeline.stages import (
     run_postprocess,
     run_submit,
 )
+from worker.pipeline.states import JobState
 from worker.sound.deliver import read_tags
 from worker.vidgo import VidgoClient
 from worker.vidgo.gate import VidgoGate

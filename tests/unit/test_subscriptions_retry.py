@@ -10,14 +10,14 @@ import fakeredis
 import pytest
 
 from tests.steps import StepLog
+from worker import producer as api
 from worker.celery_app import Producer
 from worker.errors import InvalidRequest, JobConflict
 from worker.files.storage import FileStorage
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.outbox import Outbox
 from worker.pipeline.retry import plan_retry
-from worker.pipeline.states import TaskName
-from worker.web import api
+from worker.pipeline.states import JobState, TaskName
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 URL = "https://cdn.example/shared.mp3"

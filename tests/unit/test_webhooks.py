@@ -13,12 +13,10 @@ import pytest
 import standardwebhooks
 from pydantic import SecretStr
 
-from worker.files.netsafe import BlockedAddress
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
-from worker.pipeline.outbox import Outbox
-from worker.web.webhooks import (
+from worker.outbound.urlsafety import BlockedAddress
+from worker.outbound.webhooks import (
     WebhookSender,
     WebhookVerificationError,
     announce,
@@ -28,6 +26,9 @@ from worker.web.webhooks import (
     signed_headers,
     verify,
 )
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.outbox import Outbox
+from worker.pipeline.states import JobState
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3", "title": "A"})
@@ -126,7 +127,7 @@ def test_an_ended_job_with_a_webhook_joins_the_outbox_in_the_same_step(world):
     ledger, *_ = world
     ended_job(ledger, "j1")
     ended_job(ledger, "j2", webhook=None)
-    due = ledger.redis.zrange(ledger.webhooks_due_key, 0, -1)
+    due = ledger.redis.zrange(ledger.keys.webhooks_due, 0, -1)
     assert [ledger.keys.outbox_entry(m)[0] for m in due] == ["j1"]
 
 
@@ -220,7 +221,7 @@ def test_delivery_gives_up_after_the_last_attempt(world):
         clock.now += dispatched[-1][1]
     assert sender.deliver("j1") == "gave_up"
     assert ledger.get("j1").webhook_status == "failed"
-    assert ledger.redis.zcard(ledger.webhooks_due_key) == 0
+    assert ledger.redis.zcard(ledger.keys.webhooks_due) == 0
 
 
 def test_a_host_resolving_to_a_private_address_is_never_contacted(world, make_settings):

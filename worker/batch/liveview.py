@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from worker.batch.results import FINAL_STATES
 from worker.batch.runner import Progress as BatchProgress
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 
 _ORDER = [s.value for s in JobState if not s.is_terminal] + list(FINAL_STATES)
 

@@ -15,7 +15,8 @@ from worker.errors import BatchError
 from worker.files.links import link, stem_links
 from worker.files.scratch import atomic_writer, storage_error, write_json
 from worker.files.storage import Storage
-from worker.pipeline.ledger import JobRecord, JobState
+from worker.pipeline.record import JobRecord
+from worker.pipeline.states import JobState
 
 INVALID = "INVALID"  # the manifest state of a catalog row that was skipped as bad
 FINAL_STATES = (*(s.value for s in JobState if s.is_terminal), INVALID)

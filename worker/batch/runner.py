@@ -41,9 +41,10 @@ from worker.batch.store import BatchStore, job_states
 from worker.celery_app import Producer
 from worker.errors import BatchError, JobConflict
 from worker.models import validate_metadata
-from worker.pipeline.ledger import JobState, Ledger, NewJob, Subscription, new_token
-from worker.pipeline.states import Step, TaskName
-from worker.web.api import Enqueued, enqueue_request
+from worker.pipeline.ledger import Ledger, NewJob
+from worker.pipeline.record import Subscription
+from worker.pipeline.states import JobState, Step, TaskName, new_token
+from worker.producer import Enqueued, enqueue_request
 
 __all__ = ["INVALID", "BatchError", "BatchOptions", "BatchRunner", "Progress", "jobs_to_submit"]
 

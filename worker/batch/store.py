@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, cast
 
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import JobState
 
 
 class BatchStore:

@@ -53,7 +53,7 @@ def separate(
     timeout_s: float,
 ) -> None:
     """Enqueue AUDIO_URL and print its job id (needs REDIS_URL)."""
-    from worker.web.api import enqueue
+    from worker.producer import enqueue
 
     job_id = enqueue(
         audio_url,
@@ -72,7 +72,7 @@ def separate(
 
 
 def _wait(job_id: str, timeout_s: float) -> int:
-    from worker.web.api import get_job
+    from worker.producer import get_job
 
     deadline = time.monotonic() + timeout_s
     last = None
@@ -103,7 +103,7 @@ def _wait(job_id: str, timeout_s: float) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole job as JSON.")
 def status(job_id: str, as_json: bool) -> None:
     """Show a job's state, attempts, history and last error (needs REDIS_URL)."""
-    from worker.web.api import get_job
+    from worker.producer import get_job
 
     view = get_job(job_id)
     if view is None:
@@ -146,7 +146,7 @@ def status(job_id: str, as_json: bool) -> None:
 def cancel(job_id: str) -> None:
     """Stop a job on our side (needs REDIS_URL). Vidgo has no cancel: a task it already has
     finishes there and is billed; nothing more is polled or downloaded."""
-    from worker.web.api import cancel as cancel_job
+    from worker.producer import cancel as cancel_job
 
     view = cancel_job(job_id)
     if view is None:

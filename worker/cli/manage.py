@@ -28,7 +28,7 @@ def jobs(
 ) -> None:
     """List jobs, oldest first, a page at a time (needs REDIS_URL)."""
     from worker.pipeline.retention import parse_duration
-    from worker.web.api import list_jobs
+    from worker.producer import list_jobs
 
     start = time.time() - parse_duration(since) if since else None
     page = list_jobs(
@@ -57,9 +57,9 @@ def retry(
 ) -> None:
     """Start FAILED or CANCELLED jobs again from the first step that still needs doing: the
     JOB_IDS given, or all selected by --code and --batch (needs REDIS_URL)."""
+    from worker import producer as api
     from worker.errors import InvalidRequest, JobConflict
     from worker.pipeline.retry import plan_retry
-    from worker.web import api
 
     p = producer()
     if job_ids:

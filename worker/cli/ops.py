@@ -149,7 +149,7 @@ def stats(as_json: bool) -> None:
     import json
 
     from worker.celery_app import worker_queues
-    from worker.observe.cluster import take_snapshot
+    from worker.monitor.cluster import take_snapshot
 
     p = producer()
     snap = take_snapshot(p.redis, p.ledger, p.settings, worker_queues(p.settings))
@@ -211,7 +211,7 @@ def healthcheck(max_age: float, ready: bool, path: Path | None) -> None:
     (liveness); with --ready, also when Redis answered then (readiness). Exit 1 otherwise."""
     import time
 
-    from worker.pipeline.recovery import read_heartbeat
+    from worker.heartbeat import read_heartbeat
     from worker.settings import get_settings
 
     path = path or get_settings().heartbeat_file

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from worker.devstack import tracks
 from worker.devstack.local import FileServer, WorkerProcess
 from worker.devstack.redis_server import RedisServer, free_port
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 
 if TYPE_CHECKING:
     from worker.web.views import ManifestStem
@@ -94,7 +94,7 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
 
 
 def _separate(files_url: str, timeout_s: float) -> int:
-    from worker.web.api import enqueue, get_job
+    from worker.producer import enqueue, get_job
 
     job_ids = []
     for name, model_name, output_type, (fmt, rate, lufs) in JOBS:
@@ -131,7 +131,7 @@ def _separate(files_url: str, timeout_s: float) -> int:
 
 
 def _report(job_ids: list[str]) -> int:
-    from worker.web.api import get_job
+    from worker.producer import get_job
 
     ok = True
     _say("")

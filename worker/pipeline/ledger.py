@@ -25,7 +25,7 @@ from typing import Any, cast
 import redis
 
 from worker.errors import IllegalTransition
-from worker.keys import Keys
+from worker.keys import Keys, text
 from worker.models import JobRequest
 from worker.observe import metrics
 from worker.observe.logs import transition_fields
@@ -89,32 +89,6 @@ class Ledger:
         self._create = client.register_script(_lua("create"))
         self._annotate = client.register_script(_lua("annotate"))
 
-    # -- keys (named in worker.keys; these read well at call sites and in tests) -----------
-    def job_key(self, job_id: str) -> str:
-        return self.keys.job(job_id)
-
-    def history_key(self, job_id: str) -> str:
-        return self.keys.history(job_id)
-
-    @property
-    def active_key(self) -> str:
-        return self.keys.active
-
-    @property
-    def counters_key(self) -> str:
-        return self.keys.counters
-
-    @property
-    def in_flight_key(self) -> str:
-        return self.keys.in_flight
-
-    @property
-    def webhooks_due_key(self) -> str:
-        return self.keys.webhooks_due
-
-    def job_id_of(self, key: Any) -> str:
-        return self.keys.job_id_of(key)
-
     @property
     def redis(self) -> redis.Redis:
         """The client, for components that keep their own keys beside the ledger's."""
@@ -126,11 +100,11 @@ class Ledger:
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
-        raw = cast(Mapping[Any, Any], self._redis.hgetall(self.job_key(job_id)))
+        raw = cast(Mapping[Any, Any], self._redis.hgetall(self.keys.job(job_id)))
         return JobRecord.from_hash(job_id, raw) if raw else None
 
     def history(self, job_id: str) -> list[dict[str, Any]]:
-        items = cast(list[Any], self._redis.lrange(self.history_key(job_id), 0, -1))
+        items = cast(list[Any], self._redis.lrange(self.keys.history(job_id), 0, -1))
         return [json.loads(item) for item in items]
 
     def states(self, job_ids: list[str], *, chunk: int = 2000) -> dict[str, str | None]:
@@ -140,21 +114,21 @@ class Ledger:
             part = job_ids[start : start + chunk]
             pipe = self._redis.pipeline(transaction=False)
             for job_id in part:
-                pipe.hget(self.job_key(job_id), "state")
+                pipe.hget(self.keys.job(job_id), "state")
             for job_id, state in zip(part, pipe.execute(), strict=True):
-                states[job_id] = _text(state) if state is not None else None
+                states[job_id] = text(state) if state is not None else None
         return states
 
     def error_code(self, job_id: str) -> str | None:
-        raw = cast(bytes | None, self._redis.hget(self.job_key(job_id), "error_code"))
+        raw = cast(bytes | None, self._redis.hget(self.keys.job(job_id), "error_code"))
         return cast(str, json.loads(raw)) if raw else None
 
     def counters(self) -> dict[str, int]:
-        raw = cast(Mapping[Any, Any], self._redis.hgetall(self.counters_key))
-        return {_text(k): int(v) for k, v in raw.items()}
+        raw = cast(Mapping[Any, Any], self._redis.hgetall(self.keys.counters))
+        return {text(k): int(v) for k, v in raw.items()}
 
     def bump_counter(self, name: str, by: int = 1) -> None:
-        self._redis.hincrby(self.counters_key, name, by)
+        self._redis.hincrby(self.keys.counters, name, by)
 
     # -- writes ----------------------------------------------------------------------------
     def create(
@@ -201,8 +175,8 @@ class Ledger:
             result = self._durability.write(
                 call.run,
                 applied=lambda r: bool(r[0]),
-                landed=lambda: bool(self._redis.exists(self.job_key(job_id))),
-                touch=self.job_key(job_id),
+                landed=lambda: bool(self._redis.exists(self.keys.job(job_id))),
+                touch=self.keys.job(job_id),
                 what=f"job {job_id}'s creation",
             )
         else:
@@ -262,16 +236,16 @@ class Ledger:
         }
         entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
         refused = () if take_subscribers_when_failed else (JobState.FAILED, JobState.CANCELLED)
-        queue, message = self.encode(new.step) if new.step is not None else (self.active_key, "")
+        queue, message = self.encode(new.step) if new.step is not None else (self.keys.active, "")
         keys = [
-            self.job_key(job_id),
-            self.history_key(job_id),
-            self.active_key,
+            self.keys.job(job_id),
+            self.keys.history(job_id),
+            self.keys.active,
             self.keys.state_index(JobState.QUEUED.value),
             self.keys.created,
             self.keys.subscriptions(job_id),
             self.keys.hooks(job_id),
-            self.webhooks_due_key,
+            self.keys.webhooks_due,
             queue,
         ]
         args = [
@@ -335,11 +309,11 @@ class Ledger:
         incr_pairs = _pairs({k: str(int(v)) for k, v in (incr or {}).items()})
         queue, message = self.encode(step) if step is not None else (self.keys.prefix, "")
         keys = [
-            self.job_key(job_id),
-            self.history_key(job_id),
-            self.active_key,
-            self.webhooks_due_key,
-            self.in_flight_key,
+            self.keys.job(job_id),
+            self.keys.history(job_id),
+            self.keys.active,
+            self.keys.webhooks_due,
+            self.keys.in_flight,
             self.keys.ended,
             self.keys.subscriptions(job_id),
             self.keys.hooks(job_id),
@@ -371,7 +345,7 @@ class Ledger:
                 lambda client: self._advance(keys=keys, args=args, client=client),
                 applied=lambda r: bool(r[0]),
                 landed=lambda: self._holds(job_id, new_token or token or "", to),
-                touch=self.job_key(job_id),
+                touch=self.keys.job(job_id),
                 what=f"job {job_id}'s move to {to.value if to else 'its state'}",
             )
         else:
@@ -381,8 +355,8 @@ class Ledger:
             # Refused because an earlier send of this very move (its reply lost, the client
             # retried) applied it: only this call knows new_token, so the move is ours.
             ok, was, after = 1, expected[0].value, []
-        if ok and to is not None and _text(was) != to.value:
-            self._moved(job_id, _text(was), to, event, _json_text(after[0]) if after else None)
+        if ok and to is not None and text(was) != to.value:
+            self._moved(job_id, text(was), to, event, _json_text(after[0]) if after else None)
         return bool(ok)
 
     def encode(self, step: Step) -> tuple[str, str]:
@@ -412,16 +386,16 @@ class Ledger:
 
     def _holds(self, job_id: str, token: str, state: JobState | None) -> bool:
         """Whether the job holds ``token`` (and is in ``state``, when one is given)."""
-        raw = cast(list[Any], self._redis.hmget(self.job_key(job_id), ["token", "state"]))
+        raw = cast(list[Any], self._redis.hmget(self.keys.job(job_id), ["token", "state"]))
         raw_token, raw_state = raw
-        if raw_token is None or _text(raw_token) != token:
+        if raw_token is None or text(raw_token) != token:
             return False
-        return state is None or (raw_state is not None and _text(raw_state) == state.value)
+        return state is None or (raw_state is not None and text(raw_state) == state.value)
 
     def annotate(self, job_id: str, fields: Mapping[str, Any]) -> bool:
         """Set bookkeeping fields of an existing job without moving it; False when it is gone."""
         pairs = _pairs({k: json.dumps(v) for k, v in fields.items()})
-        return bool(self._annotate(keys=[self.job_key(job_id)], args=pairs))
+        return bool(self._annotate(keys=[self.keys.job(job_id)], args=pairs))
 
     def first_callback_within(self, job_id: str, seconds: float) -> bool:
         """True for the first Vidgo callback of a job within ``seconds`` (later ones repeat it)."""
@@ -436,28 +410,28 @@ class Ledger:
                 self.keys.ended, "-inf", at, start=0, num=limit, withscores=True
             ),
         )
-        return [(self.job_id_of(key), float(score)) for key, score in pairs]
+        return [(self.keys.job_id_of(key), float(score)) for key, score in pairs]
 
     def forget(self, job_id: str) -> None:
         """Remove an ended job's record, history and deliveries, and every index entry."""
-        key = self.job_key(job_id)
+        key = self.keys.job(job_id)
         pipe = self._redis.pipeline()
         subs = [
-            _text(m) for m in cast(list[Any], self._redis.hkeys(self.keys.subscriptions(job_id)))
+            text(m) for m in cast(list[Any], self._redis.hkeys(self.keys.subscriptions(job_id)))
         ]
         pipe.delete(
             key,
-            self.history_key(job_id),
+            self.keys.history(job_id),
             self.keys.subscriptions(job_id),
             self.keys.hooks(job_id),
             self.keys.hook_status(job_id),
             *(self.keys.deliveries(job_id, sub) for sub in subs),
         )
         pipe.zrem(
-            self.webhooks_due_key, *(self.keys.outbox_member(job_id, sub) for sub in subs or [""])
+            self.keys.webhooks_due, *(self.keys.outbox_member(job_id, sub) for sub in subs or [""])
         )
         pipe.hdel(self.keys.schedule_messages, key)
-        indexes = [self.keys.ended, self.keys.active, self.in_flight_key, self.keys.schedule]
+        indexes = [self.keys.ended, self.keys.active, self.keys.in_flight, self.keys.schedule]
         indexes += [self.keys.created, *(self.keys.state_index(s.value) for s in JobState)]
         for index in indexes:
             pipe.zrem(index, key)
@@ -468,9 +442,9 @@ class Ledger:
         cutoff = self._clock() - older_than_s
         keys = cast(
             list[Any],
-            self._redis.zrangebyscore(self.active_key, "-inf", cutoff, start=0, num=limit),
+            self._redis.zrangebyscore(self.keys.active, "-inf", cutoff, start=0, num=limit),
         )
-        return [self.job_id_of(k) for k in keys]
+        return [self.keys.job_id_of(k) for k in keys]
 
 
 @dataclass(frozen=True)
@@ -501,15 +475,11 @@ def _pairs(mapping: Mapping[str, Any]) -> list[Any]:
 
 def _json_text(raw: Any) -> str | None:
     """A JSON-encoded string field as read by Lua ('' when absent)."""
-    text = _text(raw)
-    if not text:
+    raw_text = text(raw)
+    if not raw_text:
         return None
     try:
-        value = json.loads(text)
+        value = json.loads(raw_text)
     except json.JSONDecodeError:
-        return text
+        return raw_text
     return value if isinstance(value, str) else None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from worker.errors import InvalidRequest
-from worker.pipeline.ledger import JobRecord, JobState, Ledger
+from worker.keys import text
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.record import JobRecord
+from worker.pipeline.states import JobState
 
 MAX_LIMIT = 1000
 _CHUNK = 200
@@ -58,9 +61,9 @@ def list_jobs(
     """Jobs matching every filter given, oldest first, at most ``limit`` of them."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    to_id: Callable[[Any], str] = ledger.job_id_of
+    to_id: Callable[[Any], str] = ledger.keys.job_id_of
     if batch is not None:
-        key, to_id = ledger.keys.batch_jobs(batch), _text
+        key, to_id = ledger.keys.batch_jobs(batch), text
     elif state is not None:
         key = ledger.keys.state_index(state.value)
     else:
@@ -110,8 +113,4 @@ def _range(
     else:
         found = ledger.redis.zrangebyscore(key, low, high, start=0, num=count, withscores=True)
     rows = cast(list[tuple[Any, float]], found)
-    return [(float(score), _text(member)) for member, score in rows]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return [(float(score), text(member)) for member, score in rows]

@@ -4,7 +4,7 @@ Every caller that enqueued a job is a subscription (its own webhook URL and meta
 hash next to the job. When the job ends, the ledger's Lua step puts one outbox entry per
 subscription with a webhook (``<job key>#<subscription id>``, scored by when it is due) in the
 same step, so no completion webhook can be lost between the end and the send. The sending is
-:mod:`worker.web.webhooks`, run by the ``vidgo.webhook`` task; a message for a job delivers
+:mod:`worker.outbound.webhooks`, run by the ``vidgo.webhook`` task; a message for a job delivers
 every entry of that job that is due.
 """
 
@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
+from worker.keys import text
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.record import Subscription
 
@@ -29,7 +30,7 @@ class Outbox:
     # -- subscriptions ---------------------------------------------------------------------
     def subscriptions(self, job_id: str) -> dict[str, Subscription]:
         raw = cast(Mapping[Any, Any], self._redis.hgetall(self.keys.subscriptions(job_id)))
-        subs = [Subscription.from_json(_text(k), v) for k, v in raw.items()]
+        subs = [Subscription.from_json(text(k), v) for k, v in raw.items()]
         return {s.sub_id: s for s in sorted(subs, key=lambda s: (s.at, s.sub_id))}
 
     def subscription(self, job_id: str, sub_id: str) -> Subscription | None:
@@ -53,7 +54,7 @@ class Outbox:
 
     def due_for(self, job_id: str) -> dict[str, float]:
         """Subscription id -> when its webhook is due, for every entry of this job."""
-        hooks = [_text(m) for m in cast(set[Any], self._redis.smembers(self.keys.hooks(job_id)))]
+        hooks = [text(m) for m in cast(set[Any], self._redis.smembers(self.keys.hooks(job_id)))]
         pipe = self._redis.pipeline(transaction=False)
         for sub_id in sorted(hooks):
             pipe.zscore(self.keys.webhooks_due, self.keys.outbox_member(job_id, sub_id))
@@ -101,7 +102,7 @@ class Outbox:
 
     def status(self, job_id: str, sub_id: str) -> str | None:
         raw = self._redis.hget(self.keys.hook_status(job_id), sub_id)
-        return _text(raw) if raw is not None else None
+        return text(raw) if raw is not None else None
 
     def lock(self, job_id: str, sub_id: str, timeout_s: float) -> Any:
         """A non-blocking lock: one delivery of a subscription's webhook at a time."""
@@ -140,7 +141,3 @@ def redispatch_overdue(
     for job_id in job_ids:
         dispatch(job_id, 0.0)
     return job_ids
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.keys import text
 from worker.models import JobRequest
 from worker.pipeline.states import JobState
 
@@ -65,7 +66,7 @@ class JobRecord:
 
     @classmethod
     def from_hash(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord:
-        values = {_text(k): _text(v) for k, v in raw.items()}
+        values = {text(k): text(v) for k, v in raw.items()}
         decoded: dict[str, Any] = {}
         for key, value in values.items():
             if key in ("state", "token"):
@@ -133,7 +134,3 @@ class Enqueue:
     job: JobRecord
     created: bool
     subscribed: int
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

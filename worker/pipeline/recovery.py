@@ -17,26 +17,25 @@ sweep sends ``vidgo.purge`` to apply retention (``VIDGO_STEMS_PURGE_AFTER_S``) w
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
 
 import redis
 
 from worker.errors import VidgoStemsError
 from worker.files.scratch import StemStore
+from worker.heartbeat import HEARTBEAT_INTERVAL_S, beat, write_heartbeat
 from worker.keys import Keys
 from worker.observe import metrics
-from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.outbox import redispatch_overdue
+from worker.pipeline.record import JobRecord
 from worker.pipeline.schedule import Schedule
-from worker.pipeline.states import STATES, Step
+from worker.pipeline.states import STATES, JobState, Step, new_token
 from worker.settings import Settings
 from worker.vidgo.gate import VidgoGate
 
@@ -68,7 +67,7 @@ def sweep(
     kicked = []
     candidates = ledger.active_job_ids(older_than_s=settings.sweep_grace_s, limit=limit)
     schedule = Schedule(ledger.redis, ledger.keys.prefix)
-    waiting = schedule.due_of([ledger.job_key(job_id) for job_id in candidates])
+    waiting = schedule.due_of([ledger.keys.job(job_id) for job_id in candidates])
     for job_id, due in zip(candidates, waiting, strict=True):
         if due is not None:
             continue  # its message waits in the schedule: the promoter will send it
@@ -213,49 +212,3 @@ class SweepThread(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
-
-
-#: Workers write a heartbeat this often; one unseen for WORKER_SEEN_S counts as gone.
-HEARTBEAT_INTERVAL_S = 10.0
-WORKER_SEEN_S = 3 * HEARTBEAT_INTERVAL_S
-
-
-def write_heartbeat(path: Path, *, redis_ok: bool) -> None:
-    """Replace the heartbeat file atomically: when, and whether Redis answered."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"at": time.time(), "redis": redis_ok}))
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("cannot write the heartbeat file %s: %s", path, exc.strerror or exc)
-
-
-def read_heartbeat(path: Path) -> dict[str, Any] | None:
-    """The last heartbeat, or None when there is none (or it is unreadable)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def workers_key(prefix: str) -> str:
-    return Keys(prefix).workers
-
-
-def beat(client: redis.Redis, prefix: str, hostname: str) -> None:
-    """Record that ``hostname`` is alive now, and forget workers gone for a long time."""
-    now = time.time()
-    pipe = client.pipeline()
-    pipe.zadd(workers_key(prefix), {hostname: now})
-    pipe.zremrangebyscore(workers_key(prefix), "-inf", now - 100 * WORKER_SEEN_S)
-    pipe.execute()
-
-
-def workers_seen(client: redis.Redis, prefix: str, *, within_s: float = WORKER_SEEN_S) -> list[str]:
-    """Hostnames of workers that wrote a heartbeat in the last ``within_s`` seconds."""
-    names = cast(
-        list[Any], client.zrangebyscore(workers_key(prefix), time.time() - within_s, "+inf")
-    )
-    return sorted(n.decode() if isinstance(n, bytes) else str(n) for n in names)

@@ -18,9 +18,10 @@ from typing import Any
 from worker.errors import InvalidRequest, JobConflict
 from worker.files.storage import Storage
 from worker.models import expected_stems, validate_job_id
-from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.outbox import Outbox
-from worker.pipeline.states import STATES, Step, TaskName
+from worker.pipeline.record import JobRecord
+from worker.pipeline.states import STATES, JobState, Step, TaskName, new_token
 
 log = logging.getLogger(__name__)
 

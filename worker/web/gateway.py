@@ -39,8 +39,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from worker.celery_app import Producer, worker_queues
 from worker.errors import ConfigError, InvalidRequest, JobConflict
 from worker.files.links import file_root
-from worker.observe.serve import build_registry
-from worker.pipeline.recovery import workers_seen
+from worker.heartbeat import workers_seen
+from worker.monitor.serve import build_registry
 from worker.settings import Settings, get_settings
 from worker.web.callbacks import handle_callback
 from worker.web.files import add_file_routes

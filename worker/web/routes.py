@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from worker import jsonsafe
+from worker import producer as api
 from worker.celery_app import Producer
 from worker.errors import InvalidRequest, shown
 from worker.jsonsafe import JsonRefused
@@ -28,9 +29,8 @@ from worker.models import (
     OutputType,
     parse_request,
 )
-from worker.pipeline.ledger import JobState
+from worker.pipeline.states import JobState
 from worker.settings import Settings
-from worker.web import api
 from worker.web.replies import ErrorResponse, describe_errors
 
 ID_PATTERN = JOB_ID_PATTERN.pattern

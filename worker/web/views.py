@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from worker.celery_app import Producer
 from worker.files.links import link, stem_links
 from worker.files.storage import Storage
-from worker.pipeline.ledger import JobRecord, JobState
 from worker.pipeline.outbox import Outbox
-from worker.pipeline.states import STATES
+from worker.pipeline.record import JobRecord
+from worker.pipeline.states import STATES, JobState
 
 
 class JobError(BaseModel):

@@ -22,9 +22,10 @@ import httpx
 
 from worker.files.scratch import StemStore
 from worker.files.storage import Storage
-from worker.pipeline.ledger import JobRecord, JobState, Ledger, new_token
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.pacing import PollPacing
-from worker.pipeline.states import Step, TaskName
+from worker.pipeline.record import JobRecord
+from worker.pipeline.states import JobState, Step, TaskName, new_token
 from worker.settings import Settings
 from worker.vidgo import VidgoClient
 from worker.vidgo.gate import VidgoGate

@@ -18,40 +18,20 @@ from pathlib import PurePosixPath
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from worker.errors import StemHostNotAllowed, StemUrlExpired, StemUrlsRefreshed
+from worker.errors import StemUrlExpired, StemUrlsRefreshed
 from worker.files.fetch import fetch_to_file
 from worker.files.links import ORIGINALS, job_key
 from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
 from worker.files.storage import content_type_for
 from worker.models import expected_stems
 from worker.observe import metrics
-from worker.pipeline.ledger import JobRecord, JobState
+from worker.outbound.urlsafety import check_stem_url
+from worker.pipeline.record import JobRecord
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
-from worker.pipeline.states import TaskName, states_of
-from worker.settings import origin_of
+from worker.pipeline.states import JobState, TaskName, states_of
 from worker.vidgo.parse import extract_stem_urls
 
 log = logging.getLogger(__name__)
-
-
-def check_stem_url(url: str, allowed: frozenset[tuple[str, str, int]]) -> str:
-    """The URL's host when its scheme, host and port are an allowed origin and it carries no
-    user name or password; else StemHostNotAllowed (nothing is fetched)."""
-    try:
-        parts = urlsplit(url)
-        scheme, host, port = origin_of(url)
-    except ValueError:
-        raise StemHostNotAllowed("refusing to download a stem from a malformed URL") from None
-    if parts.username is not None or parts.password is not None:
-        raise StemHostNotAllowed(
-            f"refusing to download a stem from a URL with a user name or password ({host})"
-        )
-    if scheme not in ("http", "https") or (scheme, host, port) not in allowed:
-        raise StemHostNotAllowed(
-            f"refusing to download a stem from {scheme}://{host or '?'}:{port}: that origin is "
-            "not in VIDGO_STEMS_ALLOWED_STEM_HOSTS (a bare host means https on port 443)"
-        )
-    return host
 
 
 def stem_filename(stem: str, url: str) -> str:

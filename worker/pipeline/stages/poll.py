@@ -23,7 +23,7 @@ from worker.backoff import backoff_s
 from worker.errors import PermanentError, TaskStalled, VidgoOutputError, VidgoTaskFailed
 from worker.models import expected_stems
 from worker.observe import metrics
-from worker.pipeline.ledger import JobRecord, JobState
+from worker.pipeline.record import JobRecord
 from worker.pipeline.stages.context import (
     Outcome,
     StageContext,
@@ -31,7 +31,7 @@ from worker.pipeline.stages.context import (
     load_current,
     paced,
 )
-from worker.pipeline.states import TaskName, states_of
+from worker.pipeline.states import JobState, TaskName, states_of
 from worker.settings import Settings
 from worker.vidgo import StemUrls, VidgoStatus
 from worker.vidgo.failures import is_permanent_failure

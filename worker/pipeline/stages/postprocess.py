@@ -38,11 +38,11 @@ from worker.errors import (
 )
 from worker.files.fetch import fetch_to_file
 from worker.files.links import MANIFEST_NAME, ORIGINALS, PEAKS, job_key
-from worker.files.netsafe import BlockedAddress, resolve_public
 from worker.models import OutputType
-from worker.pipeline.ledger import JobRecord, JobState
+from worker.outbound.urlsafety import BlockedAddress, resolve_public
+from worker.pipeline.record import JobRecord
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
-from worker.pipeline.states import TaskName, states_of
+from worker.pipeline.states import JobState, TaskName, states_of
 from worker.settings import Settings
 from worker.sound.deliver import Delivery
 from worker.sound.process import Source, file_sha256, process_stem, read_source

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from worker.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
 from worker.observe import metrics
-from worker.pipeline.ledger import JobRecord, JobState
+from worker.pipeline.record import JobRecord
 from worker.pipeline.stages.context import (
     Outcome,
     StageContext,
@@ -29,7 +29,7 @@ from worker.pipeline.stages.context import (
     load_current,
     paced,
 )
-from worker.pipeline.states import TaskName, states_of
+from worker.pipeline.states import JobState, TaskName, states_of
 from worker.settings import Settings
 from worker.vidgo.gate import Hold
 
@@ -55,7 +55,7 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
     hold = ctx.gate.submit_pause() or ctx.gate.cooldown()
     if hold is not None:
         return _defer(ctx, job, hold)
-    if ctx.limits is not None and not ctx.limits.take_slot(ctx.ledger.job_key(job_id)):
+    if ctx.limits is not None and not ctx.limits.take_slot(ctx.ledger.keys.job(job_id)):
         wait = ctx.settings.in_flight_wait_s
         return _defer(ctx, job, Hold(wait, f"{ctx.settings.max_in_flight} jobs in flight"))
     if not ctx.ledger.advance(

@@ -5,7 +5,9 @@ guard that is an open door to loopback services, cloud metadata endpoints and pr
 A URL is checked when the job is enqueued (scheme, credentials, literal addresses, local names)
 and again just before each delivery, when every address its host resolves to must be public.
 ``VIDGO_STEMS_ALLOW_PRIVATE_WEBHOOK_HOSTS=true`` lifts the address rules (receivers on a private
-network, tests on loopback); the scheme and credential rules always hold.
+network, tests on loopback); the scheme and credential rules always hold. The same address
+rules guard the fetch of a job's source track; stem URLs from Vidgo are held to the configured
+stem origins (:func:`check_stem_url`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import socket
 import unicodedata
 from urllib.parse import urlsplit
 
-from worker.errors import InvalidRequest, shown
+from worker.errors import InvalidRequest, StemHostNotAllowed, shown
+from worker.settings import origin_of
 
 MAX_URL_LENGTH = 2048
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
@@ -153,3 +156,23 @@ def resolve_public(host: str, port: int) -> list[str]:
     if private:
         raise BlockedAddress(f"resolves to a non-public address ({', '.join(private)})")
     return addresses
+
+
+def check_stem_url(url: str, allowed: frozenset[tuple[str, str, int]]) -> str:
+    """The URL's host when its scheme, host and port are an allowed origin and it carries no
+    user name or password; else StemHostNotAllowed (nothing is fetched)."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = origin_of(url)
+    except ValueError:
+        raise StemHostNotAllowed("refusing to download a stem from a malformed URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise StemHostNotAllowed(
+            f"refusing to download a stem from a URL with a user name or password ({host})"
+        )
+    if scheme not in ("http", "https") or (scheme, host, port) not in allowed:
+        raise StemHostNotAllowed(
+            f"refusing to download a stem from {scheme}://{host or '?'}:{port}: that origin is "
+            "not in VIDGO_STEMS_ALLOWED_STEM_HOSTS (a bare host means https on port 443)"
+        )
+    return host

@@ -16,10 +16,10 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from worker.heartbeat import workers_seen
 from worker.keys import Keys
-from worker.pipeline.ledger import JobState, Ledger
-from worker.pipeline.recovery import workers_seen
-from worker.pipeline.states import POLLING_STATES
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import POLLING_STATES, JobState
 from worker.settings import Settings
 from worker.vidgo.gate import VidgoGate
 from worker.vidgo.limits import Kind, configured_rate

@@ -17,7 +17,7 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from prometheus_client.registry import Collector
 
-from worker.observe.cluster import ClusterCollector
+from worker.monitor.cluster import ClusterCollector
 from worker.observe.multiproc import ENV, multiproc_enabled
 from worker.pipeline.ledger import Ledger
 from worker.settings import Settings
