@@ -69,7 +69,7 @@ def promoter_throughput(bench: Bench) -> tuple[float, float]:
 def enqueue_all(bench: Bench, n: int) -> list[str]:
     """Create N jobs with their submit messages, pipelined (the batch feed's own path)."""
     from worker.models import parse_request
-    from worker.pipeline.ledger import NewJob
+    from worker.pipeline.record import NewJob
     from worker.pipeline.states import Step, TaskName, new_token
 
     jobs = []
@@ -91,8 +91,8 @@ def seed_submitted(bench: Bench, n: int, query_rate: float) -> list[str]:
 
     from emulator.state import EmuTask
     from worker.models import parse_request
-    from worker.pipeline.ledger import NewJob
     from worker.pipeline.pacing import HEADROOM
+    from worker.pipeline.record import NewJob
     from worker.pipeline.states import JobState, Step, TaskName, new_token
 
     state = bench.emulator.server.config.app.state.emulator

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from worker.keys import Keys
+from worker.models import JobRequest
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.record import JobRecord, Subscription
 from worker.pipeline.states import Step, TaskName
 
 QUEUE = "test-steps"
@@ -63,3 +66,21 @@ class StepLog:
         return self._read() == other
 
     __hash__ = None  # type: ignore[assignment]
+
+
+def create_job(
+    ledger: Ledger,
+    job_id: str,
+    request: JobRequest,
+    *,
+    token: str,
+    webhook_url: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> tuple[JobRecord, bool]:
+    """Create a QUEUED job unless one exists (no first message sent); returns the job and
+    whether it is new. A webhook URL or metadata subscribes the caller."""
+    subscription = None
+    if webhook_url is not None or metadata:
+        subscription = Subscription.new(webhook_url=webhook_url, metadata=metadata)
+    found = ledger.enqueue(job_id, request, token=token, subscription=subscription)
+    return found.job, found.created

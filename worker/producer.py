@@ -159,7 +159,7 @@ def enqueue_request(
         if not retry_failed:
             raise JobConflict(ended_message(job_id, job.state, job.error_code, job.error_message))
         plan = retry_job(
-            p.ledger, p.storage, job_id, now=time.time(), forget_result=p.forget_result
+            p.ledger, p.storage, job_id, now=time.time(), forget_result=p.forget_result, found=job
         )
         return Enqueued(job_id, False, plan.to, sub.sub_id, retried=True)
     log.info("job %s already exists (%s); caller subscribed", job_id, job.state.value)

@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 
+from tests.steps import create_job
 from worker.batch.store import BatchStore
 from worker.errors import InvalidRequest
 from worker.models import parse_request
@@ -40,7 +41,7 @@ def make_jobs(ledger: Ledger, n: int, tag: str) -> list[str]:
     for i in range(n):
         request = parse_request({"audio_url": f"https://cdn.example.com/{tag}/{i}.mp3"})
         job_id = request.fingerprint()
-        ledger.create(job_id, request, token="t")
+        create_job(ledger, job_id, request, token="t")
         ids.append(job_id)
     return ids
 

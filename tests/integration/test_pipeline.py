@@ -15,6 +15,7 @@ from tests.support import fetch
 from worker.celery_app import app
 from worker.errors import InvalidRequest
 from worker.models import ALL_STEMS
+from worker.pipeline.recovery import active_job_ids
 from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
@@ -161,12 +162,12 @@ def test_malformed_vocal_removal_fails_with_a_stable_code_and_no_retry_loop(stac
     ],
 )
 def test_bad_input_is_refused_at_enqueue_and_nothing_is_queued(stack, kwargs, message):
-    active_before = stack.ledger.active_job_ids()
+    active_before = active_job_ids(stack.ledger)
     submits_before = len(stack.emulator.record("submit"))
     audio_url = kwargs.pop("audio_url")
     with pytest.raises(InvalidRequest, match=message):
         stack.enqueue(audio_url, **kwargs)
-    assert stack.ledger.active_job_ids() == active_before
+    assert active_job_ids(stack.ledger) == active_before
     assert len(stack.emulator.record("submit")) == submits_before
 
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import redis
 
-from tests.steps import StepLog
+from tests.steps import StepLog, create_job
 from worker.devstack.redis_server import RedisServer
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
@@ -118,7 +118,7 @@ def test_waiting_entries_survive_a_redis_restart_and_are_pushed_once():
             log = StepLog(client, "aof")
             ledger = Ledger(client, prefix="aof", encode=log)
             for n in range(200):
-                ledger.create(f"j{n}", REQUEST, token="t0")
+                create_job(ledger, f"j{n}", REQUEST, token="t0")
                 assert ledger.advance(
                     f"j{n}",
                     expect=ACTIVE_STATES,

@@ -7,7 +7,7 @@ import json
 import fakeredis
 import pytest
 
-from tests.steps import StepLog
+from tests.steps import StepLog, create_job
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.stages.context import TaskName
@@ -29,7 +29,7 @@ def world():
     client = fakeredis.FakeRedis()
     sent = StepLog(client, "t")
     ledger = Ledger(client, prefix="t", retention_s=100, encode=sent)
-    ledger.create("j1", REQUEST, token="t0")
+    create_job(ledger, "j1", REQUEST, token="t0")
     ledger.advance("j1", expect=JobState.QUEUED, token="t0", to=JobState.SUBMITTING, event="e")
     ledger.advance(
         "j1",

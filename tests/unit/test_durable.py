@@ -7,6 +7,7 @@ import fakeredis
 import pytest
 from redis.exceptions import NoScriptError
 
+from tests.steps import create_job
 from worker.models import JobRequest
 from worker.pipeline.durable import Durability
 from worker.pipeline.ledger import Ledger
@@ -93,7 +94,7 @@ def ledger():
 
 
 def test_a_move_re_sent_after_its_reply_was_lost_counts_as_applied(ledger):
-    ledger.create("j1", JobRequest(audio_url="https://cdn.example/a.mp3"), token="t0")
+    create_job(ledger, "j1", JobRequest(audio_url="https://cdn.example/a.mp3"), token="t0")
     token = new_token()
     move = {
         "expect": JobState.QUEUED,

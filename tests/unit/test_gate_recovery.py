@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from tests.steps import StepLog
+from tests.steps import StepLog, create_job
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import STEP_FOR_STATE, overdue_by, sweep
@@ -98,7 +98,7 @@ def setup(redis_client, make_settings):
 
 def queued_job(ledger, name):
     request = parse_request({"audio_url": f"https://cdn.example/{name}.mp3"})
-    ledger.create(name, request, token="t0")
+    create_job(ledger, name, request, token="t0")
 
 
 def test_sweep_leaves_jobs_alone_until_they_are_overdue(setup):

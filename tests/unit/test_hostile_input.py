@@ -8,7 +8,7 @@ import json
 import fakeredis
 import pytest
 
-from tests.steps import StepLog
+from tests.steps import StepLog, create_job
 from worker.batch.catalog import check_catalog
 from worker.errors import CatalogError, ConfigError, InvalidRequest, StemHostNotAllowed
 from worker.jsonsafe import JsonLimits, JsonRefused, loads, nesting_depth
@@ -58,7 +58,7 @@ def test_json_within_the_limits_parses_and_brackets_in_strings_do_not_count():
 def ledger():
     client = fakeredis.FakeRedis()
     ledger = Ledger(client, prefix="t", encode=StepLog(client, "t"))
-    ledger.create("j1", parse_request({"audio_url": "https://cdn.example/a.mp3"}), token="t0")
+    create_job(ledger, "j1", parse_request({"audio_url": "https://cdn.example/a.mp3"}), token="t0")
     yield ledger
     client.close()
 

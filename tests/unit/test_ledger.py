@@ -5,9 +5,11 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from tests.steps import create_job
 from worker.errors import IllegalTransition
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
+from worker.pipeline.recovery import active_job_ids
 from worker.pipeline.states import ACTIVE_STATES, TRANSITIONS, JobState
 
 S = JobState
@@ -22,15 +24,15 @@ def ledger():
 
 
 def test_create_is_idempotent(ledger):
-    job, created = ledger.create("j1", REQUEST, token="t0")
-    again, created_again = ledger.create("j1", REQUEST, token="t1")
+    job, created = create_job(ledger, "j1", REQUEST, token="t0")
+    again, created_again = create_job(ledger, "j1", REQUEST, token="t1")
     assert (created, created_again) == (True, False)
     assert again.token == "t0"
     assert job.state is S.QUEUED
 
 
 def test_advance_needs_the_expected_state_and_token(ledger):
-    ledger.create("j1", REQUEST, token="t0")
+    create_job(ledger, "j1", REQUEST, token="t0")
     assert not ledger.advance("j1", expect=S.QUEUED, token="wrong", to=S.SUBMITTING, event="e")
     assert not ledger.advance("j1", expect=S.SUBMITTING, token="t0", to=S.SUBMITTED, event="e")
     assert ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
@@ -38,7 +40,7 @@ def test_advance_needs_the_expected_state_and_token(ledger):
 
 
 def test_a_duplicate_cannot_move_the_job_twice(ledger):
-    ledger.create("j1", REQUEST, token="t0")
+    create_job(ledger, "j1", REQUEST, token="t0")
     moves = [
         ledger.advance(
             "j1",
@@ -55,7 +57,7 @@ def test_a_duplicate_cannot_move_the_job_twice(ledger):
 
 
 def test_handing_off_installs_the_new_token(ledger):
-    ledger.create("j1", REQUEST, token="t0")
+    create_job(ledger, "j1", REQUEST, token="t0")
     ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
     ledger.advance(
         "j1",
@@ -100,7 +102,7 @@ def test_state_machine_leaves_an_ended_state_only_by_a_retry_and_never_leaves_do
 
 
 def test_history_records_every_move_in_order(ledger):
-    ledger.create("j1", REQUEST, token="t0")
+    create_job(ledger, "j1", REQUEST, token="t0")
     ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="submitting")
     ledger.advance(
         "j1",
@@ -122,19 +124,28 @@ def test_history_records_every_move_in_order(ledger):
 
 
 def test_terminal_jobs_expire_and_leave_the_active_index(ledger):
-    ledger.create("j1", REQUEST, token="t0")
-    assert ledger.active_job_ids() == ["j1"]
+    create_job(ledger, "j1", REQUEST, token="t0")
+    assert active_job_ids(ledger) == ["j1"]
     ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.FAILED, event="failed")
-    assert ledger.active_job_ids() == []
+    assert active_job_ids(ledger) == []
     assert 0 < ledger._redis.ttl(ledger.keys.job("j1")) <= 100
     assert 0 < ledger._redis.ttl(ledger.keys.history("j1")) <= 100
 
 
 def test_update_without_state_change_keeps_the_state(ledger):
-    ledger.create("j1", REQUEST, token="t0")
-    assert ledger.advance("j1", expect=S.QUEUED, token="t0", incr={"x": 2}, event="note")
+    create_job(ledger, "j1", REQUEST, token="t0")
+    assert ledger.advance("j1", expect=S.QUEUED, token="t0", incr={"polls": 2}, event="note")
     job = ledger.get("j1")
-    assert job.state is S.QUEUED and job.extra["x"] == 2
+    assert job.state is S.QUEUED and job.polls == 2
+
+
+def test_a_field_the_job_record_does_not_have_is_refused_not_kept_as_an_extra(ledger):
+    create_job(ledger, "j1", REQUEST, token="t0")
+    for change in ({"fields": {"polls_typo": 1}}, {"incr": {"x": 2}}):
+        with pytest.raises(ValueError, match="not fields of a job record"):
+            ledger.advance("j1", expect=S.QUEUED, token="t0", event="note", **change)
+    job = ledger.get("j1")
+    assert job.extra == {} and len(ledger.history("j1")) == 1
 
 
 def test_missing_job_is_not_advanced(ledger):

@@ -8,7 +8,7 @@ import fakeredis
 import httpx
 import pytest
 
-from tests.steps import StepLog
+from tests.steps import StepLog, create_job
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
 from worker.models import parse_request
@@ -120,7 +120,7 @@ def test_the_in_flight_cap_holds_and_the_ledger_frees_slots(world):
     client, limits, *_ = world
     ledger = Ledger(client, prefix="vidgo-stems")
     for job_id in ("a", "b", "c"):
-        ledger.create(job_id, REQUEST, token="t")
+        create_job(ledger, job_id, REQUEST, token="t")
     assert limits.take_slot(ledger.keys.job("a")) and limits.take_slot(ledger.keys.job("b"))
     assert limits.take_slot(ledger.keys.job("a"))  # a job keeps its slot (resubmits)
     assert not limits.take_slot(ledger.keys.job("c"))
@@ -152,7 +152,7 @@ def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path)
     )
     for other in ("x", "y"):
         assert limits.take_slot(ledger.keys.job(other))
-    ledger.create("job", REQUEST, token="t0")
+    create_job(ledger, "job", REQUEST, token="t0")
     assert run_submit(ctx, "job", "t0") is Outcome.HANDED_OFF
     job = ledger.get("job")
     assert job.state is JobState.QUEUED and calls == []

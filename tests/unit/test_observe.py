@@ -10,6 +10,7 @@ import time
 import fakeredis
 import pytest
 
+from tests.steps import create_job
 from worker.keys import Keys
 from worker.models import JobRequest
 from worker.monitor.cluster import OVERDUE_AFTER_S, take_snapshot
@@ -114,7 +115,7 @@ def test_the_snapshot_counts_states_slots_overdue_polls_and_buckets(make_setting
     for n, (state, due_in) in enumerate(
         [(None, 0), (JobState.SUBMITTED, -60), (JobState.SUBMITTED, 30), (JobState.SUBMITTED, -1)]
     ):
-        job, _ = ledger.create(f"j{n}", request, token="t")
+        job, _ = create_job(ledger, f"j{n}", request, token="t")
         if state is not None:
             assert ledger.advance(
                 job.job_id,

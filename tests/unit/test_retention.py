@@ -6,11 +6,12 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from tests.steps import create_job
 from worker.errors import InvalidRequest
 from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
-from worker.pipeline.retention import parse_duration, purge
+from worker.pipeline.retention import ended_before, parse_duration, purge
 from worker.pipeline.states import JobState
 
 DAY = 86400.0
@@ -36,7 +37,7 @@ def world(tmp_path):
 
 def make_job(ledger, storage, job_id, *, end: JobState | None):
     request = parse_request({"audio_url": f"https://cdn.example/{job_id}.mp3"})
-    ledger.create(job_id, request, token="t")
+    create_job(ledger, job_id, request, token="t")
     storage.put_bytes(
         f"{job_id}/vocals.mp3", b"audio " + job_id.encode(), content_type="audio/mpeg"
     )
@@ -87,7 +88,7 @@ def test_a_job_retried_after_it_ended_leaves_the_purge_index(world):
     ledger, storage, clock = world
     make_job(ledger, storage, "j", end=None)
     ledger.advance("j", expect=JobState.QUEUED, token="t", to=JobState.FAILED, event="end")
-    assert [j for j, _ in ledger.ended_before(clock.now + 1)] == ["j"]
+    assert [j for j, _ in ended_before(ledger, clock.now + 1)] == ["j"]
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import redis.exceptions
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
 import tasks.pipeline as pipeline
-from tests.steps import StepLog
+from tests.steps import StepLog, create_job
 from worker import errors
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
@@ -48,7 +48,7 @@ def rt(monkeypatch, make_settings):
 @pytest.fixture
 def job(rt):
     request = parse_request({"audio_url": "https://cdn.example/a.mp3"})
-    rt.ledger.create("j1", request, token="tok")
+    create_job(rt.ledger, "j1", request, token="tok")
     return "j1"
 
 

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from tests.manifests import assert_valid_manifest
-from tests.steps import StepLog
+from tests.steps import StepLog, create_job
 from worker import errors
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
@@ -106,7 +106,7 @@ class Harness:
         request = parse_request(
             {"audio_url": "https://cdn.example/a.mp3", "output_type": output_type}
         )
-        self.ledger.create("job1", request, token="t0")
+        create_job(self.ledger, "job1", request, token="t0")
         return "job1"
 
     def last_token(self):

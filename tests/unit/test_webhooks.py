@@ -13,6 +13,7 @@ import pytest
 import standardwebhooks
 from pydantic import SecretStr
 
+from tests.steps import create_job
 from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.outbound.urlsafety import BlockedAddress
@@ -112,7 +113,7 @@ def world(make_settings):
 
 
 def ended_job(ledger, job_id="j1", *, to=JobState.FAILED, webhook="https://hooks.example.com/x"):
-    ledger.create(job_id, REQUEST, token="t0", webhook_url=webhook, metadata={"order": 7})
+    create_job(ledger, job_id, REQUEST, token="t0", webhook_url=webhook, metadata={"order": 7})
     ledger.advance(
         job_id,
         expect=JobState.QUEUED,
@@ -164,7 +165,7 @@ def test_a_done_event_links_every_stem_and_the_manifest(world, tmp_path):
         tmp_path, url_signer=lambda key, ttl: f"https://files.example/{key}?t={ttl}"
     )
     stored = storage.put_bytes("j1/vocals.mp3", b"ID3 audio", content_type="audio/mpeg")
-    ledger.create("j1", REQUEST, token="t0")
+    create_job(ledger, "j1", REQUEST, token="t0")
     for src, dst in (
         (JobState.QUEUED, JobState.SUBMITTING),
         (JobState.SUBMITTING, JobState.SUBMITTED),

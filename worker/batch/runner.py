@@ -41,8 +41,8 @@ from worker.batch.store import BatchStore, job_states
 from worker.celery_app import Producer
 from worker.errors import BatchError, JobConflict
 from worker.models import validate_metadata
-from worker.pipeline.ledger import Ledger, NewJob
-from worker.pipeline.record import Subscription
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.record import NewJob, Subscription
 from worker.pipeline.states import JobState, Step, TaskName, new_token
 from worker.producer import Enqueued, enqueue_request
 

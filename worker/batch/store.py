@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, cast
 
+from worker.keys import text
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.states import JobState
 
@@ -51,7 +52,7 @@ class BatchStore:
 
 def job_states(ledger: Ledger, job_ids: list[str]) -> dict[str, str]:
     """Current state per job id ("EXPIRED" when the ledger no longer has it), in one pipeline."""
-    return {j: s or "EXPIRED" for j, s in ledger.states(job_ids).items()}
+    return {j: s or "EXPIRED" for j, s in _ledger_states(ledger, job_ids).items()}
 
 
 @dataclass
@@ -78,5 +79,25 @@ def batch_view(ledger: Ledger, batch_id: str) -> BatchView | None:
     failures: Counter[str] = Counter()
     for job_id, state in states.items():
         if state in (JobState.FAILED.value, JobState.CANCELLED.value):
-            failures[ledger.error_code(job_id) or "unknown"] += 1
+            failures[error_code(ledger, job_id) or "unknown"] += 1
     return BatchView(batch_id, info, dict(Counter(states.values())), dict(failures))
+
+
+def _ledger_states(
+    ledger: Ledger, job_ids: list[str], *, chunk: int = 2000
+) -> dict[str, str | None]:
+    """Current state per job id (None when the ledger no longer has it), pipelined."""
+    states: dict[str, str | None] = {}
+    for start in range(0, len(job_ids), chunk):
+        part = job_ids[start : start + chunk]
+        pipe = ledger.redis.pipeline(transaction=False)
+        for job_id in part:
+            pipe.hget(ledger.keys.job(job_id), "state")
+        for job_id, state in zip(part, pipe.execute(), strict=True):
+            states[job_id] = text(state) if state is not None else None
+    return states
+
+
+def error_code(ledger: Ledger, job_id: str) -> str | None:
+    raw = cast(bytes | None, ledger.redis.hget(ledger.keys.job(job_id), "error_code"))
+    return cast(str, json.loads(raw)) if raw else None

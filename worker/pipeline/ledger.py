@@ -19,7 +19,6 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, cast
 
 import redis
@@ -30,37 +29,22 @@ from worker.models import JobRequest
 from worker.observe import metrics
 from worker.observe.logs import transition_fields
 from worker.pipeline.durable import Durability
-from worker.pipeline.record import Enqueue, JobRecord, Subscription
+from worker.pipeline.record import Enqueue, JobRecord, NewJob, Subscription
+from worker.pipeline.scripts import ADVANCE, ANNOTATE, CREATE
 from worker.pipeline.states import (
-    ACTIVE_STATES,
     SLOT_FREE_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
     JobState,
     Step,
-    new_token,
     state_list,
 )
 
-__all__ = [
-    "ACTIVE_STATES",
-    "TRANSITIONS",
-    "Enqueue",
-    "IllegalTransition",
-    "JobRecord",
-    "JobState",
-    "Ledger",
-    "NewJob",
-    "Subscription",
-    "new_token",
-]
-
-
 log = logging.getLogger(__name__)
 
-
-def _lua(name: str) -> str:
-    return resources.files("worker.pipeline").joinpath("lua", f"{name}.lua").read_text()
+#: What :meth:`Ledger.advance` may set: the fields of a job record (state and token are moved
+#: by the script itself).
+JOB_FIELDS = frozenset(JobRecord.__dataclass_fields__) - {"job_id", "state", "token", "extra"}
 
 
 class Ledger:
@@ -83,20 +67,16 @@ class Ledger:
             client, replicas=durable_replicas, timeout_s=durable_timeout_s
         )
         self.keys = Keys(prefix)
-        self._retention_s = retention_s
-        self._clock = clock
-        self._advance = client.register_script(_lua("advance"))
-        self._create = client.register_script(_lua("create"))
-        self._annotate = client.register_script(_lua("annotate"))
+        self.retention_s = retention_s
+        self.clock = clock
+        self._advance = ADVANCE.bind(client)
+        self._create = CREATE.bind(client)
+        self._annotate = ANNOTATE.bind(client)
 
     @property
     def redis(self) -> redis.Redis:
         """The client, for components that keep their own keys beside the ledger's."""
         return self._redis
-
-    @property
-    def retention_s(self) -> int:
-        return self._retention_s
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord | None:
@@ -107,22 +87,6 @@ class Ledger:
         items = cast(list[Any], self._redis.lrange(self.keys.history(job_id), 0, -1))
         return [json.loads(item) for item in items]
 
-    def states(self, job_ids: list[str], *, chunk: int = 2000) -> dict[str, str | None]:
-        """Current state per job id (None when the ledger no longer has it), pipelined."""
-        states: dict[str, str | None] = {}
-        for start in range(0, len(job_ids), chunk):
-            part = job_ids[start : start + chunk]
-            pipe = self._redis.pipeline(transaction=False)
-            for job_id in part:
-                pipe.hget(self.keys.job(job_id), "state")
-            for job_id, state in zip(part, pipe.execute(), strict=True):
-                states[job_id] = text(state) if state is not None else None
-        return states
-
-    def error_code(self, job_id: str) -> str | None:
-        raw = cast(bytes | None, self._redis.hget(self.keys.job(job_id), "error_code"))
-        return cast(str, json.loads(raw)) if raw else None
-
     def counters(self) -> dict[str, int]:
         raw = cast(Mapping[Any, Any], self._redis.hgetall(self.keys.counters))
         return {text(k): int(v) for k, v in raw.items()}
@@ -131,23 +95,6 @@ class Ledger:
         self._redis.hincrby(self.keys.counters, name, by)
 
     # -- writes ----------------------------------------------------------------------------
-    def create(
-        self,
-        job_id: str,
-        request: JobRequest,
-        *,
-        token: str,
-        webhook_url: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> tuple[JobRecord, bool]:
-        """Create a QUEUED job unless one exists; returns the job and whether it is new. A
-        webhook URL or metadata subscribes the caller (see :meth:`enqueue`)."""
-        subscription = None
-        if webhook_url is not None or metadata:
-            subscription = Subscription.new(webhook_url=webhook_url, metadata=metadata)
-        found = self.enqueue(job_id, request, token=token, subscription=subscription)
-        return found.job, found.created
-
     def enqueue(
         self,
         job_id: str,
@@ -220,7 +167,7 @@ class Ledger:
         max_subscribers: int,
         take_subscribers_when_failed: bool = False,
     ) -> _Creation:
-        now = self._clock()
+        now = self.clock()
         job_id, subscription = new.job_id, new.subscription
         optional: dict[str, Any] = {}
         if subscription is not None:
@@ -237,41 +184,56 @@ class Ledger:
         entry = json.dumps({"from": None, "to": "QUEUED", "at": now, "event": "enqueued"})
         refused = () if take_subscribers_when_failed else (JobState.FAILED, JobState.CANCELLED)
         queue, message = self.encode(new.step) if new.step is not None else (self.keys.active, "")
-        keys = [
-            self.keys.job(job_id),
-            self.keys.history(job_id),
-            self.keys.active,
-            self.keys.state_index(JobState.QUEUED.value),
-            self.keys.created,
-            self.keys.subscriptions(job_id),
-            self.keys.hooks(job_id),
-            self.keys.webhooks_due,
-            queue,
-        ]
-        args = [
-            now,
-            entry,
-            JobState.QUEUED.value,
-            subscription.sub_id if subscription else "",
-            subscription.to_json() if subscription else "",
-            "1" if subscription and subscription.webhook_url else "0",
-            max_subscribers,
-            state_list(tuple(refused)),
-            message,
-            *_pairs(fields),
-        ]
-        return _Creation(job_id, fields, lambda client: self._create(keys, args, client=client))
+        keys = {
+            **self._job_keys(job_id, queue, CREATE.keys),
+            "state_index": self.keys.state_index(JobState.QUEUED.value),
+        }
+        args = {
+            "now": now,
+            "entry": entry,
+            "state": JobState.QUEUED.value,
+            "sub_id": subscription.sub_id if subscription else "",
+            "subscription": subscription.to_json() if subscription else "",
+            "has_webhook": "1" if subscription and subscription.webhook_url else "0",
+            "max_subscribers": max_subscribers,
+            "refused": state_list(tuple(refused)),
+            "message": message,
+        }
+
+        def run(client: Any) -> Any:
+            return self._create(keys=keys, args=args, rest=_pairs(fields), client=client)
+
+        return _Creation(job_id, fields, run)
 
     def _found(self, call: _Creation, result: Any) -> Enqueue:
-        created, _, subscribed = result
-        if created:  # what was written is the whole job: no need to read it back
+        """The job as the create script left it: what it wrote when new, else what it read."""
+        created, _, subscribed, found = result
+        if created:
             metrics.JOBS_ENTERED.labels(JobState.QUEUED.value).inc()
             job = JobRecord.from_hash(call.job_id, call.fields)
         else:
-            found = self.get(call.job_id)
-            assert found is not None, "job vanished right after create"
-            job = found
+            job = JobRecord.from_hash(call.job_id, dict(zip(found[::2], found[1::2], strict=True)))
         return Enqueue(job, bool(created), int(subscribed))
+
+    def _job_keys(self, job_id: str, queue: str, names: tuple[str, ...]) -> dict[str, str]:
+        """The keys named ``names`` of ``job_id``'s scripts (``queue``: the next message's)."""
+        keys = self.keys
+        every = {
+            "job": keys.job(job_id),
+            "history": keys.history(job_id),
+            "active": keys.active,
+            "created": keys.created,
+            "webhooks_due": keys.webhooks_due,
+            "in_flight": keys.in_flight,
+            "ended": keys.ended,
+            "subscriptions": keys.subscriptions(job_id),
+            "hooks": keys.hooks(job_id),
+            "schedule": keys.schedule,
+            "schedule_messages": keys.schedule_messages,
+            "schedule_wake": keys.schedule_wake,
+            "queue": queue,
+        }
+        return {name: every[name] for name in names if name in every}
 
     def advance(
         self,
@@ -292,65 +254,42 @@ class Ledger:
         """Apply a move when the job is in ``expect`` and holds ``token``; False when it is not.
 
         ``to=None`` keeps the state (a guarded update). ``token=None`` skips the token check
-        (for operator actions). ``unless_subscribed`` applies the move only while the job has
-        no subscriber left. ``durable`` waits for replicas (see :mod:`worker.pipeline.durable`).
-        ``step`` is the job's next message, sent by the same step: onto its queue when due
-        now, else into the schedule (:mod:`worker.pipeline.schedule`).
-        Raises IllegalTransition for a move the machine does not have.
+        (for operator actions). ``fields`` and ``incr`` name fields of :class:`JobRecord`
+        (another name is a ValueError). ``unless_subscribed`` applies the move only while the
+        job has no subscriber left. ``durable`` waits for replicas (see
+        :mod:`worker.pipeline.durable`). ``step`` is the job's next message, sent by the same
+        step: onto its queue when due now, else into the schedule
+        (:mod:`worker.pipeline.schedule`). Raises IllegalTransition for a move the machine
+        does not have.
         """
-        expected = [expect] if isinstance(expect, JobState) else list(expect)
-        if to is not None:
-            bad = [s for s in expected if (s, to) not in TRANSITIONS]
-            if bad:
-                raise IllegalTransition(f"no transition {bad[0].value} -> {to.value}")
-        now = self._clock()
+        expected = _expected(expect, to)
+        now = self.clock()
         entry = {"to": to.value if to else None, "at": now, "event": event, **(detail or {})}
-        set_pairs = _pairs({k: json.dumps(v) for k, v in (fields or {}).items()})
-        incr_pairs = _pairs({k: str(int(v)) for k, v in (incr or {}).items()})
         queue, message = self.encode(step) if step is not None else (self.keys.prefix, "")
-        keys = [
-            self.keys.job(job_id),
-            self.keys.history(job_id),
-            self.keys.active,
-            self.keys.webhooks_due,
-            self.keys.in_flight,
-            self.keys.ended,
-            self.keys.subscriptions(job_id),
-            self.keys.hooks(job_id),
-            self.keys.schedule,
-            self.keys.schedule_messages,
-            self.keys.schedule_wake,
-            queue,
-        ]
-        args = [
-            state_list(tuple(expected)),
-            token or "",
-            to.value if to else "",
-            new_token or "",
-            now,
-            json.dumps(entry),
-            self._retention_s,
-            state_list(TERMINAL_STATES),
-            state_list(SLOT_FREE_STATES),
-            self.keys.state_index_prefix,
-            "1" if unless_subscribed else "0",
-            repr(now + step.countdown_s) if step is not None else "0",
-            message,
-            len(set_pairs) // 2,
-            *set_pairs,
-            *incr_pairs,
-        ]
-        if durable and self._durability.replicas:
-            result = self._durability.write(
-                lambda client: self._advance(keys=keys, args=args, client=client),
-                applied=lambda r: bool(r[0]),
-                landed=lambda: self._holds(job_id, new_token or token or "", to),
-                touch=self.keys.job(job_id),
-                what=f"job {job_id}'s move to {to.value if to else 'its state'}",
-            )
-        else:
-            result = self._advance(keys=keys, args=args)
-        ok, was, *after = result
+        args = {
+            "expect": state_list(tuple(expected)),
+            "token": token or "",
+            "to": to.value if to else "",
+            "new_token": new_token or "",
+            "now": now,
+            "entry": json.dumps(entry),
+            "ttl": self.retention_s,
+            "terminal": state_list(TERMINAL_STATES),
+            "slot_free": state_list(SLOT_FREE_STATES),
+            "index_prefix": self.keys.state_index_prefix,
+            "unless_subscribed": "1" if unless_subscribed else "0",
+            "due": repr(now + step.countdown_s) if step is not None else "0",
+            "message": message,
+            "n_set": len(fields or {}),
+        }
+        rest = [*_pairs(_encoded(fields or {})), *_pairs(_encoded(incr or {}, as_json=False))]
+        keys = self._job_keys(job_id, queue, ADVANCE.keys)
+
+        def run(client: Any) -> Any:
+            return self._advance(keys=keys, args=args, rest=rest, client=client)
+
+        held = (new_token or token or "", to)
+        ok, was, *after = self._write(run, job_id, held) if durable else run(None)
         if not ok and new_token and self._holds(job_id, new_token, to):
             # Refused because an earlier send of this very move (its reply lost, the client
             # retried) applied it: only this call knows new_token, so the move is ours.
@@ -358,6 +297,21 @@ class Ledger:
         if ok and to is not None and text(was) != to.value:
             self._moved(job_id, text(was), to, event, _json_text(after[0]) if after else None)
         return bool(ok)
+
+    def _write(
+        self, run: Callable[[Any], Any], job_id: str, held: tuple[str, JobState | None]
+    ) -> Any:
+        """Run a move that must reach the replicas (plainly when none are configured)."""
+        if not self._durability.replicas:
+            return run(None)
+        token, to = held
+        return self._durability.write(
+            run,
+            applied=lambda r: bool(r[0]),
+            landed=lambda: self._holds(job_id, token, to),
+            touch=self.keys.job(job_id),
+            what=f"job {job_id}'s move to {to.value if to else 'its state'}",
+        )
 
     def encode(self, step: Step) -> tuple[str, str]:
         """The queue and the message for ``step``."""
@@ -394,69 +348,8 @@ class Ledger:
 
     def annotate(self, job_id: str, fields: Mapping[str, Any]) -> bool:
         """Set bookkeeping fields of an existing job without moving it; False when it is gone."""
-        pairs = _pairs({k: json.dumps(v) for k, v in fields.items()})
-        return bool(self._annotate(keys=[self.keys.job(job_id)], args=pairs))
-
-    def first_callback_within(self, job_id: str, seconds: float) -> bool:
-        """True for the first Vidgo callback of a job within ``seconds`` (later ones repeat it)."""
-        key = self.keys.callback_debounce(job_id)
-        return bool(self._redis.set(key, "1", nx=True, px=max(1, int(seconds * 1000))))
-
-    def ended_before(self, at: float, *, limit: int = 1000) -> list[tuple[str, float]]:
-        """(job id, ended at) of jobs that ended before ``at``, oldest first."""
-        pairs = cast(
-            list[tuple[Any, float]],
-            self._redis.zrangebyscore(
-                self.keys.ended, "-inf", at, start=0, num=limit, withscores=True
-            ),
-        )
-        return [(self.keys.job_id_of(key), float(score)) for key, score in pairs]
-
-    def forget(self, job_id: str) -> None:
-        """Remove an ended job's record, history and deliveries, and every index entry."""
-        key = self.keys.job(job_id)
-        pipe = self._redis.pipeline()
-        subs = [
-            text(m) for m in cast(list[Any], self._redis.hkeys(self.keys.subscriptions(job_id)))
-        ]
-        pipe.delete(
-            key,
-            self.keys.history(job_id),
-            self.keys.subscriptions(job_id),
-            self.keys.hooks(job_id),
-            self.keys.hook_status(job_id),
-            *(self.keys.deliveries(job_id, sub) for sub in subs),
-        )
-        pipe.zrem(
-            self.keys.webhooks_due, *(self.keys.outbox_member(job_id, sub) for sub in subs or [""])
-        )
-        pipe.hdel(self.keys.schedule_messages, key)
-        indexes = [self.keys.ended, self.keys.active, self.keys.in_flight, self.keys.schedule]
-        indexes += [self.keys.created, *(self.keys.state_index(s.value) for s in JobState)]
-        for index in indexes:
-            pipe.zrem(index, key)
-        pipe.execute()
-
-    def active_job_ids(self, *, older_than_s: float = 0.0, limit: int = 1000) -> list[str]:
-        """Ids of non-terminal jobs not updated for ``older_than_s`` seconds, oldest first."""
-        cutoff = self._clock() - older_than_s
-        keys = cast(
-            list[Any],
-            self._redis.zrangebyscore(self.keys.active, "-inf", cutoff, start=0, num=limit),
-        )
-        return [self.keys.job_id_of(k) for k in keys]
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """One job to find or create: its id, request, first step token, the caller's
-    subscription, and the first message to send when it is new."""
-
-    job_id: str
-    request: JobRequest
-    token: str
-    subscription: Subscription | None = None
-    step: Step | None = None
+        pairs = _pairs(_encoded(fields))
+        return bool(self._annotate(keys={"job": self.keys.job(job_id)}, rest=pairs))
 
 
 @dataclass(frozen=True)
@@ -464,6 +357,26 @@ class _Creation:
     job_id: str
     fields: dict[str, str]
     run: Callable[[Any], Any]
+
+
+def _expected(expect: JobState | Iterable[JobState], to: JobState | None) -> list[JobState]:
+    """The states a move accepts; IllegalTransition when the machine has no such move."""
+    expected = [expect] if isinstance(expect, JobState) else list(expect)
+    bad = [s for s in expected if to is not None and (s, to) not in TRANSITIONS]
+    if bad and to is not None:
+        raise IllegalTransition(f"no transition {bad[0].value} -> {to.value}")
+    return expected
+
+
+def _encoded(fields: Mapping[str, Any], *, as_json: bool = True) -> dict[str, str]:
+    """Job fields as the hash stores them (JSON, or whole numbers for increments); a name that
+    is not a field of :class:`JobRecord` is a ValueError, never a silent extra."""
+    unknown = sorted(set(fields) - JOB_FIELDS)
+    if unknown:
+        raise ValueError(f"not fields of a job record: {', '.join(unknown)}")
+    if as_json:
+        return {k: json.dumps(v) for k, v in fields.items()}
+    return {k: str(int(v)) for k, v in fields.items()}
 
 
 def _pairs(mapping: Mapping[str, Any]) -> list[Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from worker.keys import text
 from worker.models import JobRequest
-from worker.pipeline.states import JobState
+from worker.pipeline.states import JobState, Step
 
 
 @dataclass(frozen=True)
@@ -134,3 +134,15 @@ class Enqueue:
     job: JobRecord
     created: bool
     subscribed: int
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One job to find or create: its id, request, first step token, the caller's
+    subscription, and the first message to send when it is new."""
+
+    job_id: str
+    request: JobRequest
+    token: str
+    subscription: Subscription | None = None
+    step: Step | None = None

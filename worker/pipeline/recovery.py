@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -54,6 +55,16 @@ def overdue_by(job: JobRecord, now: float, settings: Settings) -> float:
     return now - (due + allowance)
 
 
+def active_job_ids(ledger: Ledger, *, older_than_s: float = 0.0, limit: int = 1000) -> list[str]:
+    """Ids of non-terminal jobs not updated for ``older_than_s`` seconds, oldest first."""
+    cutoff = ledger.clock() - older_than_s
+    keys = cast(
+        list[Any],
+        ledger.redis.zrangebyscore(ledger.keys.active, "-inf", cutoff, start=0, num=limit),
+    )
+    return [ledger.keys.job_id_of(k) for k in keys]
+
+
 def sweep(
     ledger: Ledger,
     settings: Settings,
@@ -65,7 +76,7 @@ def sweep(
     ids kicked."""
     now = time.time() if now is None else now
     kicked = []
-    candidates = ledger.active_job_ids(older_than_s=settings.sweep_grace_s, limit=limit)
+    candidates = active_job_ids(ledger, older_than_s=settings.sweep_grace_s, limit=limit)
     schedule = Schedule(ledger.redis, ledger.keys.prefix)
     waiting = schedule.due_of([ledger.keys.job(job_id) for job_id in candidates])
     for job_id, due in zip(candidates, waiting, strict=True):
@@ -113,7 +124,7 @@ def wake_waiting_submits(ledger: Ledger, *, now: float | None = None) -> list[st
     """Submit now every QUEUED job that waits for a later try (after a credits pause ends)."""
     now = time.time() if now is None else now
     woken = []
-    for job_id in ledger.active_job_ids(older_than_s=-1e12, limit=1_000_000):
+    for job_id in active_job_ids(ledger, older_than_s=-1e12, limit=1_000_000):
         job = ledger.get(job_id)
         waiting = job is not None and job.state is JobState.QUEUED and (job.next_due_at or 0) > now
         if waiting and job is not None and kick(ledger, job, now=now, event="woken"):

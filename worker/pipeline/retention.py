@@ -12,10 +12,13 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 from worker.errors import InvalidRequest
 from worker.files.storage import Storage
+from worker.keys import text
 from worker.pipeline.ledger import Ledger
+from worker.pipeline.states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,17 @@ class Purged:
     files: int
 
 
+def ended_before(ledger: Ledger, at: float, *, limit: int = 1000) -> list[tuple[str, float]]:
+    """(job id, ended at) of jobs that ended before ``at``, oldest first."""
+    pairs = cast(
+        list[tuple[Any, float]],
+        ledger.redis.zrangebyscore(
+            ledger.keys.ended, "-inf", at, start=0, num=limit, withscores=True
+        ),
+    )
+    return [(ledger.keys.job_id_of(key), float(score)) for key, score in pairs]
+
+
 def purge(
     ledger: Ledger,
     storage: Storage,
@@ -54,7 +68,7 @@ def purge(
 ) -> list[Purged]:
     """Remove every job that ended more than ``older_than_s`` ago (at most ``limit``)."""
     done = []
-    for job_id, ended_at in ledger.ended_before(now - older_than_s, limit=limit):
+    for job_id, ended_at in ended_before(ledger, now - older_than_s, limit=limit):
         if dry_run:
             job = ledger.get(job_id)
             files = len(job.stems) + (1 if job.manifest_key else 0) if job else 0
@@ -62,7 +76,31 @@ def purge(
             continue
         removed = storage.delete_prefix(f"{job_id}/")
         forget_result(job_id)
-        ledger.forget(job_id)
+        forget(ledger, job_id)
         done.append(Purged(job_id, ended_at, removed))
         log.info("purged job %s (ended %.0fs ago, %d file(s))", job_id, now - ended_at, removed)
     return done
+
+
+def forget(ledger: Ledger, job_id: str) -> None:
+    """Remove an ended job's record, history and deliveries, and every index entry."""
+    key = ledger.keys.job(job_id)
+    pipe = ledger.redis.pipeline()
+    subs = [text(m) for m in cast(list[Any], ledger.redis.hkeys(ledger.keys.subscriptions(job_id)))]
+    pipe.delete(
+        key,
+        ledger.keys.history(job_id),
+        ledger.keys.subscriptions(job_id),
+        ledger.keys.hooks(job_id),
+        ledger.keys.hook_status(job_id),
+        *(ledger.keys.deliveries(job_id, sub) for sub in subs),
+    )
+    pipe.zrem(
+        ledger.keys.webhooks_due, *(ledger.keys.outbox_member(job_id, sub) for sub in subs or [""])
+    )
+    pipe.hdel(ledger.keys.schedule_messages, key)
+    indexes = [ledger.keys.ended, ledger.keys.active, ledger.keys.in_flight, ledger.keys.schedule]
+    indexes += [ledger.keys.created, *(ledger.keys.state_index(s.value) for s in JobState)]
+    for index in indexes:
+        pipe.zrem(index, key)
+    pipe.execute()

@@ -97,10 +97,13 @@ def retry_job(
     now: float,
     forget_result: Callable[[str], None] = lambda _: None,
     by: str = "caller",
+    found: JobRecord | None = None,
 ) -> RetryPlan:
     """Start a FAILED or CANCELLED job again; InvalidRequest when it is unknown or not ended
-    that way (the message says what state it is in)."""
-    job = ledger.get(validate_job_id(job_id))
+    that way (the message says what state it is in). ``found`` is the job as the caller just
+    read it (enqueue's create step returns it), which saves reading it again; the move is
+    still guarded by that state."""
+    job = found or ledger.get(validate_job_id(job_id))
     if job is None:
         raise InvalidRequest(f"no job {job_id} in the ledger: enqueue the track instead")
     if job.state not in RETRYABLE:

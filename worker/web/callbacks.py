@@ -42,6 +42,12 @@ class CallbackOutcome(StrEnum):
         return self is not CallbackOutcome.REFUSED
 
 
+def first_callback_within(ledger: Ledger, job_id: str, seconds: float) -> bool:
+    """True for the first Vidgo callback of a job within ``seconds`` (later ones repeat it)."""
+    key = ledger.keys.callback_debounce(job_id)
+    return bool(ledger.redis.set(key, "1", nx=True, px=max(1, int(seconds * 1000))))
+
+
 def callback_hint(body: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> dict[str, Any]:
     """``task_id`` and ``status`` from a flat or wrapped body, for the log and history only.
     No body, however deep, long or broken, makes this raise."""
@@ -81,7 +87,7 @@ def handle_callback(
     if job.state not in WAKEABLE:
         return CallbackOutcome.IGNORED
     hint = callback_hint(body, limits)
-    if not ledger.first_callback_within(job_id, debounce_s):
+    if not first_callback_within(ledger, job_id, debounce_s):
         return CallbackOutcome.DUPLICATE
     if not kick(ledger, job, now=now, event="callback", detail={"hint": hint}):
         return CallbackOutcome.IGNORED  # it moved on meanwhile; its own step carries on

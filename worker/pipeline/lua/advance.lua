@@ -1,15 +1,32 @@
 -- Compare-and-set one job: apply a move only when the job is in an expected state and holds
 -- the expected step token.
--- KEYS: job hash, history list, active-jobs zset, webhooks-due zset, Vidgo in-flight zset,
---       ended-jobs zset, subscriptions hash, the set of subscriptions with a webhook,
---       the schedule zset, the schedule's messages hash, the promoter's wake list, and the
---       Celery queue (a list) the next message goes to.
--- ARGV: [1] allowed states ",A,B,"; [2] expected token ("" = any); [3] new state ("" = keep);
---       [4] new token ("" = keep); [5] now; [6] history entry JSON (without "from");
---       [7] ttl once ended; [8] the terminal states ",A,B,"; [9] states that hold no
---       in-flight slot ",A,B,"; [10] the per-state index key prefix; [11] "1" to apply only
---       while the job has no subscriber; [12] when the next message is due; [13] that message
---       ("" = none); [14] n_set; then n_set field/value pairs, then field/increment pairs.
+-- KEYS[1] job: the job hash
+-- KEYS[2] history: the job's history list
+-- KEYS[3] active: zset of active jobs by last update
+-- KEYS[4] webhooks_due: zset of webhook deliveries due
+-- KEYS[5] in_flight: zset of jobs holding a Vidgo slot
+-- KEYS[6] ended: zset of ended jobs by when
+-- KEYS[7] subscriptions: the job's subscriptions hash
+-- KEYS[8] hooks: the set of the job's subscriptions with a webhook
+-- KEYS[9] schedule: zset of waiting messages by due time
+-- KEYS[10] schedule_messages: hash of the waiting messages
+-- KEYS[11] schedule_wake: the promoter's wake list
+-- KEYS[12] queue: the Celery queue (a list) the next message goes to
+-- ARGV[1] expect: allowed states ",A,B,"
+-- ARGV[2] token: the expected step token ("" = any)
+-- ARGV[3] to: the new state ("" = keep)
+-- ARGV[4] new_token: the new step token ("" = keep)
+-- ARGV[5] now: the time of the move
+-- ARGV[6] entry: the history entry, JSON without "from"
+-- ARGV[7] ttl: seconds a job is kept once ended
+-- ARGV[8] terminal: the terminal states ",A,B,"
+-- ARGV[9] slot_free: states that hold no in-flight slot ",A,B,"
+-- ARGV[10] index_prefix: the per-state index key prefix
+-- ARGV[11] unless_subscribed: "1" to apply only while the job has no subscriber
+-- ARGV[12] due: when the next message is due
+-- ARGV[13] message: that message ("" = none)
+-- ARGV[14] n_set: how many field/value pairs follow to set
+-- ARGV[15..] pairs: n_set field/value pairs to set, then field/increment pairs
 -- Returns {1, state before, vidgo_task_id after (JSON)} or {0, state (or '')}.
 -- The per-state indexes (zsets scored by creation time, for listing) follow every move here.
 -- A job that ends puts one entry per subscriber with a webhook ("<job key>#<subscription>")

@@ -1,15 +1,27 @@
 -- Find or create a job, and subscribe its caller, in one step.
--- KEYS: [1] job hash, [2] history list, [3] active-jobs zset, [4] the index of the new state,
---       [5] the index of all jobs by creation time, [6] subscriptions hash, [7] the set of
---       subscriptions with a webhook, [8] webhooks-due zset, [9] the Celery queue (a list)
---       of the job's first message.
--- ARGV: [1] now, [2] history JSON, [3] the state to create the job in, [4] subscription id
---       ("" = none), [5] subscription JSON, [6] "1" when it has a webhook, [7] most
---       subscriptions a job may have, [8] ",A,B," states in which a job takes no subscriber
---       (it ended without stems: the caller retries it instead), [9] the job's first message,
---       pushed onto its queue in the same step as the creation ("" = none), then field/value
---       pairs.
--- Returns {created (0/1), state, subscribed (1 added, 0 already there or not taken, -1 full)}.
+-- KEYS[1] job: the job hash
+-- KEYS[2] history: the job's history list
+-- KEYS[3] active: zset of active jobs by last update
+-- KEYS[4] state_index: the index of the new job's state
+-- KEYS[5] created: the index of all jobs by creation time
+-- KEYS[6] subscriptions: the job's subscriptions hash
+-- KEYS[7] hooks: the set of the job's subscriptions with a webhook
+-- KEYS[8] webhooks_due: zset of webhook deliveries due
+-- KEYS[9] queue: the Celery queue (a list) of the job's first message
+-- ARGV[1] now: the time
+-- ARGV[2] entry: the history entry, JSON
+-- ARGV[3] state: the state to create the job in
+-- ARGV[4] sub_id: the subscription id ("" = none)
+-- ARGV[5] subscription: the subscription, JSON
+-- ARGV[6] has_webhook: "1" when it has a webhook
+-- ARGV[7] max_subscribers: most subscriptions a job may have
+-- ARGV[8] refused: ",A,B," states in which a job takes no subscriber (it ended without
+--         stems: the caller retries it instead)
+-- ARGV[9] message: the job's first message, pushed onto its queue in the same step as the
+--         creation ("" = none)
+-- ARGV[10..] fields: field/value pairs of the new job
+-- Returns {created (0/1), state, subscribed (1 added, 0 already there or not taken, -1 full),
+-- the job's hash as HGETALL reads it when it was there already (so no second read is needed)}.
 local state = redis.call('HGET', KEYS[1], 'state')
 local created = 0
 if not state then
@@ -22,12 +34,14 @@ if not state then
   state = ARGV[3]
   created = 1
 end
+local found = {}
+if created == 0 then found = redis.call('HGETALL', KEYS[1]) end
 if ARGV[4] == '' or string.find(ARGV[8], ',' .. state .. ',', 1, true) then
-  return {created, state, 0}
+  return {created, state, 0, found}
 end
 local subscribed = 0
 if redis.call('HEXISTS', KEYS[6], ARGV[4]) == 0 then
-  if redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[7]) then return {created, state, -1} end
+  if redis.call('HLEN', KEYS[6]) >= tonumber(ARGV[7]) then return {created, state, -1, found} end
   subscribed = 1
 end
 redis.call('HSET', KEYS[6], ARGV[4], ARGV[5])
@@ -46,4 +60,4 @@ if ttl > 0 then
     redis.call('ZADD', KEYS[8], ARGV[1], KEYS[1] .. '#' .. ARGV[4])
   end
 end
-return {created, state, subscribed}
+return {created, state, subscribed, found}

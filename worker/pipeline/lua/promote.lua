@@ -1,7 +1,10 @@
 -- Push due entries of the schedule onto their Celery queues, oldest first, in one step.
--- KEYS: the schedule zset, the schedule's messages hash.
--- ARGV: [1] now; [2] at most this many entries; [3] leave a queue alone once it holds this
---       many messages (so due work is never buried under a backlog the workers cannot take).
+-- KEYS[1] schedule: zset of waiting messages by due time
+-- KEYS[2] schedule_messages: hash of the waiting messages
+-- ARGV[1] now: the time
+-- ARGV[2] limit: at most this many entries
+-- ARGV[3] max_depth: leave a queue alone once it holds this many messages (so due work is
+--         never buried under a backlog the workers cannot take)
 -- Returns {entries pushed, entries left for a full queue, the next due time ('' = none)}.
 -- Each entry leaves the schedule in the same step that pushes its message, so two promoters
 -- racing can never push one entry twice, and a crash can never lose one.
