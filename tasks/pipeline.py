@@ -127,6 +127,16 @@ class StageTask(Task):  # type: ignore[misc]
         return runtime().stage_context(self.request.hostname or "")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the stage; a retryable error becomes a retry, in named steps.
+
+        1. A 429 cools every worker down at once (:func:`_cool_down_everyone`).
+        2. An enqueue by name (no job, no token) is retried by Celery itself.
+        3. Past ``VIDGO_STEMS_TASK_MAX_RETRIES`` the error stands, and :meth:`on_failure`
+           fails the job.
+        4. Otherwise the next try is written into the ledger's schedule, guarded by the step
+           token (:meth:`_schedule_retry`): a job that moved on meanwhile needs none, and with
+           Redis down the job is left to the recovery sweep rather than failed.
+        """
         try:
             return super().__call__(*args, **kwargs)
         except (RetryableError, *TRANSIENT) as exc:
@@ -135,32 +145,38 @@ class StageTask(Task):  # type: ignore[misc]
             retries, limit = self.request.retries, runtime().settings.task_max_retries
             job_id, token = kwargs.get("job_id"), kwargs.get("token")
             countdown = retry_countdown(retries, exc, self._rng)
-            if not job_id or not token:  # an enqueue by name: no job yet, Celery retries it
+            if not job_id or not token:
                 raise self.retry(exc=exc, countdown=countdown, max_retries=limit) from None
             if retries >= limit:
-                raise  # on_failure fails the job
+                raise
+            return self._schedule_retry(exc, job_id, token, countdown)
+
+    def _schedule_retry(self, exc: Exception, job_id: str, token: str, countdown: float) -> str:
+        """Put the next try of this step into the schedule and record the retry with Celery
+        (raises Retry); Outcome.STALE when the job moved on; Ignore when Redis is down."""
+        retries = self.request.retries
+        log.warning(
+            "%s job %s: %s; retry %d in %.1fs", self.name, job_id, exc, retries + 1, countdown
+        )
+        try:
+            runtime().ledger.bump_counter("retries")
+            scheduled = schedule_retry(self.name, job_id, token, retries + 1, countdown)
+        except REDIS_DOWN as down:
+            # The job keeps its state and token; with no message and no schedule entry, the
+            # recovery sweep sends it again once Redis answers. Failing it would lose work that
+            # is not lost.
             log.warning(
-                "%s job %s: %s; retry %d in %.1fs", self.name, job_id, exc, retries + 1, countdown
+                "%s job %s: cannot schedule its retry (%s); the recovery sweep will",
+                self.name,
+                job_id,
+                down,
             )
-            try:
-                runtime().ledger.bump_counter("retries")
-                scheduled = schedule_retry(self.name, job_id, token, retries + 1, countdown)
-            except REDIS_DOWN as down:
-                # The job keeps its state and token; with no message and no schedule entry,
-                # the recovery sweep sends it again once Redis answers. Failing it would lose
-                # work that is not lost.
-                log.warning(
-                    "%s job %s: cannot schedule its retry (%s); the recovery sweep will",
-                    self.name,
-                    job_id,
-                    down,
-                )
-                raise Ignore() from None
-            if not scheduled:
-                log.info("%s job %s moved on meanwhile; no retry needed", self.name, job_id)
-                return Outcome.STALE.value
-            # The next try waits in the schedule; this records the retry with Celery.
-            raise Retry(exc=exc, when=countdown) from None
+            raise Ignore() from None
+        if not scheduled:
+            log.info("%s job %s moved on meanwhile; no retry needed", self.name, job_id)
+            return Outcome.STALE.value
+        # The next try waits in the schedule; this records the retry with Celery.
+        raise Retry(exc=exc, when=countdown) from None
 
     def on_failure(
         self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any

@@ -439,7 +439,7 @@ def test_download_streams_verifies_and_hands_off(h):
     path = h.ctx.storage.root / job_id / "original" / "vocals.wav"
     assert path.read_bytes() == h.stems["vocals.wav"]
     stem = h.ledger.get(job_id).stems["vocals"]
-    assert stem["sha256"] == hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
+    assert stem.sha256 == hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
     assert h.sent[-1].task is TaskName.POSTPROCESS
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".part")]
 

@@ -19,18 +19,10 @@ from typing import Any
 from worker import jsonsafe
 from worker.errors import CatalogError, InvalidRequest
 from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
-from worker.models import JobRequest, parse_request, validate_metadata
+from worker.models import TRACK_FIELDS, JobRequest, parse_request, validate_metadata
 
-KNOWN = (
-    "audio_url",
-    "id",
-    "title",
-    "model_name",
-    "output_type",
-    "format",
-    "sample_rate",
-    "normalize_lufs",
-)
+#: Columns read as the request (the rest of a row is its metadata): the row id and the track.
+KNOWN = ("id", *TRACK_FIELDS)
 MAX_ROW_ID_LENGTH = 200
 _SNIFF_BYTES = 8192
 

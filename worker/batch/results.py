@@ -33,7 +33,7 @@ def manifest_entry(
     files = job.outputs or job.stems
     stems = stem_links(storage, files, ttl_s) if done else {}
     for name, info in stems.items():
-        info["key"] = files[name].get("key")
+        info["key"] = files[name].key
     return {
         "batch_id": batch_id,
         "line": row.line,

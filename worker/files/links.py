@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from worker.errors import ConfigError, StorageError, StorageUnavailable
 from worker.files.signing import make_signer
+from worker.files.stems import StemFile
 from worker.files.storage import Storage, open_storage
 from worker.settings import Settings
 
@@ -54,17 +55,17 @@ def job_key(job_id: str, name: str) -> str:
     return f"{job_id}/{name}"
 
 
-def stem_links(storage: Storage, stems: Mapping[str, Any], ttl_s: int) -> dict[str, Any]:
+def stem_links(storage: Storage, stems: Mapping[str, StemFile], ttl_s: int) -> dict[str, Any]:
     """Per stem: a fresh ``url`` plus what the ledger recorded (``sha256``, ``bytes``,
     ``content_type``); ``url`` is None when the link cannot be made right now."""
     return {
         name: {
-            "url": link(storage, info.get("key"), ttl_s),
-            "sha256": info.get("sha256"),
-            "bytes": info.get("bytes"),
-            "content_type": info.get("content_type"),
+            "url": link(storage, stem.key, ttl_s),
+            "sha256": stem.sha256,
+            "bytes": stem.bytes,
+            "content_type": stem.content_type,
         }
-        for name, info in sorted(stems.items())
+        for name, stem in sorted(stems.items())
     }
 
 

@@ -170,6 +170,9 @@ class S3Storage:
                 f"S3 refused the {where}: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and "
                 "the bucket policy"
             )
+        # obstore (0.12) raises one GenericError for every other failure and carries no status
+        # code: the status and the transport error's kind are read from its text, and only
+        # they are shown.
         text = str(exc)
         found = _STATUS.search(text)
         status = int(found.group(1)) if found else None

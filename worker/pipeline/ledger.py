@@ -24,6 +24,7 @@ from typing import Any, cast
 import redis
 
 from worker.errors import IllegalTransition
+from worker.files.stems import record_json
 from worker.keys import Keys, text
 from worker.models import JobRequest
 from worker.observe import metrics
@@ -375,7 +376,7 @@ def _encoded(fields: Mapping[str, Any], *, as_json: bool = True) -> dict[str, st
     if unknown:
         raise ValueError(f"not fields of a job record: {', '.join(unknown)}")
     if as_json:
-        return {k: json.dumps(v) for k, v in fields.items()}
+        return {k: json.dumps(v, default=record_json) for k, v in fields.items()}
     return {k: str(int(v)) for k, v in fields.items()}
 
 

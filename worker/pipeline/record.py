@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from worker.files.stems import DeliveredStem, StoredStem, stems_from_json
 from worker.keys import text
 from worker.models import JobRequest
 from worker.pipeline.states import JobState, Step
@@ -36,11 +37,12 @@ class JobRecord:
     attempt_empty_polls: dict[str, int] = field(default_factory=dict)
     next_due_at: float | None = None
     stem_urls: dict[str, str] = field(default_factory=dict)
-    stems: dict[str, Any] = field(default_factory=dict)
+    #: The stems as Vidgo served them, verified and stored, by stem name.
+    stems: dict[str, StoredStem] = field(default_factory=dict)
     manifest: dict[str, Any] | None = None
     manifest_key: str | None = None
     #: The delivered files of a DONE job, per stem: key, sha256, bytes, content type, peaks.
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, DeliveredStem] = field(default_factory=dict)
     error_code: str | None = None
     error_message: str | None = None
     callback_token: str | None = None
@@ -82,6 +84,8 @@ class JobRecord:
         kwargs["request"] = JobRequest.model_validate(kwargs["request"])
         kwargs["vidgo_task_ids"] = tuple(kwargs.get("vidgo_task_ids") or ())
         kwargs["live_task_ids"] = tuple(kwargs.get("live_task_ids") or ())
+        kwargs["stems"] = stems_from_json(kwargs.get("stems"), StoredStem)
+        kwargs["outputs"] = stems_from_json(kwargs.get("outputs"), DeliveredStem)
         return cls(
             job_id=job_id,
             state=JobState(values["state"]),

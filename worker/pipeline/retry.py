@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker.errors import InvalidRequest, JobConflict
+from worker.files.stems import still_stored
 from worker.files.storage import Storage
 from worker.models import expected_stems, validate_job_id
 from worker.pipeline.ledger import Ledger
@@ -62,7 +63,7 @@ class RetryPlan:
 def plan_retry(job: JobRecord, storage: Storage, *, now: float) -> RetryPlan:
     """The first step of ``job`` that still needs doing (pure apart from storage reads)."""
     wanted = expected_stems(job.request.output_type)
-    stored = {name: info for name, info in job.stems.items() if _still_stored(storage, info)}
+    stored = {name: info for name, info in job.stems.items() if still_stored(storage, info)}
     base: dict[str, Any] = {
         "tasks_at_retry": len(job.vidgo_task_ids),
         "stems": stored,
@@ -132,11 +133,3 @@ def retry_job(
     ledger.bump_counter("job_retries")
     log.info("job %s retried from %s: %s", job_id, plan.to.value, plan.reason)
     return plan
-
-
-def _still_stored(storage: Storage, info: dict[str, Any]) -> bool:
-    key, sha = info.get("key"), info.get("sha256")
-    if not key or not sha:
-        return False
-    found = storage.stat(key)
-    return found is not None and found.sha256 == sha

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import PurePosixPath
-from typing import Any, NoReturn
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 from worker.errors import StemUrlExpired, StemUrlsRefreshed
 from worker.files.fetch import fetch_to_file
 from worker.files.links import ORIGINALS, job_key
 from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
+from worker.files.stems import StoredStem, still_stored
 from worker.files.storage import content_type_for
 from worker.models import expected_stems
 from worker.observe import metrics
@@ -39,23 +40,17 @@ def stem_filename(stem: str, url: str) -> str:
     return safe_stem_name(stem) + (suffix if suffix in AUDIO_SUFFIXES else ".audio")
 
 
-def still_stored(ctx: StageContext, info: dict[str, Any]) -> bool:
-    """Whether a stem recorded earlier is in storage with the checksum recorded then."""
-    found = ctx.storage.stat(info.get("key") or "")
-    return found is not None and found.sha256 == info.get("sha256")
-
-
 def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
     """Download and store every stem of ``job_id``, then hand off to post-processing."""
     job = load_current(ctx, job_id, token, states_of(TaskName.DOWNLOAD), "download")
     if job is None:
         return Outcome.STALE
     scratch = ctx.scratch.job_dir(job_id)
-    stems: dict[str, Any] = {}
+    stems: dict[str, StoredStem] = {}
     for stem, url in sorted(job.stem_urls.items()):
         host = check_stem_url(url, ctx.settings.stem_origins)
         earlier = job.stems.get(stem)
-        if earlier and still_stored(ctx, earlier):
+        if earlier and still_stored(ctx.storage, earlier):
             stems[stem] = earlier  # stored by an earlier run of this step
             continue
         name = stem_filename(stem, url)
@@ -71,14 +66,14 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
             sha256=fetched.sha256,
             content_type=content_type_for(name),
         )
-        stems[stem] = {
-            "file": name,
-            "key": stored.key,
-            "bytes": stored.bytes,
-            "sha256": stored.sha256,
-            "content_type": stored.content_type,
-            "source_host": host,
-        }
+        stems[stem] = StoredStem(
+            key=stored.key,
+            sha256=stored.sha256,
+            bytes=stored.bytes,
+            content_type=stored.content_type,
+            file=name,
+            source_host=host,
+        )
         ctx.ledger.advance(
             job_id,
             expect=JobState.DOWNLOADING,
@@ -95,7 +90,7 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
         next_task=TaskName.POSTPROCESS,
         event="downloaded",
         fields={"stems": stems, "downloaded_at": ctx.clock()},
-        detail={"bytes": sum(s["bytes"] for s in stems.values()), "worker": ctx.worker_name},
+        detail={"bytes": sum(s.bytes for s in stems.values()), "worker": ctx.worker_name},
     )
 
 

@@ -38,6 +38,7 @@ from worker.errors import (
 )
 from worker.files.fetch import fetch_to_file
 from worker.files.links import MANIFEST_NAME, ORIGINALS, PEAKS, job_key
+from worker.files.stems import DeliveredStem, StoredStem
 from worker.models import OutputType
 from worker.outbound.urlsafety import BlockedAddress, resolve_public
 from worker.pipeline.record import JobRecord
@@ -52,17 +53,17 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 2
 
 
-def local_copy(ctx: StageContext, job_id: str, info: dict[str, Any]) -> Path | None:
+def local_copy(ctx: StageContext, job_id: str, stem: StoredStem) -> Path | None:
     """A local file with the stem's recorded bytes: scratch if it is intact, else fetched from
     storage into scratch. None when storage has lost the stem or holds it changed."""
-    path: Path = ctx.scratch.job_dir(job_id) / str(info["file"])
-    if path.is_file() and file_sha256(path) == info["sha256"]:
+    path: Path = ctx.scratch.job_dir(job_id) / stem.file
+    if path.is_file() and file_sha256(path) == stem.sha256:
         return path
     try:
-        fetched = ctx.storage.download(info.get("key") or job_key(job_id, info["file"]), path)
+        fetched = ctx.storage.download(stem.key or job_key(job_id, stem.file), path)
     except (StemMissing, StemCorrupt):
         return None
-    if fetched.sha256 != info["sha256"] or file_sha256(path) != info["sha256"]:
+    if fetched.sha256 != stem.sha256 or file_sha256(path) != stem.sha256:
         path.unlink(missing_ok=True)
         return None
     return path
@@ -164,74 +165,86 @@ def run_postprocess(ctx: StageContext, job_id: str, token: str) -> dict[str, Any
 
 def _deliver_all(
     ctx: StageContext, job: JobRecord, originals: dict[str, Path], source: Source
-) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
+) -> tuple[dict[str, Any], dict[str, DeliveredStem], list[Any]]:
     """(manifest entries, stored outputs, remix inputs) of every stem, stored as it goes."""
     delivery = delivery_for(job, ctx.settings)
-    work = ctx.scratch.job_dir(job.job_id) / "delivered"
-    title = job.request.title
     stems: dict[str, Any] = {}
-    outputs: dict[str, Any] = {}
+    outputs: dict[str, DeliveredStem] = {}
     mixes = []
     for name, path in originals.items():
-        tags = {
-            "title": f"{title} ({name})" if title else name,
-            "stem": name,
-            "source_title": title or "",
-            "job_id": job.job_id,
-        }
-        done = process_stem(
-            name,
-            path,
-            source=source,
-            delivery=delivery,
-            work=work,
-            tags=tags,
-            job_id=job.job_id,
-            title=title,
-            pixels_per_second=ctx.settings.peaks_pixels_per_second,
-        )
-        stored = ctx.storage.put_file(
-            job_key(job.job_id, done.delivered.name),
-            done.delivered,
-            sha256=file_sha256(done.delivered),
-            content_type=done.content_type,
-        )
-        peaks_json = ctx.storage.put_bytes(
-            job_key(job.job_id, f"{PEAKS}/{name}.json"),
-            done.peaks_json,
-            content_type="application/json",
-        )
-        peaks_dat = ctx.storage.put_bytes(
-            job_key(job.job_id, f"{PEAKS}/{name}.dat"),
-            done.peaks_dat,
-            content_type="application/octet-stream",
-        )
-        info = job.stems[name]
-        stems[name] = {
-            **done.entry,
-            "key": stored.key,
-            "sha256": stored.sha256,
-            "bytes": stored.bytes,
-            "content_type": stored.content_type,
-            "peaks": {**done.entry["peaks"], "json_key": peaks_json.key, "dat_key": peaks_dat.key},
-            "original": {
-                "file": info["file"],
-                "sha256": info["sha256"],
-                "bytes": info["bytes"],
-                "format": Path(info["file"]).suffix.lstrip(".") or "audio",
-                "source_host": info.get("source_host"),
-            },
-        }
-        outputs[name] = {
-            "key": stored.key,
-            "sha256": stored.sha256,
-            "bytes": stored.bytes,
-            "content_type": stored.content_type,
-            "peaks_json_key": peaks_json.key,
-            "peaks_dat_key": peaks_dat.key,
-        }
-        mixes.append(done.analysis)
+        stems[name], outputs[name], analysis = deliver_stem(ctx, job, name, path, source, delivery)
+        mixes.append(analysis)
     return stems, outputs, mixes
+
+
+def deliver_stem(
+    ctx: StageContext,
+    job: JobRecord,
+    name: str,
+    path: Path,
+    source: Source,
+    delivery: Delivery,
+) -> tuple[dict[str, Any], DeliveredStem, Any]:
+    """Process one stem and store what comes out: (its manifest entry, its delivered file,
+    its analysis signal for the remix check)."""
+    title = job.request.title
+    tags = {
+        "title": f"{title} ({name})" if title else name,
+        "stem": name,
+        "source_title": title or "",
+        "job_id": job.job_id,
+    }
+    done = process_stem(
+        name,
+        path,
+        source=source,
+        delivery=delivery,
+        work=ctx.scratch.job_dir(job.job_id) / "delivered",
+        tags=tags,
+        job_id=job.job_id,
+        title=title,
+        pixels_per_second=ctx.settings.peaks_pixels_per_second,
+    )
+    stored = ctx.storage.put_file(
+        job_key(job.job_id, done.delivered.name),
+        done.delivered,
+        sha256=file_sha256(done.delivered),
+        content_type=done.content_type,
+    )
+    peaks = {
+        ext: ctx.storage.put_bytes(
+            job_key(job.job_id, f"{PEAKS}/{name}.{ext}"), body, content_type=content_type
+        ).key
+        for ext, body, content_type in (
+            ("json", done.peaks_json, "application/json"),
+            ("dat", done.peaks_dat, "application/octet-stream"),
+        )
+    }
+    original = job.stems[name]
+    output = DeliveredStem(
+        key=stored.key,
+        sha256=stored.sha256,
+        bytes=stored.bytes,
+        content_type=stored.content_type,
+        peaks_json_key=peaks["json"],
+        peaks_dat_key=peaks["dat"],
+    )
+    entry = {
+        **done.entry,
+        "key": stored.key,
+        "sha256": stored.sha256,
+        "bytes": stored.bytes,
+        "content_type": stored.content_type,
+        "peaks": {**done.entry["peaks"], "json_key": peaks["json"], "dat_key": peaks["dat"]},
+        "original": {
+            "file": original.file,
+            "sha256": original.sha256,
+            "bytes": original.bytes,
+            "format": original.format,
+            "source_host": original.source_host,
+        },
+    }
+    return entry, output, done.analysis
 
 
 def iso(at: float | None) -> str | None:
