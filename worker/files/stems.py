@@ -24,7 +24,6 @@ from typing import Any, Self, TypeVar
 
 from worker.files.objects import Storage
 
-
 _UNKNOWN: dict[str, Any] = {
     "key": "",
     "sha256": "",
