@@ -71,15 +71,7 @@ def batch(
     settings = load_settings()
     err = Console(stderr=True)
     check = check_catalog(catalog, settings.json_limits)
-    click.echo(
-        f"batch {check.batch_id}: {check.rows} rows, {check.valid} valid, "
-        f"{len(check.problems)} bad, {check.jobs} distinct jobs",
-        err=True,
-    )
-    for problem in check.problems[:20]:
-        click.echo(f"  {catalog}:{problem.line}: {problem.reason}", err=True)
-    if len(check.problems) > 20:
-        click.echo(f"  ... and {len(check.problems) - 20} more", err=True)
+    _print_check(catalog, check)
     known = None if dry_run and not settings.redis_url else producer()
     cost = estimate(
         check,
@@ -117,6 +109,24 @@ def batch(
     click.echo(summary_line(result), err=True)
     click.echo(f"manifest: {manifest}", err=True)
     click.echo(f"failure report: {runner.report_path}", err=True)
+    _exit_for(result, catalog)
+
+
+def _print_check(catalog: Path, check: Any) -> None:
+    """What checking the catalog found: counts, and the first bad rows."""
+    click.echo(
+        f"batch {check.batch_id}: {check.rows} rows, {check.valid} valid, "
+        f"{len(check.problems)} bad, {check.jobs} distinct jobs",
+        err=True,
+    )
+    for problem in check.problems[:20]:
+        click.echo(f"  {catalog}:{problem.line}: {problem.reason}", err=True)
+    if len(check.problems) > 20:
+        click.echo(f"  ... and {len(check.problems) - 20} more", err=True)
+
+
+def _exit_for(result: Any, catalog: Path) -> None:
+    """Exit 130 for an interrupted run (saying how to resume), 1 with failures, else 0."""
     if result.rows_final < result.rows:
         click.echo(
             f"interrupted: jobs in flight go on in the workers; resume with "

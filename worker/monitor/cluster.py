@@ -8,7 +8,7 @@ them, so every endpoint reports the same numbers: aggregate them with ``max``, n
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
@@ -176,54 +176,74 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, value=value)
 
 
-def _families(snap: Snapshot) -> Iterator[Any]:
-    jobs = GaugeMetricFamily("vidgo_stems_jobs", "Jobs in the ledger by state.", labels=["state"])
-    for state, count in snap.jobs.items():
-        jobs.add_metric([state], count)
-    yield jobs
-    queues = GaugeMetricFamily(
-        "celery_queue_length", "Messages waiting in a Celery queue.", labels=["queue_name"]
-    )
-    for queue, depth in snap.queues.items():
-        queues.add_metric([queue], depth)
-    yield queues
-    yield _gauge("vidgo_stems_inflight_slots_used", "Vidgo in-flight slots held.", snap.in_flight)
-    yield _gauge(
-        "vidgo_stems_inflight_slots_cap", "The in-flight cap (max_in_flight).", snap.in_flight_cap
-    )
-    yield _gauge("vidgo_stems_polls_pending", "Jobs waiting for a poll.", snap.polls_pending)
-    yield _gauge(
+#: The cluster's single-valued gauges: (name, help, the snapshot's attribute).
+_SCALARS = (
+    ("vidgo_stems_inflight_slots_used", "Vidgo in-flight slots held.", "in_flight"),
+    ("vidgo_stems_inflight_slots_cap", "The in-flight cap (max_in_flight).", "in_flight_cap"),
+    ("vidgo_stems_polls_pending", "Jobs waiting for a poll.", "polls_pending"),
+    (
         "vidgo_stems_polls_overdue",
         f"Jobs whose poll is more than {OVERDUE_AFTER_S:g}s past due.",
-        snap.polls_overdue,
-    )
-    yield _gauge(
+        "polls_overdue",
+    ),
+    (
         "vidgo_stems_poll_oldest_overdue_seconds",
         "How far past due the most overdue poll is.",
-        snap.oldest_overdue_s,
-    )
-    level = GaugeMetricFamily(
-        "vidgo_stems_rate_bucket_tokens", "Tokens in the rate-limit bucket.", labels=["kind"]
-    )
-    rate = GaugeMetricFamily(
-        "vidgo_stems_rate_bucket_rate",
-        "The bucket's current refill rate per second.",
-        labels=["kind"],
-    )
-    for kind, bucket in snap.buckets.items():
-        level.add_metric([kind], bucket.tokens)
-        rate.add_metric([kind], bucket.rate_per_s)
-    yield level
-    yield rate
-    yield _gauge(
+        "oldest_overdue_s",
+    ),
+    (
         "vidgo_stems_rate_limit_cooldown_seconds",
         "Seconds left in a cool-down after a 429.",
-        snap.cooldown_s,
-    )
-    yield _gauge(
+        "cooldown_s",
+    ),
+    (
         "vidgo_stems_submits_paused_seconds",
         "Seconds left in a pause of submits for lack of credits.",
-        snap.submits_paused_s,
+        "submits_paused_s",
+    ),
+)
+
+
+def _labelled(
+    family: type[GaugeMetricFamily] | type[CounterMetricFamily],
+    name: str,
+    doc: str,
+    label: str,
+    values: Mapping[str, float],
+) -> Any:
+    metric = family(name, doc, labels=[label])
+    for key, value in values.items():
+        metric.add_metric([key], value)
+    return metric
+
+
+def _families(snap: Snapshot) -> Iterator[Any]:
+    yield _labelled(
+        GaugeMetricFamily, "vidgo_stems_jobs", "Jobs in the ledger by state.", "state", snap.jobs
+    )
+    yield _labelled(
+        GaugeMetricFamily,
+        "celery_queue_length",
+        "Messages waiting in a Celery queue.",
+        "queue_name",
+        snap.queues,
+    )
+    for name, doc, attribute in _SCALARS:
+        yield _gauge(name, doc, getattr(snap, attribute))
+    buckets = snap.buckets.items()
+    yield _labelled(
+        GaugeMetricFamily,
+        "vidgo_stems_rate_bucket_tokens",
+        "Tokens in the rate-limit bucket.",
+        "kind",
+        {kind: bucket.tokens for kind, bucket in buckets},
+    )
+    yield _labelled(
+        GaugeMetricFamily,
+        "vidgo_stems_rate_bucket_rate",
+        "The bucket's current refill rate per second.",
+        "kind",
+        {kind: bucket.rate_per_s for kind, bucket in buckets},
     )
     yield _gauge("vidgo_stems_workers_seen", "Workers with a recent heartbeat.", len(snap.workers))
     if snap.credits_balance is not None and snap.credits_balance_age_s is not None:
@@ -237,11 +257,10 @@ def _families(snap: Snapshot) -> Iterator[Any]:
             "How long ago the balance was read (every VIDGO_STEMS_BALANCE_CHECK_S).",
             snap.credits_balance_age_s,
         )
-    counters = CounterMetricFamily(
+    yield _labelled(
+        CounterMetricFamily,
         "vidgo_stems_events",
         "Cluster-wide event counters kept in the ledger (retries, stalls, recoveries, ...).",
-        labels=["event"],
+        "event",
+        snap.counters,
     )
-    for name, value in snap.counters.items():
-        counters.add_metric([name], value)
-    yield counters

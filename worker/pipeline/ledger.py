@@ -23,29 +23,22 @@ from typing import Any, cast
 
 import redis
 
-from worker.errors import IllegalTransition
-from worker.files.stems import record_json
 from worker.keys import Keys, text
 from worker.models import JobRequest
 from worker.observe import metrics
 from worker.observe.logs import transition_fields
 from worker.pipeline.durable import Durability
+from worker.pipeline.move import Move
 from worker.pipeline.record import Enqueue, JobRecord, NewJob, Subscription
 from worker.pipeline.scripts import ADVANCE, ANNOTATE, CREATE
 from worker.pipeline.states import (
-    SLOT_FREE_STATES,
     TERMINAL_STATES,
-    TRANSITIONS,
     JobState,
     Step,
     state_list,
 )
 
 log = logging.getLogger(__name__)
-
-#: What :meth:`Ledger.advance` may set: the fields of a job record (state and token are moved
-#: by the script itself).
-JOB_FIELDS = frozenset(JobRecord.__dataclass_fields__) - {"job_id", "state", "token", "extra"}
 
 
 class Ledger:
@@ -263,55 +256,55 @@ class Ledger:
         (:mod:`worker.pipeline.schedule`). Raises IllegalTransition for a move the machine
         does not have.
         """
-        expected = _expected(expect, to)
-        now = self.clock()
-        entry = {"to": to.value if to else None, "at": now, "event": event, **(detail or {})}
-        queue, message = self.encode(step) if step is not None else (self.keys.prefix, "")
-        args = {
-            "expect": state_list(tuple(expected)),
-            "token": token or "",
-            "to": to.value if to else "",
-            "new_token": new_token or "",
-            "now": now,
-            "entry": json.dumps(entry),
-            "ttl": self.retention_s,
-            "terminal": state_list(TERMINAL_STATES),
-            "slot_free": state_list(SLOT_FREE_STATES),
-            "index_prefix": self.keys.state_index_prefix,
-            "unless_subscribed": "1" if unless_subscribed else "0",
-            "due": repr(now + step.countdown_s) if step is not None else "0",
-            "message": message,
-            "n_set": len(fields or {}),
-        }
-        rest = [*_pairs(_encoded(fields or {})), *_pairs(_encoded(incr or {}, as_json=False))]
-        keys = self._job_keys(job_id, queue, ADVANCE.keys)
+        move = Move(
+            expect=(expect,) if isinstance(expect, JobState) else tuple(expect),
+            token=token,
+            event=event,
+            to=to,
+            new_token=new_token,
+            fields=fields or {},
+            incr=incr or {},
+            detail=detail or {},
+            unless_subscribed=unless_subscribed,
+            step=step,
+        )
+        return self.apply(job_id, move, durable=durable)
+
+    def apply(self, job_id: str, move: Move, *, durable: bool = False) -> bool:
+        """:meth:`advance`, for a move already built."""
+        queue, message = self.encode(move.step) if move.step else (self.keys.prefix, "")
+        args = move.args(
+            now=self.clock(),
+            message=message,
+            retention_s=self.retention_s,
+            index_prefix=self.keys.state_index_prefix,
+        )
+        keys, rest = self._job_keys(job_id, queue, ADVANCE.keys), move.rest()
 
         def run(client: Any) -> Any:
             return self._advance(keys=keys, args=args, rest=rest, client=client)
 
-        held = (new_token or token or "", to)
-        ok, was, *after = self._write(run, job_id, held) if durable else run(None)
-        if not ok and new_token and self._holds(job_id, new_token, to):
+        ok, was, *after = self._write(run, job_id, move) if durable else run(None)
+        if not ok and move.new_token and self._holds(job_id, move.new_token, move.to):
             # Refused because an earlier send of this very move (its reply lost, the client
             # retried) applied it: only this call knows new_token, so the move is ours.
-            ok, was, after = 1, expected[0].value, []
-        if ok and to is not None and text(was) != to.value:
-            self._moved(job_id, text(was), to, event, _json_text(after[0]) if after else None)
+            ok, was, after = 1, move.expect[0].value, []
+        if ok and move.to is not None and text(was) != move.to.value:
+            task = _json_text(after[0]) if after else None
+            self._moved(job_id, text(was), move.to, move.event, task)
         return bool(ok)
 
-    def _write(
-        self, run: Callable[[Any], Any], job_id: str, held: tuple[str, JobState | None]
-    ) -> Any:
+    def _write(self, run: Callable[[Any], Any], job_id: str, move: Move) -> Any:
         """Run a move that must reach the replicas (plainly when none are configured)."""
         if not self._durability.replicas:
             return run(None)
-        token, to = held
+        to = move.to.value if move.to else "its state"
         return self._durability.write(
             run,
             applied=lambda r: bool(r[0]),
-            landed=lambda: self._holds(job_id, token, to),
+            landed=lambda: self._holds(job_id, move.held_token, move.to),
             touch=self.keys.job(job_id),
-            what=f"job {job_id}'s move to {to.value if to else 'its state'}",
+            what=f"job {job_id}'s move to {to}",
         )
 
     def encode(self, step: Step) -> tuple[str, str]:
@@ -349,7 +342,7 @@ class Ledger:
 
     def annotate(self, job_id: str, fields: Mapping[str, Any]) -> bool:
         """Set bookkeeping fields of an existing job without moving it; False when it is gone."""
-        pairs = _pairs(_encoded(fields))
+        pairs = Move(expect=(), token=None, event="", fields=fields).rest()
         return bool(self._annotate(keys={"job": self.keys.job(job_id)}, rest=pairs))
 
 
@@ -358,26 +351,6 @@ class _Creation:
     job_id: str
     fields: dict[str, str]
     run: Callable[[Any], Any]
-
-
-def _expected(expect: JobState | Iterable[JobState], to: JobState | None) -> list[JobState]:
-    """The states a move accepts; IllegalTransition when the machine has no such move."""
-    expected = [expect] if isinstance(expect, JobState) else list(expect)
-    bad = [s for s in expected if to is not None and (s, to) not in TRANSITIONS]
-    if bad and to is not None:
-        raise IllegalTransition(f"no transition {bad[0].value} -> {to.value}")
-    return expected
-
-
-def _encoded(fields: Mapping[str, Any], *, as_json: bool = True) -> dict[str, str]:
-    """Job fields as the hash stores them (JSON, or whole numbers for increments); a name that
-    is not a field of :class:`JobRecord` is a ValueError, never a silent extra."""
-    unknown = sorted(set(fields) - JOB_FIELDS)
-    if unknown:
-        raise ValueError(f"not fields of a job record: {', '.join(unknown)}")
-    if as_json:
-        return {k: json.dumps(v, default=record_json) for k, v in fields.items()}
-    return {k: str(int(v)) for k, v in fields.items()}
 
 
 def _pairs(mapping: Mapping[str, Any]) -> list[Any]:

@@ -70,7 +70,11 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         durable=True,
     ):
         return Outcome.STALE
-    job = replace(job, state=JobState.SUBMITTING)
+    return _pay(ctx, replace(job, state=JobState.SUBMITTING))
+
+
+def _pay(ctx: StageContext, job: JobRecord) -> Outcome:
+    """Send the submit of a job now SUBMITTING, and record the task Vidgo made for it."""
     try:
         result = ctx.vidgo.submit(job.request, callback_url=callback_url_for(ctx.settings, job))
     except VidgoCreditsError as exc:
@@ -79,9 +83,9 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
         if exc.maybe_processed:
             _ambiguous(ctx, job, ambiguity(exc), exc)
         ctx.ledger.advance(
-            job_id,
+            job.job_id,
             expect=JobState.SUBMITTING,
-            token=token,
+            token=job.token,
             to=JobState.QUEUED,
             event="submit_retry",
             detail={"error": exc.code, "message": exc.message},
