@@ -23,13 +23,13 @@ from typing import Any, NamedTuple
 from worker.celery_app import Producer, producer
 from worker.errors import InvalidRequest, JobConflict
 from worker.models import JobRequest, parse_request, validate_job_id, validate_metadata
-from worker.outbound.urlsafety import check_webhook_url
 from worker.pipeline.listing import list_jobs as list_ledger_jobs
 from worker.pipeline.outbox import Outbox, announce, deliveries
 from worker.pipeline.record import Subscription
 from worker.pipeline.retry import RETRYABLE, RetryPlan, plan_retry, retry_job
 from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName, new_token
-from worker.web.views import JobError, JobPage, JobSummary, JobView, StemLink, WebhookView
+from worker.urlsafety import check_webhook_url
+from worker.views import JobError, JobPage, JobSummary, JobView, StemLink, WebhookView
 
 __all__ = [
     "Enqueued",

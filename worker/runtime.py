@@ -36,7 +36,6 @@ from worker.files.storage import Storage
 from worker.monitor.serve import mark_process_dead, serve_worker_metrics
 from worker.observe import metrics
 from worker.observe.tracing import init_tracing, shutdown_tracing
-from worker.outbound.webhooks import WebhookSender
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.pacing import PollPacing
 from worker.pipeline.recovery import SweepThread
@@ -47,6 +46,7 @@ from worker.vidgo import VidgoClient
 from worker.vidgo.client import http_timeout
 from worker.vidgo.gate import VidgoGate
 from worker.vidgo.limits import VidgoLimits
+from worker.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ import pytest
 from tests.support import API_KEY, GatewayProcess, Receiver, Stack
 from worker.devstack.local import wait_for
 from worker.devstack.redis_server import free_port
-from worker.outbound.webhooks import WebhookVerificationError, verify
 from worker.pipeline.states import JobState
+from worker.webhooks import WebhookVerificationError, verify
 
 pytestmark = pytest.mark.integration
 

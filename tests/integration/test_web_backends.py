@@ -15,8 +15,8 @@ from worker import producer as api
 from worker.celery_app import app
 from worker.devstack.local import wait_for
 from worker.errors import JobCancelled, JobFailed
-from worker.outbound.webhooks import verify
 from worker.pipeline.states import JobState
+from worker.webhooks import verify
 
 pytestmark = pytest.mark.integration
 

@@ -13,10 +13,10 @@ from worker.batch.catalog import check_catalog
 from worker.errors import CatalogError, ConfigError, InvalidRequest, StemHostNotAllowed
 from worker.jsonsafe import JsonLimits, JsonRefused, loads, nesting_depth
 from worker.models import parse_request
-from worker.outbound.urlsafety import check_stem_url, check_webhook_url, is_public
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.states import JobState
 from worker.settings import Settings, load_settings
+from worker.urlsafety import check_stem_url, check_webhook_url, is_public
 from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
 
 DEEP = b"[" * 1000 + b"]" * 1000

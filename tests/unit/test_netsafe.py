@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from worker.errors import InvalidRequest
-from worker.outbound.urlsafety import BlockedAddress, check_webhook_url, is_public, resolve_public
+from worker.urlsafety import BlockedAddress, check_webhook_url, is_public, resolve_public
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,11 @@ from pydantic import SecretStr
 from tests.steps import create_job
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.outbound.urlsafety import BlockedAddress
-from worker.outbound.webhooks import (
+from worker.pipeline.ledger import Ledger
+from worker.pipeline.outbox import Outbox
+from worker.pipeline.states import JobState
+from worker.urlsafety import BlockedAddress
+from worker.webhooks import (
     WebhookSender,
     WebhookVerificationError,
     announce,
@@ -27,9 +30,6 @@ from worker.outbound.webhooks import (
     signed_headers,
     verify,
 )
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.outbox import Outbox
-from worker.pipeline.states import JobState
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3", "title": "A"})

@@ -23,7 +23,7 @@ from worker.devstack.redis_server import RedisServer, free_port
 from worker.pipeline.states import JobState
 
 if TYPE_CHECKING:
-    from worker.web.views import ManifestStem
+    from worker.views import ManifestStem
 
 #: (track, model name, output type, delivery: format, sample rate, loudness target)
 JOBS = [

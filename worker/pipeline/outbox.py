@@ -4,7 +4,7 @@ Every caller that enqueued a job is a subscription (its own webhook URL and meta
 hash next to the job. When the job ends, the ledger's Lua step puts one outbox entry per
 subscription with a webhook (``<job key>#<subscription id>``, scored by when it is due) in the
 same step, so no completion webhook can be lost between the end and the send. The sending is
-:mod:`worker.outbound.webhooks`, run by the ``vidgo.webhook`` task; a message for a job delivers
+:mod:`worker.webhooks`, run by the ``vidgo.webhook`` task; a message for a job delivers
 every entry of that job that is due.
 """
 

@@ -26,10 +26,10 @@ from worker.files.stems import StoredStem, still_stored
 from worker.files.storage import content_type_for
 from worker.models import expected_stems
 from worker.observe import metrics
-from worker.outbound.urlsafety import check_stem_url
 from worker.pipeline.record import JobRecord
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
 from worker.pipeline.states import JobState, TaskName, states_of
+from worker.urlsafety import check_stem_url
 from worker.vidgo.parse import extract_stem_urls
 
 log = logging.getLogger(__name__)

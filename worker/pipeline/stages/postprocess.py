@@ -40,7 +40,6 @@ from worker.files.fetch import fetch_to_file
 from worker.files.links import MANIFEST_NAME, ORIGINALS, PEAKS, job_key
 from worker.files.stems import DeliveredStem, StoredStem
 from worker.models import OutputType
-from worker.outbound.urlsafety import BlockedAddress, resolve_public
 from worker.pipeline.record import JobRecord
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
 from worker.pipeline.states import JobState, TaskName, states_of
@@ -48,6 +47,7 @@ from worker.settings import Settings
 from worker.sound.deliver import Delivery
 from worker.sound.process import Source, file_sha256, process_stem, read_source
 from worker.sound.validate import remix_residual_db
+from worker.urlsafety import BlockedAddress, resolve_public
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 2

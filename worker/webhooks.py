@@ -34,12 +34,12 @@ from worker.errors import ConfigError, WebhookVerificationError
 from worker.files.links import link, open_configured_storage, stem_links
 from worker.files.storage import Storage
 from worker.observe import metrics
-from worker.outbound.urlsafety import BlockedAddress, resolve_public
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.outbox import Outbox, announce, deliveries, redispatch_overdue
 from worker.pipeline.record import JobRecord, Subscription
 from worker.pipeline.states import JobState
 from worker.settings import Settings, secret_bytes
+from worker.urlsafety import BlockedAddress, resolve_public
 
 __all__ = [
     "WebhookSender",
