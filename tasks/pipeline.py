@@ -25,7 +25,7 @@ from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 
 from worker.backoff import backoff_s
-from worker.celery_app import app, dispatch_webhook, producer, record_end
+from worker.celery_app import app, dispatch_webhook, producer, record_done, record_end
 from worker.errors import (
     InvalidTaskInput,
     PermanentError,
@@ -33,13 +33,15 @@ from worker.errors import (
     VidgoRateLimited,
     VidgoStemsError,
 )
+from worker.files.links import ORIGINALS
 from worker.models import TRACK_FIELDS, parse_request
 from worker.pipeline.outbox import announce
-from worker.pipeline.retention import purge
+from worker.pipeline.retention import purge, remove_originals
 from worker.pipeline.stages import (
     Outcome,
     StageContext,
     run_download,
+    run_part,
     run_poll,
     run_postprocess,
     run_submit,
@@ -248,13 +250,23 @@ def download(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
     return run_download(self.context(), job_id, token).value
 
 
-@app.task(base=StageTask, name=TaskName.POSTPROCESS.value, bind=True)
-def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> Any:
-    """Measure the stems, write manifest.json and finish the job; returns the manifest."""
+@app.task(base=StageTask, name=TaskName.POSTPROCESS.value, bind=True, ignore_result=True)
+def postprocess(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
+    """Fan the job's post-processing out per stem, or join it when every stem is done: write
+    manifest.json, finish the job and store the manifest as the result under the job id."""
     manifest = run_postprocess(self.context(), job_id, token)
-    if manifest is not None:
-        announce(runtime().ledger, dispatch_webhook, job_id)
-    return manifest
+    if manifest is None:
+        return "fanned_out"
+    record_done(job_id, manifest)
+    announce(runtime().ledger, dispatch_webhook, job_id)
+    return "done"
+
+
+@app.task(base=StageTask, name=TaskName.POSTPROCESS_STEM.value, bind=True, ignore_result=True)
+def postprocess_stem(self: StageTask, job_id: str, token: str, part: str, **_unknown: Any) -> str:
+    """Post-process one stem of the job (or analyse its source), on any worker; the last part
+    done sends the join."""
+    return run_part(self.context(), job_id, token, part).value
 
 
 @app.task(name=TaskName.WEBHOOK.value, acks_late=True, ignore_result=True)
@@ -264,9 +276,13 @@ def webhook(job_id: str, **_unknown: Any) -> str:
 
 
 @app.task(name=TaskName.PURGE.value, acks_late=True, ignore_result=True)
-def purge_expired(**_unknown: Any) -> int:
-    """Remove jobs ended more than ``VIDGO_STEMS_PURGE_AFTER_S`` ago, files and entries."""
+def purge_expired(job_id: str | None = None, part: str | None = None, **_unknown: Any) -> int:
+    """Remove jobs ended more than ``VIDGO_STEMS_PURGE_AFTER_S`` ago, files and entries; or,
+    for one job (``part="original"``), the stems as Vidgo served them once the job is DONE
+    and no link to them can be valid any more."""
     rt = runtime()
+    if job_id is not None:
+        return remove_originals(rt.ledger, rt.storage, job_id) if part == ORIGINALS else 0
     if not rt.settings.purge_after_s:
         return 0
     purged = purge(

@@ -36,6 +36,7 @@ class StepLog:
                 "token": step.token,
                 "countdown_s": step.countdown_s,
                 "retries": step.retries,
+                "part": step.part,
             }
         )
 
@@ -45,7 +46,14 @@ class StepLog:
             raw.append(value.split(b"\n", 1)[1] if isinstance(value, bytes) else value)
         decoded = sorted((json.loads(m) for m in raw), key=lambda m: m["seq"])
         return [
-            Step(TaskName(m["task"]), m["job_id"], m["token"], m["countdown_s"], m["retries"])
+            Step(
+                TaskName(m["task"]),
+                m["job_id"],
+                m["token"],
+                m["countdown_s"],
+                m["retries"],
+                m.get("part"),
+            )
             for m in decoded
         ]
 

@@ -42,17 +42,13 @@ app.add_defaults(lambda: celery_config(get_settings()))
 def encode_step(step: Step, settings: Settings) -> tuple[str, str]:
     """The queue and the message for ``step``, so that the ledger can push it (or schedule it)
     in the same script that moves the job."""
-    post = step.task is TaskName.POSTPROCESS
+    post = step.task in (TaskName.POSTPROCESS, TaskName.POSTPROCESS_STEM)
     queue = settings.postprocess_queue if post and settings.postprocess_queue else None
     queue = queue or settings.queue_name
-    message = encode_message(
-        step.task.value,
-        {"job_id": step.job_id, "token": step.token},
-        queue=queue,
-        task_id=step.job_id if post else None,
-        ignore_result=not post,
-        retries=step.retries,
-    )
+    kwargs = {"job_id": step.job_id, "token": step.token}
+    if step.part is not None:
+        kwargs["part"] = step.part
+    message = encode_message(step.task.value, kwargs, queue=queue, retries=step.retries)
     return queue, message
 
 
@@ -107,6 +103,13 @@ def record_end(job_id: str, code: str, message: str, *, cancelled: bool = False)
     ``AsyncResult(job_id).get()`` raises JobFailed / JobCancelled instead of waiting."""
     error = (JobCancelled if cancelled else JobFailed)(code, message)
     app.backend.mark_as_failure(job_id, error)
+
+
+def record_done(job_id: str, manifest: dict[str, Any]) -> None:
+    """Store a DONE job's manifest as the Celery result under its id, so that
+    ``AsyncResult(job_id).get()`` returns it (the join stores it; no step's own result is
+    kept)."""
+    app.backend.mark_as_done(job_id, manifest)
 
 
 def forget_result(job_id: str) -> None:

@@ -14,6 +14,7 @@ can share one Redis and a test can own a private corner of one. Celery's own key
     <p>:job:<id>:hook-status        hash: subscription id -> its webhook's status
     <p>:job:<id>:webhook-lock:<sub> string: one delivery of a subscription's webhook at a time
     <p>:job:<id>:callback-debounce  string: repeated Vidgo callbacks within the debounce
+    <p>:job:<id>:parts              hash: finished parts of post-processing -> their result
     <p>:jobs:active                 zset: job keys not yet ended, by last update
     <p>:jobs:ended                  zset: job keys that ended, by when (purge reads it)
     <p>:jobs:state:<STATE>          zset: job keys in that state, by creation time (listing)
@@ -82,6 +83,9 @@ class Keys:
 
     def history(self, job_id: str) -> str:
         return f"{self.job(job_id)}:history"
+
+    def parts(self, job_id: str) -> str:
+        return f"{self.job(job_id)}:parts"
 
     def subscriptions(self, job_id: str) -> str:
         return f"{self.job(job_id)}:subs"

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     file_url_secret: SecretStr | None = None
     url_ttl_s: int = Field(default=24 * 3600, ge=60, le=7 * 24 * 3600)
+    # The stems as Vidgo served them are linkable as soon as they are stored; once the job is
+    # DONE they are removed when the last link that can point at them has expired (url_ttl_s
+    # later), or kept for the job's life with keep_originals.
+    keep_originals: bool = False
     # Ended jobs older than this lose their stored files and ledger entry in the sweep; unset:
     # kept until `vidgo-stems purge`.
     purge_after_s: int | None = Field(default=None, gt=0)

@@ -98,7 +98,7 @@ def test_a_stem_lost_from_storage_before_postprocess_is_downloaded_again(s3_stac
         timeout_s=60,
         what="the download to finish on host a",
     )
-    key = stack.ledger.get(job_id).stems["vocals"]["key"]
+    key = stack.ledger.get(job_id).stems["vocals"].key
     bucket_prefix = stack.env["VIDGO_STEMS_STORAGE_URL"].split("/", 3)[3]
     store = S3Store(
         s3_server.bucket,

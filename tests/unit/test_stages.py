@@ -8,6 +8,7 @@ import io
 import json
 import os
 import random
+import time
 
 import fakeredis
 import httpx
@@ -22,12 +23,15 @@ from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
+from worker.pipeline.retention import remove_originals
+from worker.pipeline.schedule import Schedule
 from worker.pipeline.stages import (
     Outcome,
     StageContext,
     TaskName,
     poll_countdown,
     run_download,
+    run_part,
     run_poll,
     run_postprocess,
     run_submit,
@@ -500,6 +504,20 @@ def test_download_on_a_full_disk_fails_clearly_and_leaves_nothing(h, monkeypatch
     assert not (h.ctx.storage.root / job_id).exists()
 
 
+def postprocess(h, job_id):
+    """Run a job's post-processing as workers would: the fan-out, every part it sent, and the
+    join the last part sent. The manifest, or None when a part sent the job back."""
+    token = h.last_token()
+    manifest = run_postprocess(h.ctx, job_id, token)
+    if manifest is not None:
+        return manifest
+    for step in [s for s in h.sent if s.task is TaskName.POSTPROCESS_STEM and s.token == token]:
+        run_part(h.ctx, job_id, token, step.part)
+    if h.sent[-1].task is not TaskName.POSTPROCESS:
+        return None
+    return run_postprocess(h.ctx, job_id, h.last_token())
+
+
 def test_postprocess_measures_stems_and_writes_the_manifest(h):
     h.stems.update(
         {
@@ -509,7 +527,7 @@ def test_postprocess_measures_stems_and_writes_the_manifest(h):
     )
     job_id = to_downloading(h, names=("bass", "drums", "piano", "guitar", "vocals", "other"))
     run_download(h.ctx, job_id, h.last_token())
-    manifest = run_postprocess(h.ctx, job_id, h.last_token())
+    manifest = postprocess(h, job_id)
     root = h.ctx.storage.root / job_id
     on_disk = json.loads((root / "manifest.json").read_text())
     assert manifest == on_disk
@@ -529,11 +547,18 @@ def test_postprocess_measures_stems_and_writes_the_manifest(h):
     assert timings["done_at"].endswith("Z")
     job = h.ledger.get(job_id)
     assert job.state is S.DONE and job.manifest == manifest
-    # Delivered (tagged) beside the manifest; waveforms beside them; Vidgo's files gone.
+    # Delivered (tagged) beside the manifest; waveforms beside them; Vidgo's files stay
+    # until every link to them has expired, then go.
     assert (root / "vocals.wav").is_file() and read_tags(root / "vocals.wav")["stem"] == "vocals"
     assert (root / "peaks" / "vocals.json").is_file() and (root / "peaks" / "vocals.dat").is_file()
-    assert not list((root / "original").glob("*"))
     assert set(job.outputs) == set(manifest["stems"])
+    assert (root / "original" / "vocals.wav").is_file() and not (root / "work").exists()
+    removal = h.sent[-1]
+    assert (removal.task, removal.job_id, removal.part) == (TaskName.PURGE, job_id, "original")
+    due = Schedule(h.redis, "t").due_at(f"t:job:{job_id}#original")
+    assert due == pytest.approx(time.time() + h.ctx.settings.url_ttl_s, abs=30)
+    assert remove_originals(h.ledger, h.ctx.storage, job_id) == 6
+    assert not list((root / "original").glob("*")) and (root / "vocals.wav").is_file()
 
 
 def vocals_reason(manifest):
@@ -551,14 +576,14 @@ def test_a_stored_stem_changed_or_deleted_before_postprocess_is_downloaded_again
     else:
         stored.unlink()
     h.ctx.scratch.remove_job(job_id)  # post-processing runs on another host
-    assert run_postprocess(h.ctx, job_id, h.last_token()) is None
+    assert postprocess(h, job_id) is None
     job = h.ledger.get(job_id)
     assert job.state is S.DOWNLOADING and "vocals" not in job.stems
     assert h.sent[-1].task is TaskName.DOWNLOAD
     h.stem_requests = []
     assert run_download(h.ctx, job_id, h.last_token()) is Outcome.HANDED_OFF
     assert h.stem_requests == ["vocals.wav"]
-    manifest = run_postprocess(h.ctx, job_id, h.last_token())
+    manifest = postprocess(h, job_id)
     assert h.ledger.get(job_id).state is S.DONE
     served = hashlib.sha256(h.stems["vocals.wav"]).hexdigest()
     assert manifest["stems"]["vocals"]["original"]["sha256"] == served
@@ -570,7 +595,7 @@ def test_postprocess_on_another_host_reads_the_stems_from_storage(h):
     run_download(h.ctx, job_id, h.last_token())
     h.ctx.scratch.remove_job(job_id)
     h.stem_requests = []
-    manifest = run_postprocess(h.ctx, job_id, h.last_token())
+    manifest = postprocess(h, job_id)
     assert manifest["stems"]["vocals"]["sample_rate"] == 8000
     assert h.stem_requests == []  # nothing fetched from Vidgo again
     assert not (h.ctx.scratch.root / job_id).exists()  # scratch is cleaned once DONE

@@ -63,6 +63,8 @@ class JobRecord:
     retry_count: int = 0
     tasks_at_retry: int = 0
     extra_stem_keys: list[str] = field(default_factory=list)
+    #: The step token under which post-processing sent its parts (once per token).
+    fanned_token: str | None = None
     #: Fields this version does not know (written by a newer one during a rolling deploy).
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from worker.errors import InvalidRequest
+from worker.files.links import ORIGINALS, job_key
 from worker.files.storage import Storage
 from worker.keys import text
 from worker.pipeline.ledger import Ledger
@@ -90,6 +91,7 @@ def forget(ledger: Ledger, job_id: str) -> None:
     pipe.delete(
         key,
         ledger.keys.history(job_id),
+        ledger.keys.parts(job_id),
         ledger.keys.subscriptions(job_id),
         ledger.keys.hooks(job_id),
         ledger.keys.hook_status(job_id),
@@ -98,9 +100,24 @@ def forget(ledger: Ledger, job_id: str) -> None:
     pipe.zrem(
         ledger.keys.webhooks_due, *(ledger.keys.outbox_member(job_id, sub) for sub in subs or [""])
     )
-    pipe.hdel(ledger.keys.schedule_messages, key)
+    scheduled = [key, f"{key}#{ORIGINALS}"]
+    pipe.hdel(ledger.keys.schedule_messages, *scheduled)
+    pipe.zrem(ledger.keys.schedule, *scheduled)
     indexes = [ledger.keys.ended, ledger.keys.active, ledger.keys.in_flight, ledger.keys.schedule]
     indexes += [ledger.keys.created, *(ledger.keys.state_index(s.value) for s in JobState)]
     for index in indexes:
         pipe.zrem(index, key)
     pipe.execute()
+
+
+def remove_originals(ledger: Ledger, storage: Storage, job_id: str) -> int:
+    """Remove the stems of a DONE job as Vidgo served them (its delivered stems stay); a job
+    that is active again (retried) keeps them. Returns how many files went."""
+    job = ledger.get(job_id)
+    if job is not None and job.state is not JobState.DONE:
+        return 0
+    removed = storage.delete_prefix(job_key(job_id, ORIGINALS))
+    log.info(
+        "job %s: removed %d file(s) as Vidgo served them (their links expired)", job_id, removed
+    )
+    return removed

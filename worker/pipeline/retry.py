@@ -21,6 +21,7 @@ from worker.files.storage import Storage
 from worker.models import expected_stems, validate_job_id
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.outbox import Outbox
+from worker.pipeline.parts import Parts
 from worker.pipeline.record import JobRecord
 from worker.pipeline.states import STATES, JobState, Step, TaskName, new_token
 
@@ -114,6 +115,7 @@ def retry_job(
     plan = plan_retry(job, storage, now=now)
     token = new_token()
     fields = {**plan.fields, "error_code": None, "error_message": None, "next_due_at": now}
+    Parts(ledger).reset(job_id)  # an ended job runs no part: post-processing starts afresh
     moved = ledger.advance(
         job_id,
         expect=job.state,

@@ -144,4 +144,13 @@ PROMOTE = LuaSpec(
 )
 LEASE = LuaSpec("lease", keys=("lease",), args=("owner", "ms"))
 
-ALL = (ADVANCE, CREATE, ANNOTATE, PROMOTE, LEASE)
+FANOUT = LuaSpec(
+    "fanout", keys=("job", "parts", "queue"), args=("token", "state", "fanned"), rest="messages"
+)
+PART_DONE = LuaSpec(
+    "part_done",
+    keys=("job", "parts", "history", "active", "queue"),
+    args=("token", "state", "part", "result", "count", "new_token", "message", "now", "entry"),
+)
+
+ALL = (ADVANCE, CREATE, ANNOTATE, PROMOTE, LEASE, FANOUT, PART_DONE)

@@ -49,6 +49,7 @@ class TaskName(StrEnum):
     POLL = "vidgo.poll"
     DOWNLOAD = "vidgo.download"
     POSTPROCESS = "vidgo.postprocess"
+    POSTPROCESS_STEM = "vidgo.postprocess_stem"
     WEBHOOK = "vidgo.webhook"
     PURGE = "vidgo.purge"
 
@@ -139,11 +140,13 @@ def new_token() -> str:
 
 @dataclass(frozen=True)
 class Step:
-    """The next message to send: task, job, the token it carries, when it is due, and how
-    many times this stage was retried before (Celery's ``retries``)."""
+    """The next message to send: task, job, the token it carries, when it is due, how many
+    times this stage was retried before (Celery's ``retries``), and the part of the job it
+    works on (post-processing's stem steps)."""
 
     task: TaskName
     job_id: str
     token: str
     countdown_s: float = 0.0
     retries: int = 0
+    part: str | None = None

@@ -26,6 +26,7 @@ from worker.files.stems import StoredStem, still_stored
 from worker.files.storage import content_type_for
 from worker.models import expected_stems
 from worker.observe import metrics
+from worker.pipeline.parts import Parts
 from worker.pipeline.record import JobRecord
 from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
 from worker.pipeline.states import JobState, TaskName, states_of
@@ -83,6 +84,7 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
             detail={"stem": stem, "resumed_at": fetched.resumed_from},
         )
         log.info("job %s: stem %s stored as %s (%d bytes)", job_id, stem, stored.key, stored.bytes)
+    Parts(ctx.ledger).reset(job_id)  # post-processing starts afresh on these stems
     return hand_off(
         ctx,
         job,

@@ -1,0 +1,241 @@
+"""Stage 4a: one part of a job's post-processing, on any host, in parallel with the others.
+
+A stem part reads its stored stem (this host's scratch copy when it is intact, else storage),
+measures, converts, tags and draws it, stores the delivered file and its waveform peaks, and
+keeps what the join needs to check it against the source: its analysis print, small and
+stored. The source part fetches the source track once per job (streamed, size-capped, from a
+public host only), measures it, and stores its print. Each records its result in the ledger
+(:mod:`worker.pipeline.parts`); the last one sends the join.
+
+A stem that storage no longer holds (or holds changed) is not a reason to fail: the job goes
+back to DOWNLOADING for it, which fetches it again from Vidgo while its URLs live.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from worker.errors import (
+    StemCorrupt,
+    StemDownloadError,
+    StemMissing,
+    StemUndecodable,
+    StemUrlExpired,
+    StorageError,
+)
+from worker.files.fetch import fetch_to_file
+from worker.files.links import PEAKS, job_key
+from worker.files.stems import DeliveredStem, StoredStem
+from worker.pipeline.parts import SOURCE, PartOutcome, Parts
+from worker.pipeline.record import JobRecord
+from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
+from worker.pipeline.states import JobState, TaskName
+from worker.settings import Settings
+from worker.sound.deliver import Delivery
+from worker.sound.process import Source, file_sha256, process_stem, read_source
+from worker.urlsafety import BlockedAddress, resolve_public
+
+log = logging.getLogger(__name__)
+
+#: Where a job's working files between its steps live in storage (removed when it is DONE).
+WORK = "work"
+
+
+def parts_of(job: JobRecord) -> list[str]:
+    """The parts of a job's post-processing: each stem it has, and the source."""
+    return [*sorted(job.stems), SOURCE]
+
+
+def run_part(ctx: StageContext, job_id: str, token: str, part: str) -> PartOutcome | Outcome:
+    """Do one part of ``job_id``'s post-processing and record it (once)."""
+    job = load_current(ctx, job_id, token, (JobState.POSTPROCESSING,), f"postprocess {part}")
+    parts = Parts(ctx.ledger)
+    if job is None or part not in parts_of(job):
+        return Outcome.STALE
+    if parts.is_done(job_id, part):
+        return PartOutcome.DUPLICATE
+    if part == SOURCE:
+        result = _source_part(ctx, job)
+    else:
+        path = local_copy(ctx, job_id, job.stems[part])
+        if path is None:
+            return _download_again(ctx, job, [part])
+        result = _stem_part(ctx, job, part, path)
+    outcome = parts.record(
+        job_id, token, part, result, count=len(parts_of(job)), worker=ctx.worker_name
+    )
+    log.info("job %s: post-processing part %s %s", job_id, part, outcome.value)
+    return outcome
+
+
+def local_copy(ctx: StageContext, job_id: str, stem: StoredStem) -> Path | None:
+    """A local file with the stem's recorded bytes: scratch if it is intact, else fetched from
+    storage into scratch. None when storage has lost the stem or holds it changed."""
+    path: Path = ctx.scratch.job_dir(job_id) / stem.file
+    if path.is_file() and file_sha256(path) == stem.sha256:
+        return path
+    try:
+        fetched = ctx.storage.download(stem.key or job_key(job_id, stem.file), path)
+    except (StemMissing, StemCorrupt):
+        return None
+    if fetched.sha256 != stem.sha256 or file_sha256(path) != stem.sha256:
+        path.unlink(missing_ok=True)
+        return None
+    return path
+
+
+def delivery_for(job: JobRecord, settings: Settings) -> Delivery:
+    request = job.request
+    return Delivery(
+        format=(request.format or settings.delivery_format).value,
+        sample_rate=request.sample_rate or settings.delivery_sample_rate,
+        mp3_bitrate_kbps=settings.mp3_bitrate_kbps,
+        normalize_lufs=request.normalize_lufs
+        if request.normalize_lufs is not None
+        else settings.normalize_lufs,
+        true_peak_ceiling_dbtp=settings.true_peak_ceiling_dbtp,
+        name_template=settings.name_template,
+    )
+
+
+def _stem_part(ctx: StageContext, job: JobRecord, name: str, path: Path) -> dict[str, Any]:
+    """Process one stem and store what comes out; its result for the join."""
+    title = job.request.title
+    tags = {
+        "title": f"{title} ({name})" if title else name,
+        "stem": name,
+        "source_title": title or "",
+        "job_id": job.job_id,
+    }
+    unchecked = Source(False, "checked against the source when every part is done")
+    done = process_stem(
+        name,
+        path,
+        source=unchecked,
+        delivery=delivery_for(job, ctx.settings),
+        work=ctx.scratch.job_dir(job.job_id) / "delivered" / name,
+        tags=tags,
+        job_id=job.job_id,
+        title=title,
+        pixels_per_second=ctx.settings.peaks_pixels_per_second,
+    )
+    stored = ctx.storage.put_file(
+        job_key(job.job_id, done.delivered.name),
+        done.delivered,
+        sha256=file_sha256(done.delivered),
+        content_type=done.content_type,
+    )
+    peaks = {
+        ext: ctx.storage.put_bytes(
+            job_key(job.job_id, f"{PEAKS}/{name}.{ext}"), body, content_type=content_type
+        ).key
+        for ext, body, content_type in (
+            ("json", done.peaks_json, "application/json"),
+            ("dat", done.peaks_dat, "application/octet-stream"),
+        )
+    }
+    original = job.stems[name]
+    output = DeliveredStem(
+        key=stored.key,
+        sha256=stored.sha256,
+        bytes=stored.bytes,
+        content_type=stored.content_type,
+        peaks_json_key=peaks["json"],
+        peaks_dat_key=peaks["dat"],
+    )
+    entry = {
+        **done.entry,
+        "key": stored.key,
+        "sha256": stored.sha256,
+        "bytes": stored.bytes,
+        "content_type": stored.content_type,
+        "peaks": {**done.entry["peaks"], "json_key": peaks["json"], "dat_key": peaks["dat"]},
+        "original": {
+            "file": original.file,
+            "sha256": original.sha256,
+            "bytes": original.bytes,
+            "format": original.format,
+            "source_host": original.source_host,
+        },
+    }
+    return {
+        "entry": entry,
+        "output": output.to_json(),
+        "print_key": store_print(ctx, job.job_id, name, done.analysis),
+    }
+
+
+def _source_part(ctx: StageContext, job: JobRecord) -> dict[str, Any]:
+    """Fetch, measure and analyse the source once; its result for the join."""
+    source = fetch_source(ctx, job)
+    key = None
+    if source.analysis is not None:
+        key = store_print(ctx, job.job_id, SOURCE, source.analysis)
+    return {"source": source.as_dict(), "duration_s": source.duration_s, "print_key": key}
+
+
+def fetch_source(ctx: StageContext, job: JobRecord) -> Source:
+    """The source track, fetched once through the same guarded client as stems; unchecked
+    (with the reason) when validation is off or the source cannot be had."""
+    settings = ctx.settings
+    if not settings.validate_source:
+        return Source(False, "source validation is off (VIDGO_STEMS_VALIDATE_SOURCE=false)")
+    url = job.request.audio_url
+    parts = urlsplit(url)
+    if not settings.allow_private_source_hosts:
+        try:
+            resolve_public(
+                parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+            )
+        except BlockedAddress as exc:
+            return Source(
+                False, f"the source's host {exc} (VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS)"
+            )
+    dest = ctx.scratch.job_dir(job.job_id) / ("source" + (Path(parts.path).suffix or ".audio"))
+    try:
+        fetched = fetch_to_file(ctx.http, url, dest, max_bytes=settings.max_source_bytes)
+        return read_source(dest, fetched.bytes, fetched.sha256)
+    except (StemDownloadError, StemUrlExpired, StorageError, StemUndecodable) as exc:
+        return Source(False, f"the source could not be checked: {exc.message}")
+
+
+def store_print(ctx: StageContext, job_id: str, name: str, analysis: np.ndarray) -> str:
+    """Store a part's analysis signal for the join (half precision: what the comparison and
+    the remix check read of it survives that)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(analysis, dtype=np.float16), allow_pickle=False)
+    key = job_key(job_id, f"{WORK}/{name}.npy")
+    return ctx.storage.put_bytes(
+        key, buffer.getvalue(), content_type="application/octet-stream"
+    ).key
+
+
+def load_print(ctx: StageContext, key: str) -> np.ndarray | None:
+    """A stored analysis signal as float32; None when storage no longer has it."""
+    body = ctx.storage.read_bytes(key)
+    if body is None:
+        return None
+    loaded: np.ndarray = np.load(io.BytesIO(body), allow_pickle=False).astype(np.float32)
+    return loaded
+
+
+def _download_again(ctx: StageContext, job: JobRecord, lost: list[str]) -> Outcome:
+    """Send the job back to DOWNLOADING for the stems storage no longer holds intact."""
+    ctx.ledger.bump_counter("stems_lost")
+    log.warning("job %s: stored stem(s) %s missing or changed; downloading again", job.job_id, lost)
+    kept = {name: info for name, info in job.stems.items() if name not in lost}
+    return hand_off(
+        ctx,
+        job,
+        to=JobState.DOWNLOADING,
+        next_task=TaskName.DOWNLOAD,
+        event="stems_lost",
+        fields={"stems": kept},
+        detail={"stems": lost, "worker": ctx.worker_name},
+    )
