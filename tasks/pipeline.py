@@ -37,6 +37,7 @@ from worker.files.links import ORIGINALS
 from worker.models import TRACK_FIELDS, parse_request
 from worker.pipeline.outbox import announce
 from worker.pipeline.retention import purge, remove_originals
+from worker.pipeline.schedule import Schedule
 from worker.pipeline.stages import (
     Outcome,
     StageContext,
@@ -74,10 +75,15 @@ def retry_countdown(retries: int, exc: BaseException, rng: random.Random) -> flo
     return round(countdown, 3)
 
 
-def schedule_retry(task: str, job_id: str, token: str, retries: int, countdown: float) -> bool:
+def schedule_retry(
+    task: str, job_id: str, token: str, retries: int, countdown: float, part: str | None = None
+) -> bool:
     """Put the stage's next try into the schedule, guarded by the step token (False when the
-    job moved on meanwhile: nothing to retry)."""
-    step = Step(TaskName(task), job_id, token, countdown, retries=retries)
+    job moved on meanwhile: nothing to retry). A part of post-processing waits in an entry of
+    its own, beside its siblings'."""
+    step = Step(TaskName(task), job_id, token, countdown, retries=retries, part=part)
+    if part is not None:
+        return schedule_part_retry(step)
     return bool(
         runtime().ledger.advance(
             job_id,
@@ -89,6 +95,21 @@ def schedule_retry(task: str, job_id: str, token: str, retries: int, countdown: 
             step=step,
         )
     )
+
+
+def schedule_part_retry(step: Step) -> bool:
+    """Schedule a part's next try while the job still holds its token (the part checks the
+    token again when it runs)."""
+    ledger = runtime().ledger
+    job = ledger.get(step.job_id)
+    if job is None or job.token != step.token:
+        return False
+    queue, message = ledger.encode(step)
+    entry = f"{ledger.keys.job(step.job_id)}#part:{step.part}"
+    Schedule(ledger.redis, ledger.keys.prefix).add(
+        entry, time.time() + step.countdown_s, queue, message
+    )
+    return True
 
 
 def fail_job(job_id: str, token: str | None, code: str, message: str) -> bool:
@@ -151,9 +172,11 @@ class StageTask(Task):  # type: ignore[misc]
                 raise self.retry(exc=exc, countdown=countdown, max_retries=limit) from None
             if retries >= limit:
                 raise
-            return self._schedule_retry(exc, job_id, token, countdown)
+            return self._schedule_retry(exc, job_id, token, countdown, kwargs.get("part"))
 
-    def _schedule_retry(self, exc: Exception, job_id: str, token: str, countdown: float) -> str:
+    def _schedule_retry(
+        self, exc: Exception, job_id: str, token: str, countdown: float, part: str | None
+    ) -> str:
         """Put the next try of this step into the schedule and record the retry with Celery
         (raises Retry); Outcome.STALE when the job moved on; Ignore when Redis is down."""
         retries = self.request.retries
@@ -162,7 +185,7 @@ class StageTask(Task):  # type: ignore[misc]
         )
         try:
             runtime().ledger.bump_counter("retries")
-            scheduled = schedule_retry(self.name, job_id, token, retries + 1, countdown)
+            scheduled = schedule_retry(self.name, job_id, token, retries + 1, countdown, part)
         except REDIS_DOWN as down:
             # The job keeps its state and token; with no message and no schedule entry, the
             # recovery sweep sends it again once Redis answers. Failing it would lose work that

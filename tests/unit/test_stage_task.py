@@ -215,3 +215,30 @@ def test_a_retry_that_cannot_be_scheduled_leaves_the_job_for_the_sweep(monkeypat
     stays = rt.ledger.get(job)
     assert (stays.state, stays.token) == (JobState.QUEUED, "tok")  # not failed: work not lost
     assert rt.ends == []
+
+
+def test_a_part_retry_carries_its_part_in_an_entry_beside_its_siblings(monkeypatch, rt, job):
+    def body(ctx, job_id, token, part):
+        raise errors.StorageUnavailable(f"bucket does not answer for {part}")
+
+    monkeypatch.setattr(pipeline, "run_part", body)
+    monkeypatch.setattr(pipeline.runtime(), "stage_context", lambda *a: None, raising=False)
+    for part in ("bass", "drums"):
+        pipeline.postprocess_stem.push_request(retries=0)
+        try:
+            with pytest.raises(Retry):
+                pipeline.postprocess_stem(job_id="j1", token="tok", part=part)
+        finally:
+            pipeline.postprocess_stem.pop_request()
+    steps = [s for s in rt.sent if s.task is TaskName.POSTPROCESS_STEM]
+    assert sorted((s.part, s.token, s.retries) for s in steps) == [
+        ("bass", "tok", 1),
+        ("drums", "tok", 1),
+    ]
+    scheduled = rt.client.zrange("t:schedule", 0, -1)
+    assert sorted(scheduled) == [b"t:job:j1#part:bass", b"t:job:j1#part:drums"]
+    pipeline.postprocess_stem.push_request(retries=0)
+    try:  # a part of a job that moved on schedules nothing
+        assert pipeline.postprocess_stem(job_id="j1", token="old", part="bass") == "stale"
+    finally:
+        pipeline.postprocess_stem.pop_request()
