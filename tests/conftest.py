@@ -68,9 +68,11 @@ def redis_client(redis_server):
 
 @pytest.fixture(scope="session")
 def tracks_url(tmp_path_factory):
-    """Two short real tracks served over HTTP, for the emulator to fetch and split."""
+    """Two short real tracks served over HTTP, for the emulator to fetch and split, and a
+    longer one (``long.wav``) whose stems take long enough to process to overlap."""
     folder = tmp_path_factory.mktemp("tracks")
     for name in ("groove", "ballad"):
         tracks.write_track(folder / f"{name}.wav", name, seconds=2.0, rate=22050)
+    tracks.write_track(folder / "long.wav", "groove", seconds=30.0, rate=44100)
     with FileServer(folder) as server:
         yield server.url

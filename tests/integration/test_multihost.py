@@ -141,3 +141,40 @@ def test_file_storage_on_separate_folders_refuses_the_second_worker_and_fails_no
             assert view.state is JobState.DONE, view.error
     finally:
         stack.stop()
+
+
+def part_spans(view) -> list[tuple[str, str, float, float]]:
+    """(part, worker, started, finished) of every post-processing part in a job's history."""
+    return [
+        (e["part"], e["worker"], e["started_at"], e["at"])
+        for e in view.history
+        if e["event"] == "part_done"
+    ]
+
+
+def test_a_general_splits_stems_are_post_processed_in_parallel_on_two_hosts_and_joined_once(
+    s3_stack,
+):
+    stack = s3_stack
+    post_queue = stack.env["VIDGO_STEMS_POSTPROCESS_QUEUE"]
+    stack.start_worker(name="host-a", env=host(stack, "a"), args=("--queues", stack.queue))
+    b = stack.start_worker(name="host-b", env=host(stack, "b"), args=("--queues", post_queue))
+    c = stack.start_worker(name="host-c", env=host(stack, "c"), args=("--queues", post_queue))
+    job_id = stack.enqueue(stack.track_url("long"), output_type="general")
+    (view,) = stack.wait_all([job_id], timeout_s=180)
+    assert view.state is JobState.DONE, view.error
+    spans = part_spans(view)
+    names = sorted(p for p, *_ in spans)
+    assert names == sorted([*view.stems, "source"])  # each part recorded once
+    hosts = {worker.split("@")[0] for _, worker, _, _ in spans}
+    assert hosts == {b.hostname.split("@")[0], c.hostname.split("@")[0]}
+    overlapping = [
+        (p, q)
+        for i, (p, _, start_p, end_p) in enumerate(spans)
+        for (q, _, start_q, end_q) in spans[i + 1 :]
+        if start_p < end_q and start_q < end_p
+    ]
+    assert overlapping, spans
+    assert [e["event"] for e in view.history].count("done") == 1
+    done = next(e for e in view.history if e["event"] == "done")
+    assert done["at"] >= max(end for *_, end in spans)

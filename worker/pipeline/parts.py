@@ -105,9 +105,11 @@ class Parts:
         *,
         count: int,
         worker: str,
+        started_at: float | None = None,
     ) -> PartOutcome:
         """Record ``part``'s result, once, while the job holds ``token``; the last of
-        ``count`` parts sends the join."""
+        ``count`` parts sends the join. The history entry names the worker and when the part
+        started, so which host did what, and in parallel with what, can be read back."""
         now = self.ledger.clock()
         join = Step(TaskName.POSTPROCESS, job_id, new_token())
         queue, message = self.ledger.encode(join)
@@ -119,6 +121,7 @@ class Parts:
             "event": "part_done",
             "part": part,
             "worker": worker,
+            "started_at": started_at,
         }
         keys = self.ledger.keys
         reply = self._done(

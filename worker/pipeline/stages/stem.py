@@ -60,6 +60,7 @@ def run_part(ctx: StageContext, job_id: str, token: str, part: str) -> PartOutco
         return Outcome.STALE
     if parts.is_done(job_id, part):
         return PartOutcome.DUPLICATE
+    started_at = ctx.clock()
     if part == SOURCE:
         result = _source_part(ctx, job)
     else:
@@ -68,7 +69,13 @@ def run_part(ctx: StageContext, job_id: str, token: str, part: str) -> PartOutco
             return _download_again(ctx, job, [part])
         result = _stem_part(ctx, job, part, path)
     outcome = parts.record(
-        job_id, token, part, result, count=len(parts_of(job)), worker=ctx.worker_name
+        job_id,
+        token,
+        part,
+        result,
+        count=len(parts_of(job)),
+        worker=ctx.worker_name,
+        started_at=started_at,
     )
     log.info("job %s: post-processing part %s %s", job_id, part, outcome.value)
     return outcome
