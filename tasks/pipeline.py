@@ -35,7 +35,7 @@ from worker.errors import (
 )
 from worker.files.links import ORIGINALS
 from worker.models import TRACK_FIELDS, parse_request
-from worker.pipeline.outbox import announce
+from worker.pipeline.outbox import announce, announce_stems_stored
 from worker.pipeline.retention import purge, remove_originals
 from worker.pipeline.schedule import Schedule
 from worker.pipeline.stages import (
@@ -269,8 +269,12 @@ def poll(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
 
 @app.task(base=StageTask, name=TaskName.DOWNLOAD.value, bind=True, ignore_result=True)
 def download(self: StageTask, job_id: str, token: str, **_unknown: Any) -> str:
-    """Stream the job's stems to STEMS_DIR/<job_id>/."""
-    return run_download(self.context(), job_id, token).value
+    """Download, verify and store the job's stems; then tell the subscribers that asked for
+    ``job.stems_stored`` (the stems are linkable while post-processing goes on)."""
+    outcome = run_download(self.context(), job_id, token)
+    if outcome is Outcome.HANDED_OFF:
+        announce_stems_stored(runtime().ledger, dispatch_webhook, job_id)
+    return outcome.value
 
 
 @app.task(base=StageTask, name=TaskName.POSTPROCESS.value, bind=True, ignore_result=True)

@@ -173,6 +173,24 @@ def parse_request(data: dict[str, Any]) -> JobRequest:
 
 
 #: Caller metadata rides along on the job, in the webhook and in the manifest; keep it small.
+#: Webhook events: the stems stored (linkable while post-processing goes on), and the ends.
+STEMS_STORED = "job.stems_stored"
+ENDED_EVENTS = ("job.done", "job.failed", "job.cancelled")
+WEBHOOK_EVENTS = (STEMS_STORED, *ENDED_EVENTS)
+
+
+def validate_webhook_events(events: object) -> tuple[str, ...]:
+    """The webhook events a caller asks for (a list of WEBHOOK_EVENTS names, at least one);
+    InvalidRequest naming the known ones otherwise."""
+    known = ", ".join(WEBHOOK_EVENTS)
+    if isinstance(events, str) or not isinstance(events, list | tuple) or not events:
+        raise InvalidRequest(f"webhook_events must be a non-empty list of: {known}")
+    unknown = [e for e in events if e not in WEBHOOK_EVENTS]
+    if unknown:
+        raise InvalidRequest(f"unknown webhook event {shown(unknown[0])}: use {known}")
+    return tuple(e for e in WEBHOOK_EVENTS if e in events)
+
+
 MAX_METADATA_BYTES = 4096
 MAX_METADATA_KEY_LENGTH = 64
 

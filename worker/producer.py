@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from worker.celery_app import Producer, producer
 from worker.errors import InvalidRequest, JobConflict
-from worker.models import JobRequest, parse_request, validate_job_id, validate_metadata
+from worker.models import (
+    ENDED_EVENTS,
+    JobRequest,
+    parse_request,
+    validate_job_id,
+    validate_metadata,
+    validate_webhook_events,
+)
 from worker.pipeline.listing import list_jobs as list_ledger_jobs
 from worker.pipeline.outbox import Outbox, announce, deliveries
 from worker.pipeline.record import Subscription
@@ -71,6 +78,7 @@ def enqueue(
     webhook_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     subscription_id: str | None = None,
+    webhook_events: Sequence[str] | None = None,
     retry_failed: bool = False,
     format: str | None = None,
     sample_rate: int | None = None,
@@ -84,6 +92,9 @@ def enqueue(
     ``VIDGO_STEMS_DEFAULT_WEBHOOK_URL``) receives a signed event when the job ends, carrying this
     caller's ``metadata`` (a small JSON object). ``format``, ``sample_rate`` and
     ``normalize_lufs`` choose how the stems are delivered (unset: the settings).
+    ``webhook_events`` chooses the events the webhook receives (default: the job's end,
+    ``job.done``, ``job.failed`` or ``job.cancelled``; add ``job.stems_stored`` to hear as soon
+    as the stems are stored and linkable, while post-processing goes on).
     ``subscription_id`` makes a repeated call (a network retry) the same subscription. A job
     that FAILED or was CANCELLED raises JobConflict naming how to retry it, unless
     ``retry_failed``, which retries it. Raises InvalidRequest, naming the allowed values, for
@@ -106,6 +117,7 @@ def enqueue(
         webhook_url=webhook_url,
         metadata=metadata,
         subscription_id=subscription_id,
+        webhook_events=webhook_events,
         retry_failed=retry_failed,
         producer=producer,
     ).job_id
@@ -118,6 +130,7 @@ def enqueue_request(
     webhook_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     subscription_id: str | None = None,
+    webhook_events: Sequence[str] | None = None,
     retry_failed: bool = False,
     producer: Producer | None = None,
 ) -> Enqueued:
@@ -131,10 +144,12 @@ def enqueue_request(
     if hook is not None:
         hook = check_webhook_url(hook, allow_private=settings.allow_private_webhook_hosts)
         settings.require_webhook_secret()
+    events = validate_webhook_events(list(webhook_events)) if webhook_events is not None else None
     sub = Subscription.new(
         sub_id=validate_job_id(subscription_id) if subscription_id else None,
         webhook_url=hook,
         metadata=extra,
+        events=events or ENDED_EVENTS,
     )
     token = new_token()
     found = p.ledger.enqueue(

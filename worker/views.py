@@ -91,8 +91,9 @@ def hydrate(manifest: dict[str, Any], storage: Storage, ttl_s: int) -> dict[str,
 
 class WebhookView(BaseModel):
     url: str
-    status: str = Field(description="pending, retrying, delivered or failed")
+    status: str = Field(description="the end's: pending, retrying, delivered or failed")
     attempts: list[dict[str, Any]]
+    events: list[str] = Field(default_factory=list, description="the events it receives")
 
 
 class SubscriptionView(BaseModel):
@@ -203,5 +204,7 @@ def subscription_view(outbox: Outbox, job_id: str, sub: Any) -> SubscriptionView
     if sub.webhook_url:
         attempts = outbox.deliveries(job_id, sub.sub_id)
         status = outbox.status(job_id, sub.sub_id) or ("retrying" if attempts else "pending")
-        webhook = WebhookView(url=sub.webhook_url, status=status, attempts=attempts)
+        webhook = WebhookView(
+            url=sub.webhook_url, status=status, attempts=attempts, events=list(sub.events)
+        )
     return SubscriptionView(subscription_id=sub.sub_id, metadata=sub.metadata, webhook=webhook)

@@ -33,9 +33,17 @@ from worker.backoff import backoff_s
 from worker.errors import ConfigError, WebhookVerificationError
 from worker.files.links import link, open_configured_storage, stem_links
 from worker.files.storage import Storage
+from worker.models import STEMS_STORED
 from worker.observe import metrics
 from worker.pipeline.ledger import Ledger
-from worker.pipeline.outbox import Outbox, announce, deliveries, redispatch_overdue
+from worker.pipeline.outbox import (
+    PROGRESS,
+    Outbox,
+    announce,
+    deliveries,
+    entry_of,
+    redispatch_overdue,
+)
 from worker.pipeline.record import JobRecord, Subscription
 from worker.pipeline.states import JobState
 from worker.settings import Settings, secret_bytes
@@ -85,18 +93,26 @@ def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> dict[s
     return event
 
 
-def message_id(job: JobRecord, sub_id: str) -> str:
+def message_id(job: JobRecord, sub_id: str, event: str | None = None) -> str:
     """Stable per event and subscriber: a receiver that saw this id already can drop the
-    repeat. A job retried after it ended ends again under a new id."""
-    return f"msg_{job.job_id}_{sub_id}_{job.state.value.lower()}_{job.retry_count}"
+    repeat. A job retried after it ended ends (and stores its stems) again under a new id."""
+    what = (event or job.state.value).removeprefix("job.").lower()
+    return f"msg_{job.job_id}_{sub_id}_{what}_{job.retry_count}"
 
 
 def event_for(
-    job: JobRecord, storage: Storage, ttl_s: int, subscription: Subscription | None = None
+    job: JobRecord,
+    storage: Storage,
+    ttl_s: int,
+    subscription: Subscription | None = None,
+    event: str | None = None,
 ) -> dict[str, Any]:
-    """The event body for an ended job, as one subscriber sees it (its own metadata): no
-    secrets; links to the stems and the manifest minted now (they live ``ttl_s`` seconds: GET
-    the job for fresh ones)."""
+    """The event body, as one subscriber sees it (its own metadata): no secrets; links minted
+    now (they live ``ttl_s`` seconds: GET the job for fresh ones). The job's end, or
+    ``job.stems_stored``: the stems as Vidgo served them, stored and linkable while
+    post-processing goes on."""
+    if event == STEMS_STORED:
+        return stems_stored_event(job, storage, ttl_s, subscription)
     error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
     done = job.state is JobState.DONE
     return {
@@ -112,6 +128,28 @@ def event_for(
             "stems": stem_links(storage, job.outputs or job.stems, ttl_s) if done else {},
             "manifest_url": link(storage, job.manifest_key, ttl_s) if done else None,
             "error": error,
+        },
+    }
+
+
+def stems_stored_event(
+    job: JobRecord, storage: Storage, ttl_s: int, subscription: Subscription | None
+) -> dict[str, Any]:
+    """The ``job.stems_stored`` event: links to each stem as Vidgo served it, verified and
+    stored (they stay valid for their whole life, whatever the job does meanwhile)."""
+    return {
+        "type": STEMS_STORED,
+        "timestamp": datetime.fromtimestamp(job.downloaded_at or job.updated_at, UTC).isoformat(),
+        "data": {
+            "job_id": job.job_id,
+            "subscription_id": subscription.sub_id if subscription else None,
+            "state": job.state.value,
+            "request": job.request.model_dump(mode="json"),
+            "metadata": subscription.metadata if subscription else job.metadata,
+            "vidgo_task_ids": list(job.vidgo_task_ids),
+            "stems": stem_links(storage, job.stems, ttl_s),
+            "manifest_url": None,
+            "error": None,
         },
     }
 
@@ -174,7 +212,9 @@ class WebhookSender:
         due = self._outbox.due_for(job_id)
         if not due:
             return "gone"  # delivered or given up already
-        return ",".join(self._deliver_one(job_id, sub_id) for sub_id in sorted(due))
+        # A subscription's stems-stored event goes before its end.
+        order = sorted(due, key=lambda e: (entry_of(e)[0], entry_of(e)[1] is None))
+        return ",".join(self._deliver_one(job_id, entry) for entry in order)
 
     def _deliver_one(self, job_id: str, sub_id: str) -> str:
         lock = self._outbox.lock(job_id, sub_id, self._settings.webhook_timeout_s + 30)
@@ -188,29 +228,46 @@ class WebhookSender:
             metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
         return outcome
 
-    def _deliver_locked(self, job_id: str, sub_id: str) -> str:
-        due_at = self._outbox.due_at(job_id, sub_id)
+    def _deliver_locked(self, job_id: str, entry: str) -> str:
+        """Deliver one outbox entry (``entry``: an entry id, see :mod:`worker.pipeline.outbox`)
+        if it is due and still wanted."""
+        due_at = self._outbox.due_at(job_id, entry)
         if due_at is None:
             return "gone"
         now = self._clock()
         if due_at > now + 1.0:
             return "not_due"  # an early or duplicate message; the scheduled one will come
+        sub_id, event = entry_of(entry)
         job = self._ledger.get(job_id)
         sub = self._outbox.subscription(job_id, sub_id)
-        if job is None or not job.state.is_terminal or sub is None or not sub.webhook_url:
-            self._outbox.clear(job_id, sub_id)
+        if job is None or sub is None or not sub.webhook_url or not _deliverable(job, event):
+            self._outbox.clear(job_id, entry)
             return "gone"
-        attempt = self._post(job, sub, len(self._outbox.deliveries(job_id, sub_id)) + 1)
-        self._outbox.record(job_id, sub_id, asdict(attempt))
+        if event is None and EVENT_TYPES[job.state] not in sub.events:
+            self._finish(job_id, entry, "not_asked")
+            return "not_asked"
+        earlier = self._outbox.due_at(job_id, sub_id + PROGRESS) if event is None else None
+        if earlier is not None:  # the stems-stored event is still on its way: the end waits
+            self._outbox.schedule(job_id, entry, earlier + 0.5)
+            return "held"
+        return self._attempt(job, sub, entry, event, now)
+
+    def _attempt(
+        self, job: JobRecord, sub: Subscription, entry: str, event: str | None, now: float
+    ) -> str:
+        """POST one event; then done, retried later, or given up."""
+        job_id = job.job_id
+        attempt = self._post(job, sub, len(self._outbox.deliveries(job_id, entry)) + 1, event)
+        self._outbox.record(job_id, entry, asdict(attempt))
         if attempt.ok:
-            self._finish(job_id, sub_id, "delivered")
-            log.info("job %s: webhook %s delivered (attempt %d)", job_id, sub_id, attempt.attempt)
+            self._finish(job_id, entry, "delivered")
+            log.info("job %s: webhook %s delivered (attempt %d)", job_id, entry, attempt.attempt)
             return "delivered"
         give_up = attempt.attempt >= self._settings.webhook_max_attempts or (
             attempt.error is not None and attempt.error.startswith("blocked:")
         )
         if give_up:
-            self._finish(job_id, sub_id, "failed")
+            self._finish(job_id, entry, "failed")
             log.error(
                 "job %s: webhook to %s given up after %d attempt(s): %s",
                 job_id,
@@ -220,8 +277,8 @@ class WebhookSender:
             )
             return "gave_up"
         delay = self.backoff_s(attempt.attempt)
-        self._outbox.schedule(job_id, sub_id, now + delay)
-        self._outbox.set_status(job_id, sub_id, "retrying")
+        self._outbox.schedule(job_id, entry, now + delay)
+        self._outbox.set_status(job_id, entry, "retrying")
         self._dispatch(job_id, delay)
         log.warning(
             "job %s: webhook attempt %d to %s failed (%s); next in %.1fs",
@@ -244,7 +301,9 @@ class WebhookSender:
             rng=self._rng,
         )
 
-    def _post(self, job: JobRecord, sub: Subscription, number: int) -> Attempt:
+    def _post(
+        self, job: JobRecord, sub: Subscription, number: int, event: str | None = None
+    ) -> Attempt:
         url = sub.webhook_url or ""
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -263,12 +322,12 @@ class WebhookSender:
             secret = self._settings.require_webhook_secret()
         except ConfigError as exc:
             return attempt(None, f"not signed: {exc}")
-        event = event_for(job, self._storage, self._settings.url_ttl_s, sub)
-        body = json.dumps(event, separators=(",", ":"), sort_keys=True)
+        payload = event_for(job, self._storage, self._settings.url_ttl_s, sub, event)
+        body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
         headers = {
             "content-type": "application/json",
             "user-agent": "vidgo-stems-webhooks/1",
-            **signed_headers(secret, message_id(job, sub.sub_id), self._clock(), body),
+            **signed_headers(secret, message_id(job, sub.sub_id, event), self._clock(), body),
         }
         try:
             # Streamed and never read: a receiver's answer body is not our business.
@@ -280,3 +339,11 @@ class WebhookSender:
     def _finish(self, job_id: str, sub_id: str, status: str) -> None:
         self._outbox.clear(job_id, sub_id)
         self._outbox.set_status(job_id, sub_id, status)
+
+
+def _deliverable(job: JobRecord, event: str | None) -> bool:
+    """Whether the job can still tell this event: its end once it ended, its stems once they
+    are stored (and the job not sent back to download them again)."""
+    if event is None:
+        return job.state.is_terminal
+    return bool(job.stems) and job.state is not JobState.DOWNLOADING

@@ -1,11 +1,16 @@
-"""Subscribers and the completion-webhook outbox, kept beside the ledger.
+"""Subscribers and the webhook outbox, kept beside the ledger.
 
-Every caller that enqueued a job is a subscription (its own webhook URL and metadata) in a
-hash next to the job. When the job ends, the ledger's Lua step puts one outbox entry per
-subscription with a webhook (``<job key>#<subscription id>``, scored by when it is due) in the
-same step, so no completion webhook can be lost between the end and the send. The sending is
-:mod:`worker.webhooks`, run by the ``vidgo.webhook`` task; a message for a job delivers
-every entry of that job that is due.
+Every caller that enqueued a job is a subscription (its own webhook URL, metadata and the
+events it asked for) in a hash next to the job. When the job ends, the ledger's Lua step puts
+one outbox entry per subscription with a webhook (``<job key>#<subscription id>``, scored by
+when it is due) in the same step, so no completion webhook can be lost between the end and
+the send. A subscription that asked for ``job.stems_stored`` gets a second entry when the
+stems are stored (``<job key>#<subscription id>|stems_stored``); its end waits behind it, so
+the events arrive in order. The sending is :mod:`worker.webhooks`, run by the
+``vidgo.webhook`` task; a message for a job delivers every entry of that job that is due.
+
+An entry is named by an *entry id*: the subscription id for the end, the subscription id
+with ``|stems_stored`` for the stems stored.
 """
 
 from __future__ import annotations
@@ -15,8 +20,19 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from worker.keys import text
+from worker.models import STEMS_STORED
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.record import Subscription
+
+#: What an entry id adds to its subscription id for the stems-stored event.
+PROGRESS = "|stems_stored"
+
+
+def entry_of(entry_id: str) -> tuple[str, str | None]:
+    """(subscription id, ``job.stems_stored`` or None for the end) of an outbox entry id."""
+    if entry_id.endswith(PROGRESS):
+        return entry_id.removesuffix(PROGRESS), STEMS_STORED
+    return entry_id, None
 
 
 class Outbox:
@@ -42,7 +58,11 @@ class Outbox:
         pipe = self._redis.pipeline()
         pipe.hdel(self.keys.subscriptions(job_id), sub_id)
         pipe.srem(self.keys.hooks(job_id), sub_id)
-        pipe.zrem(self.keys.webhooks_due, self.keys.outbox_member(job_id, sub_id))
+        pipe.zrem(
+            self.keys.webhooks_due,
+            self.keys.outbox_member(job_id, sub_id),
+            self.keys.outbox_member(job_id, sub_id + PROGRESS),
+        )
         pipe.hlen(self.keys.subscriptions(job_id))
         removed, _, _, left = pipe.execute()
         return int(left) if removed else None
@@ -53,13 +73,14 @@ class Outbox:
         return cast(float | None, self._redis.zscore(self.keys.webhooks_due, member))
 
     def due_for(self, job_id: str) -> dict[str, float]:
-        """Subscription id -> when its webhook is due, for every entry of this job."""
+        """Entry id -> when its webhook is due, for every entry of this job."""
         hooks = [text(m) for m in cast(set[Any], self._redis.smembers(self.keys.hooks(job_id)))]
+        entries = [e for sub_id in sorted(hooks) for e in (sub_id, sub_id + PROGRESS)]
         pipe = self._redis.pipeline(transaction=False)
-        for sub_id in sorted(hooks):
-            pipe.zscore(self.keys.webhooks_due, self.keys.outbox_member(job_id, sub_id))
-        due = dict(zip(sorted(hooks), pipe.execute(), strict=True))
-        return {sub: float(at) for sub, at in due.items() if at is not None}
+        for entry in entries:
+            pipe.zscore(self.keys.webhooks_due, self.keys.outbox_member(job_id, entry))
+        due = dict(zip(entries, pipe.execute(), strict=True))
+        return {entry: float(at) for entry, at in due.items() if at is not None}
 
     def schedule(self, job_id: str, sub_id: str, at: float) -> None:
         self._redis.zadd(self.keys.webhooks_due, {self.keys.outbox_member(job_id, sub_id): at})
@@ -93,12 +114,13 @@ class Outbox:
         return [json.loads(item) for item in items]
 
     def set_status(self, job_id: str, sub_id: str, status: str) -> None:
-        """A subscription's webhook status; also the job's latest (``webhook_status``)."""
+        """An entry's webhook status; an end's is also the job's latest (``webhook_status``)."""
         pipe = self._redis.pipeline()
         pipe.hset(self.keys.hook_status(job_id), sub_id, status)
         pipe.expire(self.keys.hook_status(job_id), self.ledger.retention_s)
         pipe.execute()
-        self.ledger.annotate(job_id, {"webhook_status": status})
+        if entry_of(sub_id)[1] is None:
+            self.ledger.annotate(job_id, {"webhook_status": status})
 
     def status(self, job_id: str, sub_id: str) -> str | None:
         raw = self._redis.hget(self.keys.hook_status(job_id), sub_id)
@@ -112,10 +134,30 @@ class Outbox:
 
 
 def deliveries(ledger: Ledger, job_id: str) -> list[dict[str, Any]]:
-    """Every delivery attempt of a job's webhooks, all subscriptions, oldest first."""
+    """Every delivery attempt of a job's webhooks, all subscriptions and events, oldest
+    first."""
     outbox = Outbox(ledger)
-    attempts = [a for sub in outbox.subscriptions(job_id) for a in outbox.deliveries(job_id, sub)]
+    entries = [e for sub in outbox.subscriptions(job_id) for e in (sub, sub + PROGRESS)]
+    attempts = [a for entry in entries for a in outbox.deliveries(job_id, entry)]
     return sorted(attempts, key=lambda a: a.get("at", 0))
+
+
+def announce_stems_stored(
+    ledger: Ledger, dispatch: Callable[[str, float], None], job_id: str
+) -> int:
+    """Put a ``job.stems_stored`` entry in the outbox for every subscription that asked for
+    it, and send the message that delivers them; returns how many."""
+    outbox = Outbox(ledger)
+    asked = [
+        sub.sub_id
+        for sub in outbox.subscriptions(job_id).values()
+        if sub.webhook_url and STEMS_STORED in sub.events
+    ]
+    for sub_id in asked:
+        outbox.schedule(job_id, sub_id + PROGRESS, ledger.clock())
+    if asked:
+        dispatch(job_id, 0.0)
+    return len(asked)
 
 
 def announce(ledger: Ledger, dispatch: Callable[[str, float], None], job_id: str) -> bool:

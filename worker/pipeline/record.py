@@ -12,7 +12,7 @@ from typing import Any
 
 from worker.files.stems import DeliveredStem, StoredStem, stems_from_json
 from worker.keys import text
-from worker.models import JobRequest
+from worker.models import ENDED_EVENTS, JobRequest
 from worker.pipeline.states import JobState, Step
 
 
@@ -99,12 +99,14 @@ class JobRecord:
 
 @dataclass(frozen=True)
 class Subscription:
-    """One caller waiting for a job: where to tell it, and what to tell it back."""
+    """One caller waiting for a job: where to tell it, what to tell it back, and which
+    webhook events it asked for (the job's end, unless it asked for more or less)."""
 
     sub_id: str
     webhook_url: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     at: float = 0.0
+    events: tuple[str, ...] = ENDED_EVENTS
 
     @classmethod
     def new(
@@ -113,23 +115,33 @@ class Subscription:
         sub_id: str | None = None,
         webhook_url: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        events: tuple[str, ...] = ENDED_EVENTS,
     ) -> Subscription:
         return cls(
             sub_id or "sub_" + secrets.token_urlsafe(12),
             webhook_url,
             dict(metadata or {}),
             time.time(),
+            events,
         )
 
     def to_json(self) -> str:
         return json.dumps(
-            {"webhook_url": self.webhook_url, "metadata": self.metadata, "at": self.at}
+            {
+                "webhook_url": self.webhook_url,
+                "metadata": self.metadata,
+                "at": self.at,
+                "events": list(self.events),
+            }
         )
 
     @classmethod
     def from_json(cls, sub_id: str, raw: Any) -> Subscription:
         data = json.loads(raw)
-        return cls(sub_id, data.get("webhook_url"), data.get("metadata") or {}, data.get("at", 0))
+        events = tuple(data.get("events") or ENDED_EVENTS)
+        return cls(
+            sub_id, data.get("webhook_url"), data.get("metadata") or {}, data.get("at", 0), events
+        )
 
 
 @dataclass(frozen=True)

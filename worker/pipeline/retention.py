@@ -19,6 +19,7 @@ from worker.files.links import ORIGINALS, job_key
 from worker.files.storage import Storage
 from worker.keys import text
 from worker.pipeline.ledger import Ledger
+from worker.pipeline.outbox import PROGRESS
 from worker.pipeline.states import JobState
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def forget(ledger: Ledger, job_id: str) -> None:
     key = ledger.keys.job(job_id)
     pipe = ledger.redis.pipeline()
     subs = [text(m) for m in cast(list[Any], ledger.redis.hkeys(ledger.keys.subscriptions(job_id)))]
+    subs += [sub + PROGRESS for sub in subs]
     pipe.delete(
         key,
         ledger.keys.history(job_id),

@@ -21,9 +21,11 @@ from worker.celery_app import Producer
 from worker.errors import InvalidRequest, shown
 from worker.jsonsafe import JsonRefused
 from worker.models import (
+    ENDED_EVENTS,
     JOB_ID_PATTERN,
     MAX_METADATA_BYTES,
     TRACK_FIELDS,
+    WEBHOOK_EVENTS,
     DeliveryFormat,
     ModelName,
     OutputType,
@@ -64,6 +66,14 @@ class JobCreate(BaseModel):
     )
     webhook_url: str | None = Field(
         default=None, max_length=2048, description="receives a signed event when the job ends"
+    )
+    webhook_events: list[str] | None = Field(
+        default=None,
+        max_length=len(WEBHOOK_EVENTS),
+        description=(
+            "the events your webhook receives, of: " + ", ".join(WEBHOOK_EVENTS) + "; default: "
+            "the job's end (" + ", ".join(ENDED_EVENTS) + ")"
+        ),
     )
     metadata: dict[str, Any] | None = Field(
         default=None,
@@ -174,6 +184,7 @@ def _add_create(app: FastAPI, producer: Producer, secured: list[Any]) -> None:
             webhook_url=body.webhook_url,
             metadata=body.metadata,
             subscription_id=body.subscription_id,
+            webhook_events=body.webhook_events,
             retry_failed=body.retry_failed,
             producer=producer,
         )
