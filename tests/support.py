@@ -334,3 +334,9 @@ class Receiver:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def host(stack: Stack, name: str) -> dict[str, str]:
+    """The environment of one host: its own scratch folder, nothing on a shared disk."""
+    scratch = stack.folder / f"host-{name}" / "scratch"
+    return {"VIDGO_STEMS_SCRATCH_DIR": str(scratch), "STEMS_DIR": str(scratch.parent / "stems")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 
 from emulator import EmulatorConfig
@@ -29,3 +31,22 @@ def stack(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
     pipeline.start_worker(concurrency=2, name="integration")
     yield pipeline
     pipeline.stop()
+
+
+@pytest.fixture
+def s3_stack(redis_client, redis_server, emulator, tracks_url, tmp_path, s3_server, monkeypatch):
+    prefix = f"runs/{secrets.token_hex(4)}"
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)  # this process mints the links callers get
+    stack = Stack(
+        redis_client,
+        redis_server.url,
+        emulator,
+        tracks_url,
+        tmp_path,
+        VIDGO_STEMS_STORAGE_URL=f"s3://{s3_server.bucket}/{prefix}",
+        VIDGO_STEMS_POSTPROCESS_QUEUE=f"post-{secrets.token_hex(4)}",
+        **s3_server.env(),
+    )
+    yield stack
+    stack.stop()

@@ -12,41 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 
 import pytest
 
 from tests.manifests import assert_valid_manifest
-from tests.support import Stack, fetch
+from tests.support import Stack, fetch, host
 from worker.devstack.local import wait_for
 from worker.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def s3_stack(redis_client, redis_server, emulator, tracks_url, tmp_path, s3_server, monkeypatch):
-    prefix = f"runs/{secrets.token_hex(4)}"
-    for name, value in s3_server.env().items():
-        monkeypatch.setenv(name, value)  # this process mints the links callers get
-    stack = Stack(
-        redis_client,
-        redis_server.url,
-        emulator,
-        tracks_url,
-        tmp_path,
-        VIDGO_STEMS_STORAGE_URL=f"s3://{s3_server.bucket}/{prefix}",
-        VIDGO_STEMS_POSTPROCESS_QUEUE=f"post-{secrets.token_hex(4)}",
-        **s3_server.env(),
-    )
-    yield stack
-    stack.stop()
-
-
-def host(stack: Stack, name: str) -> dict[str, str]:
-    """The environment of one host: its own scratch folder, nothing on a shared disk."""
-    scratch = stack.folder / f"host-{name}" / "scratch"
-    return {"VIDGO_STEMS_SCRATCH_DIR": str(scratch), "STEMS_DIR": str(scratch.parent / "stems")}
 
 
 def worker_of(view, event: str) -> str:
