@@ -3,7 +3,7 @@
 Endpoints: ``POST /api/generate/submit``, ``GET /api/generate/detail/music?task_id=``,
 ``GET /api/generate/status/{task_id}``, ``GET /api/user/balance``, stem files under
 ``/storage/<task_id>/<stem>.mp3`` (or .wav/.flac; Range requests, expiry), and an admin
-surface under ``/_emulator/`` (record, tasks, config) that needs no key.
+surface under ``/_emulator/`` (record, tasks, config, stem cache) that needs no key.
 """
 
 from __future__ import annotations
@@ -307,6 +307,7 @@ async def admin_tasks(request: Request) -> Response:
                 "status": t.status(state.config, now),
                 "sha256": t.sha256,
                 "stem_source": t.stem_source,
+                "stem_cache": t.stem_cache,
                 "error_message": t.fail_message,
                 "never_finish": t.never_finish,
                 "callback_url": t.callback_url,
@@ -314,6 +315,12 @@ async def admin_tasks(request: Request) -> Response:
             for task_id, t in list(state.tasks.items())
         }
     )
+
+
+async def admin_cache(request: Request) -> Response:
+    """The stem cache's counters (hits, misses, renders, evictions) and size."""
+    state = _state(request)
+    return JSONResponse(state.stem_cache.stats(state.config))
 
 
 async def admin_config(request: Request) -> Response:
@@ -340,6 +347,7 @@ def create_app(
             Route("/_emulator/record", admin_record, methods=["GET"]),
             Route("/_emulator/tasks", admin_tasks, methods=["GET"]),
             Route("/_emulator/config", admin_config, methods=["GET", "POST"]),
+            Route("/_emulator/cache", admin_cache, methods=["GET"]),
         ],
         middleware=[Middleware(FaultMiddleware)],
     )

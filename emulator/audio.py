@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from importlib.metadata import version
 
 import lameenc
 import numpy as np
@@ -21,6 +22,13 @@ import soundfile as sf
 #: The formats stems may be served in, and their file extensions and content types.
 STEM_FORMATS = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 MP3_BITRATE_KBPS = 192
+MP3_QUALITY = 5
+#: What a render's bytes depend on besides its inputs (part of every stem cache key): bump the
+#: first part when ``split`` or ``encode`` changes what they make.
+RENDER_ID = (
+    f"split-1/mp3-{MP3_BITRATE_KBPS}k-q{MP3_QUALITY}/lameenc-{version('lameenc')}"
+    f"/libsndfile-{sf.__libsndfile_version__}/numpy-{np.__version__}"
+)
 
 BANDS_HZ: dict[str, tuple[float, float]] = {
     "bass": (40.0, 200.0),
@@ -62,7 +70,7 @@ def encode(samples: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:
     encoder.set_bit_rate(MP3_BITRATE_KBPS)
     encoder.set_in_sample_rate(sample_rate)
     encoder.set_channels(int(clipped.shape[1]))
-    encoder.set_quality(5)
+    encoder.set_quality(MP3_QUALITY)
     pcm = (clipped * 32767).astype("<i2").tobytes()
     return bytes(encoder.encode(pcm) + encoder.flush())
 

@@ -1,8 +1,10 @@
 """Background life of an emulated task: render its stems, then call back when it ends.
 
-Stems come from the submitted ``audio_url`` when it can be fetched and decoded, else they are
-synthesised. The callback is POSTed when the task reaches ``finished`` or ``failed``, flat or
-wrapped per the config, and retried on the old (1/2/4 s) or new (5 tries, backoff) schedule.
+Stems come from the submitted ``audio_url`` when it can be fetched and decoded (served from the
+stem cache when the same source was split the same way before), else they are synthesised.
+The task stays ``running`` until its stems exist, so ``finished`` means they can be fetched.
+The callback is POSTed when the task reaches ``finished`` or ``failed``, flat or wrapped per
+the config, and retried on the old (1/2/4 s) or new (5 tries, backoff) schedule.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import httpx
 from starlette.applications import Starlette
 
 from emulator import audio
+from emulator.cache import RenderKey
 from emulator.payloads import callback_body, stems_for
 from emulator.state import EmulatorState, EmuTask
 
@@ -42,23 +45,23 @@ async def _life(app: Starlette, task: EmuTask) -> None:
 
 
 async def _render(state: EmulatorState, task: EmuTask) -> None:
+    """Make the task's stems while it is running: its finish waits for them (``ready_mono``)."""
     config = state.config
     names = stems_for(task.output_type)
     try:
         async with httpx.AsyncClient(timeout=config.fetch_timeout_s) as client:
             response = await client.get(task.audio_url)
             response.raise_for_status()
-        samples, rate = audio.decode(response.content, max_s=config.max_input_s)
-        stems = await asyncio.to_thread(
-            audio.split,
-            samples,
-            rate,
-            names,
-            task.model_name,
-            config.stem_format,
-            frozenset(config.faults.lost_stems),
-        )
-        task.set_stems(stems, "input", config.stem_format)
+        source = response.content
+        key = await asyncio.to_thread(RenderKey.of, source, config, names, task.model_name)
+
+        def render() -> dict[str, bytes]:
+            samples, rate = audio.decode(source, max_s=config.max_input_s)
+            lost = frozenset(config.faults.lost_stems)
+            return audio.split(samples, rate, names, task.model_name, config.stem_format, lost)
+
+        rendered, task.stem_cache = await state.stem_cache.obtain(key, config, render)
+        task.set_stems(rendered.stems, "input", config.stem_format, rendered.sha256)
     except (httpx.HTTPError, ValueError) as exc:
         log.info("task %s: input not usable (%s); synthesising stems", task.task_id, exc)
         stems = await asyncio.to_thread(

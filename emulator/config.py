@@ -86,6 +86,12 @@ class EmulatorConfig(BaseModel):
     max_input_s: float = 600.0
     fetch_timeout_s: float = 10.0
     seed: int = 0
+    # Rendered stems kept for tasks of the same source and parameters (emulator/cache.py):
+    # at most this many bytes, least recently used evicted first; 0 turns the cache off.
+    stem_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    # A folder to keep them in (shared by emulators on this machine, kept across runs);
+    # None keeps them in this process's memory.
+    stem_cache_dir: str | None = None
     faults: FaultConfig = Field(default_factory=FaultConfig)
 
     def rng(self) -> random.Random:

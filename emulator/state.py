@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from emulator.cache import StemCache
 from emulator.config import EmulatorConfig
 
 _ALPHABET = string.ascii_lowercase + string.digits
@@ -42,6 +43,8 @@ class EmuTask:
     ready_mono: float | None = None
     stem_source: str = "pending"
     stem_format: str = "mp3"
+    # Where rendered input stems came from: "hit", "miss" or "off" (see emulator/cache.py).
+    stem_cache: str | None = None
 
     def finish_mono(self, config: EmulatorConfig) -> float | None:
         """When the task counts as finished: after its timeline and once its stems exist."""
@@ -69,12 +72,22 @@ class EmuTask:
             return 0
         return max(1, min(99, int(100 * (now - self.created_mono - config.queue_s) / config.run_s)))
 
-    def set_stems(self, stems: dict[str, bytes], source: str, fmt: str = "mp3") -> None:
+    def set_stems(
+        self,
+        stems: dict[str, bytes],
+        source: str,
+        fmt: str = "mp3",
+        sha256: dict[str, str] | None = None,
+    ) -> None:
         self.stem_format = fmt
-        self.sha256 = {name: hashlib.sha256(data).hexdigest() for name, data in stems.items()}
-        self.stems = stems
+        self.sha256 = dict(sha256) if sha256 is not None else _digests(stems)
+        self.stems = dict(stems)
         self.stem_source = source
         self.ready_mono = time.monotonic()
+
+
+def _digests(stems: dict[str, bytes]) -> dict[str, str]:
+    return {name: hashlib.sha256(data).hexdigest() for name, data in stems.items()}
 
 
 class EmulatorState:
@@ -86,6 +99,7 @@ class EmulatorState:
         self.tasks: dict[str, EmuTask] = {}
         self.credits = config.credits
         self._record: list[dict[str, Any]] = []
+        self.stem_cache = StemCache()
         self._lock = threading.Lock()
 
     def new_task_id(self) -> str:
@@ -136,4 +150,6 @@ class EmulatorState:
                 self.rng = new.rng()
             if "credits" in changes:
                 self.credits = new.credits
+        if {"stem_cache_bytes", "stem_cache_dir"} & changes.keys():
+            self.stem_cache.trim(new)
         return new

@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from emulator import EmulatorConfig
+from emulator import EmulatorConfig, audio
 from emulator.server import BackgroundEmulator
 from worker.devstack import tracks
 from worker.devstack.local import FileServer, wait_for
@@ -370,3 +371,97 @@ def test_duplicate_callbacks_are_sent():
     finally:
         receiver.close()
     assert receiver.bodies[0] == receiver.bodies[1] == receiver.bodies[2]
+
+
+def stems_of(client, task_id):
+    """The finished task's stems, downloaded from the URLs its detail lists."""
+    [item] = finished(client, task_id)["data"]["files"]
+    urls = json.loads(item["vocal_removal"])
+    downloads = {name.strip(): client.get(url) for name, url in urls.items()}
+    assert all(response.status_code == 200 for response in downloads.values())
+    return {name: response.content for name, response in downloads.items()}
+
+
+@pytest.fixture
+def track_url(tmp_path):
+    tracks.write_track(tmp_path / "groove.wav", "groove", seconds=1.0, rate=8000)
+    tracks.write_track(tmp_path / "ballad.wav", "ballad", seconds=1.0, rate=8000)
+    with FileServer(tmp_path) as files:
+        yield lambda name="groove": f"{files.url}/{name}.wav"
+
+
+def test_a_second_task_of_the_same_source_is_served_from_the_stem_cache(emu, track_url):
+    first = submit(emu, audio_url=track_url()).json()["data"]["task_id"]
+    first_stems = stems_of(emu, first)
+    second = submit(emu, audio_url=track_url()).json()["data"]["task_id"]
+    assert stems_of(emu, second) == first_stems
+    tasks = emu.get("/_emulator/tasks").json()
+    assert [tasks[t]["stem_cache"] for t in (first, second)] == ["miss", "hit"]
+    assert tasks[first]["sha256"] == tasks[second]["sha256"]
+    stats = emu.get("/_emulator/cache").json()
+    assert (stats["renders"], stats["misses"], stats["hits"], stats["entries"]) == (1, 1, 1, 1)
+    # Tasks of one source submitted together render it once.
+    together = [submit(emu, audio_url=track_url("ballad")).json()["data"]["task_id"] for _ in "abc"]
+    assert all(stems_of(emu, t) == stems_of(emu, together[0]) for t in together)
+    assert emu.get("/_emulator/cache").json()["renders"] == 2
+
+
+def test_the_stem_cache_does_not_confuse_parameters(emu, track_url):
+    def run(name="groove", **inputs):
+        task_id = submit(emu, audio_url=track_url(name), **inputs).json()["data"]["task_id"]
+        return stems_of(emu, task_id), emu.get("/_emulator/tasks").json()[task_id]["stem_cache"]
+
+    base, how = run()
+    variants = {
+        "source": run("ballad"),
+        "model": run(model_name="enhanced"),
+        "output type": run(output_type="vocals"),
+    }
+    emu.post("/_emulator/config", json={"stem_format": "wav"})
+    variants["format"] = run()
+    emu.post("/_emulator/config", json={"stem_format": "mp3", "faults": {"lost_stems": ["bass"]}})
+    variants["lost stem"] = run()
+    emu.post("/_emulator/config", json={"faults": {"lost_stems": []}})
+    assert how == "miss" and all(h == "miss" for _, h in variants.values())
+    assert emu.get("/_emulator/cache").json()["renders"] == 6
+    assert variants["source"][0]["vocals"] != base["vocals"]
+    assert variants["model"][0]["vocals"] != base["vocals"]
+    assert list(variants["output type"][0]) == ["vocals"]
+    assert variants["format"][0]["vocals"][:4] == b"RIFF"
+    assert variants["lost stem"][0]["bass"] != base["bass"]
+    assert variants["lost stem"][0]["vocals"] == base["vocals"]
+    assert run() == (base, "hit")
+
+
+def test_turned_off_the_stem_cache_renders_every_task(emu, track_url):
+    emu.post("/_emulator/config", json={"stem_cache_bytes": 0})
+    tasks = [submit(emu, audio_url=track_url()).json()["data"]["task_id"] for _ in "ab"]
+    assert stems_of(emu, tasks[0]) == stems_of(emu, tasks[1])
+    assert emu.get("/_emulator/cache").json()["renders"] == 2
+
+
+def test_stems_are_rendered_before_the_task_reports_finished(emu, track_url, monkeypatch):
+    """The render belongs to ``running``: once a client sees ``finished``, every stem is there
+    to download and nothing is left to make."""
+    rendered_at = []
+    split = audio.split
+
+    def slow_split(*args, **kwargs):
+        time.sleep(0.5)
+        stems = split(*args, **kwargs)
+        rendered_at.append(time.monotonic())
+        return stems
+
+    monkeypatch.setattr(audio, "split", slow_split)
+    emu.post("/_emulator/config", json={"queue_s": 0.0, "run_s": 0.0})
+    task_id = submit(emu, audio_url=track_url()).json()["data"]["task_id"]
+    seen = []
+    while not seen or seen[-1] != "finished":
+        data = emu.get("/api/generate/detail/music", params={"task_id": task_id}, headers=AUTH)
+        seen.append(data.json()["data"]["status"])
+        assert len(seen) < 2000, "the task never finished"
+        time.sleep(0.01)
+    assert "running" in seen and len(rendered_at) == 1 and rendered_at[0] < time.monotonic()
+    assert emu.get("/_emulator/cache").json()["renders"] == 1
+    assert set(stems_of(emu, task_id)) == set(ALL_STEMS)
+    assert emu.get("/_emulator/cache").json()["renders"] == 1
