@@ -9,7 +9,8 @@ on moto's server) with two processes each, post-processing on its own queue that
 Per job, from the ledger's history: Vidgo finished (the poll saw ``finished``) → the first
 stem stored and linkable (``stem_saved``) → DONE. The floor is measured in the same run, on
 the same stems: downloaded from the emulator and stored into the same storage in this process,
-one after the other, and nothing else. Worker CPU is the CPU seconds the workers' process
+one after the other, and nothing else. The source is fetched and every stem checked against it
+(the source's host is loopback here, so private source hosts are allowed). Worker CPU is the CPU seconds the workers' process
 trees spent on the job (user + system, from /proc).
 
     ./scripts/bench latency [SECONDS=240] [RUNS=1]
@@ -147,6 +148,8 @@ def run_setup(
 
     config = EmulatorConfig(api_key="bench-key", queue_s=0.2, run_s=1.0, sample_rate=44_100)
     post_queue = f"post-{secrets.token_hex(3)}"
+    # The source is served on loopback: let the workers fetch it, so every stem is checked.
+    env = {**env, "VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS": "true"}
     results = []
     import worker.celery_app
 

@@ -48,8 +48,9 @@ WORK = "work"
 
 
 def parts_of(job: JobRecord) -> list[str]:
-    """The parts of a job's post-processing: each stem it has, and the source."""
-    return [*sorted(job.stems), SOURCE]
+    """The parts of a job's post-processing: the source (sent first: it fetches a whole track
+    before its own work), and each stem the job has."""
+    return [SOURCE, *sorted(job.stems)]
 
 
 def run_part(ctx: StageContext, job_id: str, token: str, part: str) -> PartOutcome | Outcome:
