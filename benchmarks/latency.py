@@ -10,8 +10,8 @@ Per job, from the ledger's history: Vidgo finished (the poll saw ``finished``) â
 stem stored and linkable (``stem_saved``) â†’ DONE. The floor is measured in the same run, on
 the same stems: downloaded from the emulator and stored into the same storage in this process,
 one after the other, and nothing else. The source is fetched and every stem checked against it
-(the source's host is loopback here, so private source hosts are allowed). Worker CPU is the CPU seconds the workers' process
-trees spent on the job (user + system, from /proc).
+(the source's host is loopback here, so private source hosts are allowed). Worker CPU is the
+CPU seconds the workers' process trees spent on the job (user + system, from /proc).
 
     ./scripts/bench latency [SECONDS=240] [RUNS=1]
 """
