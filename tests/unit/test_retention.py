@@ -11,7 +11,7 @@ from worker.errors import InvalidRequest
 from worker.files.storage import FileStorage
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
-from worker.pipeline.retention import ended_before, parse_duration, purge
+from worker.pipeline.retention import ended_before, parse_duration, purge, remove_originals
 from worker.pipeline.states import JobState
 
 DAY = 86400.0
@@ -121,3 +121,20 @@ def test_scratch_folders_left_by_jobs_finished_elsewhere_are_removed_after_their
         os.utime(path, (now - 60, now - 60))
     assert scratch.remove_older_than(6 * 3600, now=now) == ["old-job"]
     assert not old.exists() and (fresh / "vocals.wav").read_bytes() == b"y"
+
+
+def test_removing_originals_spares_a_job_that_is_active_again_and_the_delivered_stems(world):
+    ledger, storage, _ = world
+    make_job(ledger, storage, "done", end=JobState.FAILED)  # ended; retried below
+    storage.put_bytes("done/original/vocals.mp3", b"vidgo's", content_type="audio/mpeg")
+    assert ledger.advance(
+        "done", expect=JobState.FAILED, token=None, to=JobState.POSTPROCESSING, event="retried"
+    )
+    assert remove_originals(ledger, storage, "done") == 0  # a retry may need them
+    assert storage.stat("done/original/vocals.mp3") is not None
+    assert ledger.advance(
+        "done", expect=JobState.POSTPROCESSING, token=None, to=JobState.DONE, event="done"
+    )
+    assert remove_originals(ledger, storage, "done") == 1
+    assert storage.stat("done/original/vocals.mp3") is None
+    assert storage.stat("done/vocals.mp3") is not None
