@@ -242,3 +242,20 @@ def test_a_part_retry_carries_its_part_in_an_entry_beside_its_siblings(monkeypat
         assert pipeline.postprocess_stem(job_id="j1", token="old", part="bass") == "stale"
     finally:
         pipeline.postprocess_stem.pop_request()
+
+
+def test_the_purge_message_of_one_job_removes_only_its_files_as_vidgo_served_them(
+    monkeypatch, rt, job, tmp_path
+):
+    from worker.files.storage import FileStorage
+
+    rt.storage = FileStorage(tmp_path / "stored")
+    rt.storage.put_bytes("j1/original/vocals.mp3", b"vidgo's", content_type="audio/mpeg")
+    rt.storage.put_bytes("j1/vocals.flac", b"ours", content_type="audio/flac")
+    assert rt.ledger.advance(
+        "j1", expect=JobState.QUEUED, token=None, to=JobState.CANCELLED, event="x"
+    )
+    assert pipeline.purge_expired(job_id="j1", part="original") == 1
+    assert rt.storage.stat("j1/original/vocals.mp3") is None
+    assert rt.storage.stat("j1/vocals.flac") is not None
+    assert pipeline.purge_expired(job_id="j1", part="something-else") == 0
