@@ -7,6 +7,8 @@ retry StageTask puts into the schedule is read back from it.
 
 from __future__ import annotations
 
+import itertools
+
 import fakeredis
 import pytest
 import redis.exceptions
@@ -254,7 +256,7 @@ def test_the_purge_message_of_one_job_removes_only_its_files_as_vidgo_served_the
     rt.storage.put_bytes("j1/vocals.flac", b"ours", content_type="audio/flac")
     path = [JobState.QUEUED, JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING]
     path += [JobState.POSTPROCESSING, JobState.DONE]
-    for was, to in zip(path, path[1:], strict=False):
+    for was, to in itertools.pairwise(path):
         assert rt.ledger.advance("j1", expect=was, token=None, to=to, event="test")
     assert pipeline.purge_expired(job_id="j1", part="original") == 1
     assert rt.storage.stat("j1/original/vocals.mp3") is None
