@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
-from worker.models import parse_request
-from worker.pipeline.ledger import ACTIVE_STATES, TRANSITIONS, IllegalTransition, JobState, Ledger
+from tests.jobs import REQUEST, job_in
+from worker.errors import IllegalTransition
+from worker.pipeline.states import ACTIVE_STATES, TRANSITIONS, JobState
 
 S = JobState
-REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
 
 
 @pytest.fixture
-def ledger():
-    client = fakeredis.FakeRedis()
-    yield Ledger(client, prefix="t", retention_s=100)
-    client.close()
+def ledger(fake_ledger):
+    return fake_ledger
 
 
 def test_create_is_idempotent(ledger):
@@ -53,17 +50,7 @@ def test_a_duplicate_cannot_move_the_job_twice(ledger):
 
 
 def test_handing_off_installs_the_new_token(ledger):
-    ledger.create("j1", REQUEST, token="t0")
-    ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
-    ledger.advance(
-        "j1",
-        expect=S.SUBMITTING,
-        token="t0",
-        to=S.SUBMITTED,
-        new_token="t1",
-        fields={"vidgo_task_id": "v1"},
-        event="submitted",
-    )
+    job_in(ledger, S.SUBMITTED, new_token="t1", fields={"vidgo_task_id": "v1"})
     job = ledger.get("j1")
     assert (job.token, job.vidgo_task_id) == ("t1", "v1")
     assert not ledger.advance("j1", expect=S.SUBMITTED, token="t0", to=S.RUNNING, event="late")

@@ -3,45 +3,35 @@ every other job alone, and a dry run removes nothing."""
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
+from tests.jobs import ManualClock, create_job, move_to
 from worker.errors import InvalidRequest
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
 from worker.pipeline.retention import parse_duration, purge
+from worker.pipeline.states import JobState
 
 DAY = 86400.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def world(tmp_path):
-    client = fakeredis.FakeRedis()
-    clock = Clock()
-    ledger = Ledger(client, prefix="t", clock=clock)
+def world(tmp_path, make_fake_ledger):
+    clock = ManualClock(1_000_000_000.0)
+    ledger = make_fake_ledger(clock=clock)
     storage = FileStorage(tmp_path / "stored")
-    yield ledger, storage, clock
-    client.close()
+    return ledger, storage, clock
 
 
 def make_job(ledger, storage, job_id, *, end: JobState | None):
     request = parse_request({"audio_url": f"https://cdn.example/{job_id}.mp3"})
-    ledger.create(job_id, request, token="t")
+    create_job(ledger, job_id, request, token="t")
     storage.put_bytes(
         f"{job_id}/vocals.mp3", b"audio " + job_id.encode(), content_type="audio/mpeg"
     )
     storage.put_bytes(f"{job_id}/manifest.json", b"{}", content_type="application/json")
     if end is not None:
-        ledger.advance(job_id, expect=JobState.QUEUED, token="t", to=end, event="end")
+        move_to(ledger, job_id, end, event="end")
 
 
 def test_purge_removes_old_ended_jobs_files_and_entries_and_nothing_else(world):
@@ -85,7 +75,7 @@ def test_purge_dry_run_lists_and_removes_nothing(world):
 def test_a_job_retried_after_it_ended_leaves_the_purge_index(world):
     ledger, storage, clock = world
     make_job(ledger, storage, "j", end=None)
-    ledger.advance("j", expect=JobState.QUEUED, token="t", to=JobState.FAILED, event="end")
+    move_to(ledger, "j", JobState.FAILED, event="end")
     assert [j for j, _ in ledger.ended_before(clock.now + 1)] == ["j"]
 
 

@@ -7,33 +7,32 @@ retry StageTask puts into the schedule is read back from it.
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 import redis.exceptions
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
 import tasks.pipeline as pipeline
-from tests.steps import StepLog
+from tests.jobs import create_job
 from worker import errors
-from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
-from worker.pipeline.states import TaskName
+from worker.pipeline.states import JobState, TaskName
 from worker.vidgo.gate import VidgoGate
 
 
 class FakeRuntime:
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, ledger, sent) -> None:
         self.settings = settings
-        self.client = fakeredis.FakeRedis()
-        self.sent = StepLog(self.client, "t")
-        self.ledger = Ledger(self.client, prefix="t", encode=self.sent)
+        self.client = ledger.redis
+        self.sent = sent
+        self.ledger = ledger
         self.gate = VidgoGate(self.client, prefix="t")
 
 
 @pytest.fixture
-def rt(monkeypatch, make_settings):
+def rt(monkeypatch, make_settings, fake_ledger, step_log):
     runtime = FakeRuntime(
-        make_settings(retry_backoff_base_s=2.0, retry_backoff_max_s=60.0, task_max_retries=5)
+        make_settings(retry_backoff_base_s=2.0, retry_backoff_max_s=60.0, task_max_retries=5),
+        fake_ledger,
+        step_log,
     )
     monkeypatch.setattr(pipeline, "runtime", lambda: runtime)
     monkeypatch.setattr(pipeline, "dispatch_webhook", lambda job_id, delay: None)
@@ -41,14 +40,12 @@ def rt(monkeypatch, make_settings):
     monkeypatch.setattr(
         pipeline, "record_end", lambda job_id, code, message: runtime.ends.append((job_id, code))
     )
-    yield runtime
-    runtime.client.close()
+    return runtime
 
 
 @pytest.fixture
 def job(rt):
-    request = parse_request({"audio_url": "https://cdn.example/a.mp3"})
-    rt.ledger.create("j1", request, token="tok")
+    create_job(rt.ledger, "j1", token="tok")
     return "j1"
 
 

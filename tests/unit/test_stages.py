@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.jobs import create_job, move_to
 from tests.manifests import assert_valid_manifest
 from tests.steps import StepLog
 from worker import errors
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.pipeline.ledger import JobState, Ledger
+from worker.pipeline.ledger import Ledger
 from worker.pipeline.stages import (
     Outcome,
     StageContext,
@@ -32,6 +33,7 @@ from worker.pipeline.stages import (
     run_postprocess,
     run_submit,
 )
+from worker.pipeline.states import JobState
 from worker.sound.deliver import read_tags
 from worker.vidgo import VidgoClient
 from worker.vidgo.gate import VidgoGate
@@ -105,7 +107,7 @@ class Harness:
         request = parse_request(
             {"audio_url": "https://cdn.example/a.mp3", "output_type": output_type}
         )
-        self.ledger.create("job1", request, token="t0")
+        create_job(self.ledger, "job1", request, token="t0")
         return "job1"
 
     def last_token(self):
@@ -200,7 +202,7 @@ def test_ambiguous_submit_retries_within_the_configured_bound(make_settings, tmp
 
 def test_a_delivery_that_finds_its_own_submit_in_flight_is_ambiguous(h):
     job_id = h.enqueue()
-    h.ledger.advance(job_id, expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="submitting")
+    move_to(h.ledger, job_id, S.SUBMITTING, event="submitting")
     with pytest.raises(errors.SubmitAmbiguous):
         run_submit(h.ctx, job_id, "t0")
     assert h.vidgo.count("submit") == 0
