@@ -14,11 +14,11 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 
+from tests.waiting import wait_until
 from worker.devstack.redis_server import free_port
 
 
@@ -78,18 +78,27 @@ class S3Server:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        deadline = time.monotonic() + timeout_s
         with httpx.Client(timeout=1.0) as http:
-            while time.monotonic() < deadline:
+
+            def up() -> str | None:
                 if self.process.poll() is not None:
-                    self.process = None
-                    return False
+                    return "exited"
                 with contextlib.suppress(httpx.TransportError):
                     if http.get(f"{self.endpoint_url}/moto-api/").status_code == 200:
-                        return True
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"moto_server did not answer on port {self.port} within {timeout_s}s")
+                        return "answering"
+                return None
+
+            try:
+                found = wait_until(
+                    up, what=f"moto_server to answer on port {self.port}", timeout_s=timeout_s
+                )
+            except TimeoutError as exc:
+                self.stop()
+                raise RuntimeError(str(exc)) from None
+        if found == "exited":
+            self.process = None
+            return False
+        return True
 
     def _create_bucket(self) -> None:
         # moto does not check signatures, so a plain PUT makes the bucket.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from tests.waiting import wait_until
 from worker.devstack.redis_server import find_redis_server, free_port
 
 MASTER = "vidgo-test"
@@ -58,15 +59,17 @@ class Node:
         return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=1)
 
     def wait_ping(self, timeout_s: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout_s
         with contextlib.closing(self.client()) as client:
-            while time.monotonic() < deadline:
+
+            def answers() -> bool:
                 assert self.process is not None and self.process.poll() is None, self.log()
                 with contextlib.suppress(redis.RedisError):
-                    if client.ping():
-                        return
-                time.sleep(0.05)
-        raise TimeoutError(f"redis on {self.port} did not answer: {self.log()}")
+                    return bool(client.ping())
+                return False
+
+            wait_until(
+                answers, what=f"redis on {self.port} to answer", timeout_s=timeout_s, seen=self.log
+            )
 
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -127,14 +130,17 @@ class SentinelSet:
         return self
 
     def wait_replicated(self, timeout_s: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout_s
         with contextlib.closing(self.replica.client()) as client:
-            while time.monotonic() < deadline:
-                info = client.info("replication")
-                if info.get("master_link_status") == "up":
-                    return
-                time.sleep(0.05)
-        raise TimeoutError("the replica never synced with the primary")
+
+            def link() -> str | None:
+                return client.info("replication").get("master_link_status")
+
+            wait_until(
+                lambda: link() == "up",
+                what="the replica to sync with the primary",
+                timeout_s=timeout_s,
+                seen=link,
+            )
 
     def master_address(self) -> tuple[str, int] | None:
         for node in self.sentinels:
@@ -148,17 +154,24 @@ class SentinelSet:
     def wait_for_master(self, address: tuple[str, int], timeout_s: float = 30.0) -> float:
         """Seconds until every sentinel names ``address`` as the primary."""
         started = time.monotonic()
-        while time.monotonic() - started < timeout_s:
+
+        def named() -> set[tuple[str, int]]:
             agreed = set()
             for node in self.sentinels:
                 with contextlib.suppress(redis.RedisError), contextlib.closing(node.client()) as c:
                     found = c.execute_command("SENTINEL", "get-master-addr-by-name", MASTER)
                     if found:
                         agreed.add((found[0].decode(), int(found[1])))
-            if agreed == {address}:
-                return time.monotonic() - started
-            time.sleep(0.1)
-        raise TimeoutError(f"sentinels did not agree on {address} as primary")
+            return agreed
+
+        wait_until(
+            lambda: named() == {address},
+            what=f"the sentinels to agree on {address} as primary",
+            timeout_s=timeout_s,
+            interval_s=0.1,
+            seen=named,
+        )
+        return time.monotonic() - started
 
     def stop(self) -> None:
         for node in [*self.sentinels, self.replica, self.primary]:

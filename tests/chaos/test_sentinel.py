@@ -18,6 +18,7 @@ from kombu import pools
 from tests.chaos.audit import audit
 from tests.chaos.test_chaos import enqueue_many
 from tests.sentinel import SentinelSet
+from tests.waiting import wait_until
 from worker.celery_app import app
 from worker.devstack.local import wait_for
 from worker.pipeline.states import JobState
@@ -92,7 +93,12 @@ def test_a_sentinel_failover_mid_run_loses_nothing_and_pays_nothing_twice(chaos)
         # whose writes wait for the replica.)
         sentinels.replica.signal(signal.SIGSTOP)
         fill_replication_buffers(sentinels)
-        time.sleep(1.0)
+        stopped = {j: stack.ledger.get(j).token for j in job_ids}
+        wait_until(
+            lambda: any(stack.ledger.get(j).token != stopped[j] for j in job_ids),
+            what="a job to move on while the replica is stopped",
+            timeout_s=30,
+        )
         acknowledged = {j: stack.ledger.get(j).token for j in job_ids}
         failover_s = fail_over(sentinels)
         after = {j: stack.ledger.get(j) for j in job_ids}

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from tests.steps import StepLog, create_job
+from tests.waiting import wait_until
 from worker.devstack.redis_server import RedisServer
 from worker.models import parse_request
 from worker.pipeline.ledger import Ledger
@@ -34,12 +35,12 @@ def fill(client: redis.Redis, prefix: str, queue: str, count: int, due: float) -
         pipe.execute()
 
 
-def promote_until_empty(url: str, prefix: str, start_at: float, out) -> None:
-    """One racing promoter (a separate process): promote in a tight loop, no lease."""
+def promote_until_empty(url: str, prefix: str, start, out) -> None:
+    """One racing promoter (a separate process): promote in a tight loop, no lease, from the
+    moment every racer has reached the ``start`` barrier."""
     client = redis.Redis.from_url(url)
     schedule = Schedule(client, prefix)
-    while time.time() < start_at:
-        time.sleep(0.001)
+    start.wait(timeout=60)
     pushed = 0
     while True:
         done = schedule.promote(time.time(), limit=100, max_depth=10**9)
@@ -56,9 +57,9 @@ def test_two_promoters_racing_push_each_entry_exactly_once(redis_server, redis_c
     fill(redis_client, prefix, queue, count, due=time.time() - 1)
     spawn = multiprocessing.get_context("spawn")
     out = spawn.Queue()
-    start_at = time.time() + 2.0
+    start = spawn.Barrier(2)
     racers = [
-        spawn.Process(target=promote_until_empty, args=(redis_server.url, prefix, start_at, out))
+        spawn.Process(target=promote_until_empty, args=(redis_server.url, prefix, start, out))
         for _ in range(2)
     ]
     for racer in racers:
@@ -81,20 +82,29 @@ def test_with_the_lease_only_one_of_two_promoters_works_and_the_other_takes_over
     fill(redis_client, prefix, queue, 50, due=time.time() + 0.5)
     first = Promoter(redis_client, prefix, max_depth=1000, hostname="first", lease_s=1.5)
     second = Promoter(redis_client, prefix, max_depth=1000, hostname="second", lease_s=1.5)
+    lease = f"{prefix}:schedule:lease"
     first.start()
-    time.sleep(0.2)
+    wait_until(
+        lambda: redis_client.get(lease) == first.owner.encode(),
+        what="the first promoter to hold the lease",
+        seen=lambda: redis_client.get(lease),
+    )
     second.start()
     try:
-        deadline = time.time() + 10
-        while redis_client.llen(queue) < 50 and time.time() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: redis_client.llen(queue) >= 50,
+            what="50 entries on the queue",
+            seen=lambda: (redis_client.llen(queue), first.pushed, second.pushed),
+        )
         assert (first.pushed, second.pushed) == (50, 0)
         first.stop()
         first.join(timeout=5)
         fill(redis_client, prefix, queue, 10, due=time.time())
-        deadline = time.time() + 10
-        while second.pushed < 10 and time.time() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: second.pushed >= 10,
+            what="the second promoter to push the 10 new entries",
+            seen=lambda: second.pushed,
+        )
         assert second.pushed == 10
     finally:
         first.stop()
@@ -132,9 +142,13 @@ def test_waiting_entries_survive_a_redis_restart_and_are_pushed_once():
             client.connection_pool.disconnect()
             assert client.zrange("aof:schedule", 0, -1, withscores=True) == before
             schedule = Schedule(client, "aof")
-            time.sleep(1.3)
-            while schedule.promote(time.time()).next_due is not None:
-                time.sleep(0.05)
+            # Promoted as at the moment the last entry is due (promote takes the time).
+            last_due = max(score for _, score in before)
+            wait_until(
+                lambda: schedule.promote(last_due).next_due is None,
+                what="every waiting entry to be promoted",
+                seen=schedule.size,
+            )
             pushed = [json.loads(m) for m in client.lrange(log.queue, 0, -1)]
             assert sorted(m["token"] for m in pushed) == sorted(f"t{n}" for n in range(200))
         finally:
@@ -148,11 +162,19 @@ def test_the_promoter_carries_on_after_redis_restarts_under_it():
         promoter.start()
         try:
             fill(client, "pr", "pr-q", 20, due=time.time() + 1.0)
-            time.sleep(0.3)  # the promoter is asleep on its wake list
+            wait_until(  # the promoter is asleep on its wake list (flag b: blocked)
+                lambda: any("b" in c["flags"] for c in client.client_list()),
+                what="the promoter to block on its wake list",
+                seen=lambda: [(c["cmd"], c["flags"]) for c in client.client_list()],
+            )
             own.restart()
-            deadline = time.time() + 15
-            while client.llen("pr-q") < 20 and time.time() < deadline:
-                time.sleep(0.1)
+            wait_until(
+                lambda: client.llen("pr-q") >= 20,
+                what="the 20 entries on the queue after the restart",
+                timeout_s=15,
+                interval_s=0.1,
+                seen=lambda: (client.llen("pr-q"), promoter.is_alive()),
+            )
             assert promoter.is_alive() and client.llen("pr-q") == 20
         finally:
             promoter.stop()

@@ -5,40 +5,32 @@ from __future__ import annotations
 import base64
 import json
 
-import fakeredis
 import pytest
 
-from tests.steps import StepLog
 from worker import producer as api
 from worker.celery_app import Producer
 from worker.errors import ConfigError, InvalidRequest
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import active_job_ids
-from worker.pipeline.stages.context import TaskName
-from worker.pipeline.states import JobState
+from worker.pipeline.states import JobState, TaskName
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 URL = "https://cdn.example/a.mp3"
 
 
 @pytest.fixture
-def world(make_settings):
-    client = fakeredis.FakeRedis()
-    steps = StepLog(client, "t")
-    ledger = Ledger(client, prefix="t", retention_s=100, encode=steps)
+def world(make_settings, fake_redis, fake_ledger, step_log):
     hooks, ends = [], []
     settings = make_settings(webhook_secret=SECRET)
     producer = Producer(
         settings,
-        client,
-        ledger,
+        fake_redis,
+        fake_ledger,
         dispatch_webhook=lambda job_id, delay: hooks.append(job_id),
         record_end=lambda job_id, code, message, cancelled=False: ends.append((job_id, code)),
         forget_result=lambda job_id: None,
     )
     producer.ends = ends
-    yield producer, settings, steps, hooks
-    client.close()
+    return producer, settings, step_log, hooks
 
 
 def _with(producer, settings):

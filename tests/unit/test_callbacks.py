@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 
-import fakeredis
 import pytest
 
-from tests.steps import StepLog, create_job
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.stages.context import TaskName
-from worker.pipeline.states import JobState
+from tests.jobs import job_in
+from worker.pipeline.states import JobState, TaskName
 from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
 
-REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
 EVIL = json.dumps(
     {
         "task_id": "T1",
@@ -25,23 +20,9 @@ EVIL = json.dumps(
 
 
 @pytest.fixture
-def world():
-    client = fakeredis.FakeRedis()
-    sent = StepLog(client, "t")
-    ledger = Ledger(client, prefix="t", retention_s=100, encode=sent)
-    create_job(ledger, "j1", REQUEST, token="t0")
-    ledger.advance("j1", expect=JobState.QUEUED, token="t0", to=JobState.SUBMITTING, event="e")
-    ledger.advance(
-        "j1",
-        expect=JobState.SUBMITTING,
-        token="t0",
-        to=JobState.SUBMITTED,
-        new_token="t1",
-        fields={"vidgo_task_id": "T1"},
-        event="e",
-    )
-    yield ledger, sent
-    client.close()
+def world(fake_ledger, step_log):
+    job_in(fake_ledger, JobState.SUBMITTED, new_token="t1", fields={"vidgo_task_id": "T1"})
+    return fake_ledger, step_log
 
 
 def call(ledger, sent, token, body=EVIL, job_id="j1", **kwargs):

@@ -3,14 +3,10 @@ scripted stand-in for the Redis client plays the failover cases."""
 
 from __future__ import annotations
 
-import fakeredis
-import pytest
 from redis.exceptions import NoScriptError
 
-from tests.steps import create_job
-from worker.models import JobRequest
+from tests.jobs import create_job
 from worker.pipeline.durable import Durability
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.states import JobState, new_token
 
 
@@ -88,13 +84,9 @@ def test_with_no_replica_connected_the_write_goes_on_without_waiting():
     assert write(durable(client)) == [1, "QUEUED"]
 
 
-@pytest.fixture
-def ledger():
-    return Ledger(fakeredis.FakeRedis(), prefix="dur")
-
-
-def test_a_move_re_sent_after_its_reply_was_lost_counts_as_applied(ledger):
-    create_job(ledger, "j1", JobRequest(audio_url="https://cdn.example/a.mp3"), token="t0")
+def test_a_move_re_sent_after_its_reply_was_lost_counts_as_applied(fake_ledger):
+    ledger = fake_ledger
+    create_job(ledger, "j1", token="t0")
     token = new_token()
     move = {
         "expect": JobState.QUEUED,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
-from tests.steps import StepLog, create_job
+from tests.jobs import ManualClock, create_job, move_to
+from tests.steps import StepLog
 from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import STEP_FOR_STATE, overdue_by, sweep
 from worker.pipeline.stages.context import TaskName
 from worker.pipeline.states import JobState
@@ -17,15 +16,8 @@ from worker.vidgo.gate import VidgoGate
 S = JobState
 
 
-@pytest.fixture
-def redis_client():
-    client = fakeredis.FakeRedis()
-    yield client
-    client.close()
-
-
-def test_cooldown_is_shared_and_only_ever_extended(redis_client):
-    one, other = VidgoGate(redis_client, prefix="p"), VidgoGate(redis_client, prefix="p")
+def test_cooldown_is_shared_and_only_ever_extended(fake_redis):
+    one, other = VidgoGate(fake_redis, prefix="p"), VidgoGate(fake_redis, prefix="p")
     assert one.cooldown() is None
     assert one.cool_down(10, "429 Retry-After 10")
     assert not other.cool_down(2, "shorter 429")
@@ -35,8 +27,8 @@ def test_cooldown_is_shared_and_only_ever_extended(redis_client):
     assert one.cooldown().remaining_s > 29
 
 
-def test_submit_pause_and_resume(redis_client):
-    gate = VidgoGate(redis_client, prefix="p")
+def test_submit_pause_and_resume(fake_redis):
+    gate = VidgoGate(fake_redis, prefix="p")
     gate.pause_submits(300, "Insufficient credits")
     assert gate.submit_pause().reason == "Insufficient credits"
     assert gate.cooldown() is None
@@ -80,18 +72,10 @@ def test_other_failures_are_transient(message):
     assert not is_permanent_failure(message)
 
 
-class Clock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
-def setup(redis_client, make_settings):
-    clock = Clock()
-    ledger = Ledger(redis_client, prefix="p", clock=clock, encode=StepLog(redis_client, "p"))
+def setup(make_fake_ledger, make_settings):
+    clock = ManualClock(1000.0)
+    ledger = make_fake_ledger(prefix="p", clock=clock)
     settings = make_settings(sweep_grace_s=30, task_soft_time_limit_s=90, task_time_limit_s=100)
     return ledger, clock, settings
 
@@ -104,16 +88,7 @@ def queued_job(ledger, name):
 def test_sweep_leaves_jobs_alone_until_they_are_overdue(setup):
     ledger, clock, settings = setup
     queued_job(ledger, "a")
-    ledger.advance("a", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
-    ledger.advance(
-        "a",
-        expect=S.SUBMITTING,
-        token="t0",
-        to=S.SUBMITTED,
-        new_token="t1",
-        fields={"next_due_at": clock.now + 20},
-        event="e",
-    )
+    move_to(ledger, "a", S.SUBMITTED, new_token="t1", fields={"next_due_at": clock.now + 20})
     sent = StepLog(ledger.redis, "p")
     clock.now += 40
     assert sweep(ledger, settings, now=clock.now) == []
@@ -138,7 +113,7 @@ def test_a_message_from_before_the_kick_is_stale(setup):
 def test_working_states_get_the_task_time_limit_before_a_kick(setup):
     ledger, clock, settings = setup
     queued_job(ledger, "c")
-    ledger.advance("c", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
+    move_to(ledger, "c", S.SUBMITTING)
     clock.now += 100
     assert sweep(ledger, settings, now=clock.now) == []
     clock.now += 100

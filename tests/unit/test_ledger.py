@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
+from tests.jobs import REQUEST, job_in
 from tests.steps import create_job
 from worker.errors import IllegalTransition
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import active_job_ids
 from worker.pipeline.states import ACTIVE_STATES, TRANSITIONS, JobState
 
 S = JobState
-REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
 
 
 @pytest.fixture
-def ledger():
-    client = fakeredis.FakeRedis()
-    yield Ledger(client, prefix="t", retention_s=100)
-    client.close()
+def ledger(fake_ledger):
+    return fake_ledger
 
 
 def test_create_is_idempotent(ledger):
@@ -57,17 +52,7 @@ def test_a_duplicate_cannot_move_the_job_twice(ledger):
 
 
 def test_handing_off_installs_the_new_token(ledger):
-    create_job(ledger, "j1", REQUEST, token="t0")
-    ledger.advance("j1", expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="e")
-    ledger.advance(
-        "j1",
-        expect=S.SUBMITTING,
-        token="t0",
-        to=S.SUBMITTED,
-        new_token="t1",
-        fields={"vidgo_task_id": "v1"},
-        event="submitted",
-    )
+    job_in(ledger, S.SUBMITTED, new_token="t1", fields={"vidgo_task_id": "v1"})
     job = ledger.get("j1")
     assert (job.token, job.vidgo_task_id) == ("t1", "v1")
     assert not ledger.advance("j1", expect=S.SUBMITTED, token="t0", to=S.RUNNING, event="late")
@@ -139,15 +124,6 @@ def test_update_without_state_change_keeps_the_state(ledger):
     assert job.state is S.QUEUED and job.polls == 2
 
 
-def test_a_field_the_job_record_does_not_have_is_refused_not_kept_as_an_extra(ledger):
-    create_job(ledger, "j1", REQUEST, token="t0")
-    for change in ({"fields": {"polls_typo": 1}}, {"incr": {"x": 2}}):
-        with pytest.raises(ValueError, match="not fields of a job record"):
-            ledger.advance("j1", expect=S.QUEUED, token="t0", event="note", **change)
-    job = ledger.get("j1")
-    assert job.extra == {} and len(ledger.history("j1")) == 1
-
-
 def test_missing_job_is_not_advanced(ledger):
     assert not ledger.advance("nope", expect=S.QUEUED, token="t", to=S.SUBMITTING, event="e")
     assert ledger.get("nope") is None
@@ -157,3 +133,12 @@ def test_counters(ledger):
     ledger.bump_counter("retries")
     ledger.bump_counter("retries", 2)
     assert ledger.counters() == {"retries": 3}
+
+
+def test_a_field_the_job_record_does_not_have_is_refused_not_kept_as_an_extra(ledger):
+    create_job(ledger, "j1", REQUEST, token="t0")
+    for change in ({"fields": {"polls_typo": 1}}, {"incr": {"x": 2}}):
+        with pytest.raises(ValueError, match="not fields of a job record"):
+            ledger.advance("j1", expect=S.QUEUED, token="t0", event="note", **change)
+    job = ledger.get("j1")
+    assert job.extra == {} and len(ledger.history("j1")) == 1

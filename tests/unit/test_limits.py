@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import random
 
-import fakeredis
 import httpx
 import pytest
 
-from tests.steps import StepLog, create_job
+from tests.jobs import ManualClock, create_job, move_to
+from tests.steps import StepLog
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.stages import Outcome, StageContext, TaskName, run_submit
 from worker.pipeline.states import JobState
 from worker.vidgo import VidgoClient
 from worker.vidgo.gate import VidgoGate
 from worker.vidgo.limits import VidgoLimits
 
-REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
 
 @pytest.fixture
-def world(make_settings):
-    client = fakeredis.FakeRedis()
-    clock = Clock()
+def world(make_settings, fake_redis):
+    client = fake_redis
+    clock = ManualClock(1000.0)
     settings = make_settings(
         vidgo_submit_rate_per_s=2.0,
         vidgo_submit_burst=3,
@@ -45,8 +33,7 @@ def world(make_settings):
     )
     slept = []
     limits = VidgoLimits(client, settings, clock=clock, sleep=slept.append)
-    yield client, limits, clock, settings, slept
-    client.close()
+    return client, limits, clock, settings, slept
 
 
 def test_a_burst_goes_at_once_then_callers_queue_at_the_rate(world):
@@ -116,28 +103,27 @@ def test_the_client_throttles_every_call_and_a_429_lowers_the_rate(world):
     client.close()
 
 
-def test_the_in_flight_cap_holds_and_the_ledger_frees_slots(world):
-    client, limits, *_ = world
-    ledger = Ledger(client, prefix="vidgo-stems")
+def test_the_in_flight_cap_holds_and_the_ledger_frees_slots(world, make_fake_ledger):
+    _, limits, *_ = world
+    ledger = make_fake_ledger(prefix="vidgo-stems")
     for job_id in ("a", "b", "c"):
-        create_job(ledger, job_id, REQUEST, token="t")
+        create_job(ledger, job_id, token="t")
     assert limits.take_slot(ledger.keys.job("a")) and limits.take_slot(ledger.keys.job("b"))
     assert limits.take_slot(ledger.keys.job("a"))  # a job keeps its slot (resubmits)
     assert not limits.take_slot(ledger.keys.job("c"))
-    ledger.advance("a", expect=JobState.QUEUED, token="t", to=JobState.FAILED, event="end")
+    move_to(ledger, "a", JobState.FAILED, event="end")
     assert limits.in_flight() == 1
     assert limits.take_slot(ledger.keys.job("c"))
-    ledger.advance("b", expect=JobState.QUEUED, token="t", to=JobState.SUBMITTING, event="e")
+    move_to(ledger, "b", JobState.SUBMITTING)
     assert limits.in_flight() == 2  # still waiting for Vidgo
-    ledger.advance("b", expect=JobState.SUBMITTING, token="t", to=JobState.SUBMITTED, event="e")
-    ledger.advance("b", expect=JobState.SUBMITTED, token="t", to=JobState.DOWNLOADING, event="e")
+    move_to(ledger, "b", JobState.DOWNLOADING)  # through SUBMITTED
     assert limits.in_flight() == 1
 
 
-def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path):
+def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, make_fake_ledger, tmp_path):
     client, limits, _, settings, _ = world
     sent = StepLog(client, "vidgo-stems")
-    ledger = Ledger(client, prefix="vidgo-stems", encode=sent)
+    ledger = make_fake_ledger(prefix="vidgo-stems", encode=sent)
     calls = []
     vidgo = VidgoClient(settings, transport=httpx.MockTransport(lambda r: calls.append(r)))
     ctx = StageContext(
@@ -152,7 +138,7 @@ def test_a_submit_over_the_cap_waits_queued_and_submits_nothing(world, tmp_path)
     )
     for other in ("x", "y"):
         assert limits.take_slot(ledger.keys.job(other))
-    create_job(ledger, "job", REQUEST, token="t0")
+    create_job(ledger, "job", token="t0")
     assert run_submit(ctx, "job", "t0") is Outcome.HANDED_OFF
     job = ledger.get("job")
     assert job.state is JobState.QUEUED and calls == []

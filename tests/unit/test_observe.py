@@ -7,15 +7,12 @@ import json
 import logging
 import time
 
-import fakeredis
 import pytest
 
-from tests.steps import create_job
+from tests.jobs import create_job, job_in
 from worker.keys import Keys
-from worker.models import JobRequest
 from worker.monitor.cluster import OVERDUE_AFTER_S, take_snapshot
 from worker.observe import logs
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.states import JobState, new_token
 
 SECRET_KEY = "sk-live-" + "q" * 24
@@ -105,35 +102,24 @@ def test_a_short_secret_is_not_used_to_mask_everything(make_settings):
     assert "abc" not in found
 
 
-def test_the_snapshot_counts_states_slots_overdue_polls_and_buckets(make_settings):
-    client = fakeredis.FakeRedis()
+def test_the_snapshot_counts_states_slots_overdue_polls_and_buckets(
+    make_settings, fake_redis, make_fake_ledger
+):
+    client = fake_redis
     settings = make_settings(max_in_flight=7, redis_key_prefix="snap")
-    ledger = Ledger(client, prefix="snap")
+    ledger = make_fake_ledger(prefix="snap")
     keys = Keys("snap")
     now = time.time()
-    request = JobRequest(audio_url="https://cdn.example/a.mp3")
-    for n, (state, due_in) in enumerate(
-        [(None, 0), (JobState.SUBMITTED, -60), (JobState.SUBMITTED, 30), (JobState.SUBMITTED, -1)]
-    ):
-        job, _ = create_job(ledger, f"j{n}", request, token="t")
-        if state is not None:
-            assert ledger.advance(
-                job.job_id,
-                expect=JobState.QUEUED,
-                token="t",
-                to=JobState.SUBMITTING,
-                new_token="t2",
-                event="submitting",
-            )
-            assert ledger.advance(
-                job.job_id,
-                expect=JobState.SUBMITTING,
-                token="t2",
-                to=state,
-                new_token=new_token(),
-                fields={"next_due_at": now + due_in, "vidgo_task_id": f"task-{n}"},
-                event="submitted",
-            )
+    create_job(ledger, "j0", token="t")
+    for n, due_in in enumerate([-60, 30, -1], start=1):
+        job_in(
+            ledger,
+            JobState.SUBMITTED,
+            f"j{n}",
+            token="t",
+            new_token=new_token(),
+            fields={"next_due_at": now + due_in, "vidgo_task_id": f"task-{n}"},
+        )
     client.zadd(keys.in_flight, {"a": now, "b": now})
     client.rpush("vidgo", "m1", "m2", "m3")
     client.hset(keys.rate_bucket("query"), mapping={"tokens": "-2", "ts": str(now), "rate": "5"})
@@ -154,13 +140,13 @@ def test_the_snapshot_counts_states_slots_overdue_polls_and_buckets(make_setting
 
 
 def test_one_worker_reads_the_balance_once_per_period_and_a_failure_is_logged(
-    make_settings, caplog
+    make_settings, fake_redis, make_fake_ledger, caplog
 ):
     from worker.errors import VidgoUnavailable
     from worker.pipeline.recovery import SweepThread
     from worker.vidgo.gate import VidgoGate
 
-    client = fakeredis.FakeRedis()
+    client = fake_redis
     settings = make_settings(redis_key_prefix="bal", balance_check_s=300)
     reads: list[int] = []
 
@@ -169,7 +155,7 @@ def test_one_worker_reads_the_balance_once_per_period_and_a_failure_is_logged(
         return 1234
 
     def sweeper(reader):
-        return SweepThread(client, Ledger(client, prefix="bal"), settings, read_balance=reader)
+        return SweepThread(client, make_fake_ledger(prefix="bal"), settings, read_balance=reader)
 
     assert sweeper(read).check_balance() == 1234
     assert sweeper(read).check_balance() is None  # another worker, within the period

@@ -5,29 +5,19 @@ from __future__ import annotations
 
 import random
 
-import fakeredis
 import pytest
 
+from tests.jobs import ManualClock
 from worker.keys import Keys
 from worker.pipeline.pacing import HEADROOM, MIN_SAMPLES, PollPacing, bucket_of
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def world(make_settings):
-    client = fakeredis.FakeRedis()
+def world(make_settings, fake_redis):
     settings = make_settings(vidgo_query_rate_per_s=10.0, redis_key_prefix="pc")
-    clock = Clock()
-    pacing = PollPacing(client, settings, clock=clock, rng=random.Random(3))
-    yield client, pacing, clock
-    client.close()
+    clock = ManualClock(1000.0)
+    pacing = PollPacing(fake_redis, settings, clock=clock, rng=random.Random(3))
+    return fake_redis, pacing, clock
 
 
 def polling(client, n, state="SUBMITTED"):

@@ -3,36 +3,24 @@ every other job alone, and a dry run removes nothing."""
 
 from __future__ import annotations
 
-import fakeredis
 import pytest
 
-from tests.steps import create_job
+from tests.jobs import ManualClock, create_job, move_to
 from worker.errors import InvalidRequest
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.retention import ended_before, parse_duration, purge, remove_originals
 from worker.pipeline.states import JobState
 
 DAY = 86400.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def world(tmp_path):
-    client = fakeredis.FakeRedis()
-    clock = Clock()
-    ledger = Ledger(client, prefix="t", clock=clock)
+def world(tmp_path, make_fake_ledger):
+    clock = ManualClock(1_000_000_000.0)
+    ledger = make_fake_ledger(clock=clock)
     storage = FileStorage(tmp_path / "stored")
-    yield ledger, storage, clock
-    client.close()
+    return ledger, storage, clock
 
 
 def make_job(ledger, storage, job_id, *, end: JobState | None):
@@ -43,7 +31,7 @@ def make_job(ledger, storage, job_id, *, end: JobState | None):
     )
     storage.put_bytes(f"{job_id}/manifest.json", b"{}", content_type="application/json")
     if end is not None:
-        ledger.advance(job_id, expect=JobState.QUEUED, token="t", to=end, event="end")
+        move_to(ledger, job_id, end, event="end")
 
 
 def test_purge_removes_old_ended_jobs_files_and_entries_and_nothing_else(world):
@@ -87,7 +75,7 @@ def test_purge_dry_run_lists_and_removes_nothing(world):
 def test_a_job_retried_after_it_ended_leaves_the_purge_index(world):
     ledger, storage, clock = world
     make_job(ledger, storage, "j", end=None)
-    ledger.advance("j", expect=JobState.QUEUED, token="t", to=JobState.FAILED, event="end")
+    move_to(ledger, "j", JobState.FAILED, event="end")
     assert [j for j, _ in ended_before(ledger, clock.now + 1)] == ["j"]
 
 

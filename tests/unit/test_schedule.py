@@ -6,34 +6,20 @@ from __future__ import annotations
 
 import json
 
-import fakeredis
 import pytest
 
-from tests.steps import StepLog, create_job
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
+from tests.jobs import ManualClock, create_job, move_to
+from tests.steps import StepLog
 from worker.pipeline.schedule import Promoter, Schedule
 from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
 
-REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 @pytest.fixture
-def world():
-    client = fakeredis.FakeRedis()
-    clock = Clock()
-    log = StepLog(client, "s")
-    ledger = Ledger(client, prefix="s", clock=clock, encode=log)
-    yield client, ledger, Schedule(client, "s"), clock, log
-    client.close()
+def world(fake_redis, make_fake_ledger):
+    clock = ManualClock(1_000_000.0)
+    log = StepLog(fake_redis, "s")
+    ledger = make_fake_ledger(prefix="s", clock=clock, encode=log)
+    return fake_redis, ledger, Schedule(fake_redis, "s"), clock, log
 
 
 def poll_in(ledger, job_id, token, new_token, seconds):
@@ -54,7 +40,7 @@ def queued(client, log):
 
 def test_a_waiting_step_goes_into_the_schedule_and_is_pushed_once_when_due(world):
     client, ledger, schedule, clock, log = world
-    create_job(ledger, "j", REQUEST, token="t0")
+    create_job(ledger, "j", token="t0")
     assert poll_in(ledger, "j", "t0", "t1", 30)
     assert queued(client, log) == []
     assert schedule.due_at(ledger.keys.job("j")) == clock.now + 30
@@ -70,7 +56,7 @@ def test_a_waiting_step_goes_into_the_schedule_and_is_pushed_once_when_due(world
 
 def test_a_step_due_now_is_pushed_in_the_same_step_as_the_move(world):
     client, ledger, schedule, _clock, log = world
-    create_job(ledger, "j", REQUEST, token="t0")
+    create_job(ledger, "j", token="t0")
     assert poll_in(ledger, "j", "t0", "t1", 0)
     assert [m["token"] for m in queued(client, log)] == ["t1"]
     assert schedule.size() == 0
@@ -78,7 +64,7 @@ def test_a_step_due_now_is_pushed_in_the_same_step_as_the_move(world):
 
 def test_a_refused_move_schedules_nothing(world):
     client, ledger, schedule, _clock, log = world
-    create_job(ledger, "j", REQUEST, token="t0")
+    create_job(ledger, "j", token="t0")
     assert not poll_in(ledger, "j", "stale", "t1", 0)
     assert not poll_in(ledger, "j", "stale", "t1", 30)
     assert queued(client, log) == [] and schedule.size() == 0
@@ -86,19 +72,19 @@ def test_a_refused_move_schedules_nothing(world):
 
 def test_one_entry_per_job_the_next_hand_off_replaces_it_and_an_end_removes_it(world):
     client, ledger, schedule, clock, log = world
-    create_job(ledger, "j", REQUEST, token="t0")
+    create_job(ledger, "j", token="t0")
     assert poll_in(ledger, "j", "t0", "t1", 30)
     assert poll_in(ledger, "j", "t1", "t2", 60)
     assert schedule.size() == 1 and schedule.due_at(ledger.keys.job("j")) == clock.now + 60
     assert [s.token for s in log] == ["t2"]
-    ledger.advance("j", expect=JobState.QUEUED, token="t2", to=JobState.CANCELLED, event="x")
+    move_to(ledger, "j", JobState.CANCELLED, event="x")
     assert schedule.size() == 0 and client.hlen("s:schedule:messages") == 0
 
 
 def test_promotion_goes_oldest_first_and_stops_at_the_queue_depth(world):
     client, ledger, schedule, clock, log = world
     for n in range(5):
-        create_job(ledger, f"j{n}", REQUEST, token="t0")
+        create_job(ledger, f"j{n}", token="t0")
         assert poll_in(ledger, f"j{n}", "t0", f"t{n}", 10 - n)  # j4 is due first
     first = schedule.promote(clock.now + 100, max_depth=3)
     assert (first.pushed, first.held) == (3, 2)
@@ -112,7 +98,7 @@ def test_promotion_goes_oldest_first_and_stops_at_the_queue_depth(world):
 def test_an_earlier_entry_wakes_the_promoter_and_a_later_one_does_not(world):
     client, ledger, _schedule, _clock, _log = world
     for n, seconds in enumerate((30, 60, 10)):
-        create_job(ledger, f"j{n}", REQUEST, token="t0")
+        create_job(ledger, f"j{n}", token="t0")
         client.delete("s:schedule:wake")
         poll_in(ledger, f"j{n}", "t0", f"t{n}", seconds)
         woken = client.llen("s:schedule:wake") == 1
@@ -131,7 +117,7 @@ def test_one_promoter_holds_the_lease_and_another_takes_over_when_it_lapses(worl
 
 def test_only_the_lease_holder_promotes(world):
     client, ledger, _schedule, clock, log = world
-    create_job(ledger, "j", REQUEST, token="t0")
+    create_job(ledger, "j", token="t0")
     poll_in(ledger, "j", "t0", "t1", 5)
     clock.now += 10
     holder = Promoter(client, "s", max_depth=10, hostname="a", clock=clock)

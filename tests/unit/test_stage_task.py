@@ -9,33 +9,32 @@ from __future__ import annotations
 
 import itertools
 
-import fakeredis
 import pytest
 import redis.exceptions
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
 import tasks.pipeline as pipeline
-from tests.steps import StepLog, create_job
+from tests.jobs import create_job
 from worker import errors
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.states import JobState, TaskName
 from worker.vidgo.gate import VidgoGate
 
 
 class FakeRuntime:
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, ledger, sent) -> None:
         self.settings = settings
-        self.client = fakeredis.FakeRedis()
-        self.sent = StepLog(self.client, "t")
-        self.ledger = Ledger(self.client, prefix="t", encode=self.sent)
+        self.client = ledger.redis
+        self.sent = sent
+        self.ledger = ledger
         self.gate = VidgoGate(self.client, prefix="t")
 
 
 @pytest.fixture
-def rt(monkeypatch, make_settings):
+def rt(monkeypatch, make_settings, fake_ledger, step_log):
     runtime = FakeRuntime(
-        make_settings(retry_backoff_base_s=2.0, retry_backoff_max_s=60.0, task_max_retries=5)
+        make_settings(retry_backoff_base_s=2.0, retry_backoff_max_s=60.0, task_max_retries=5),
+        fake_ledger,
+        step_log,
     )
     monkeypatch.setattr(pipeline, "runtime", lambda: runtime)
     monkeypatch.setattr(pipeline, "dispatch_webhook", lambda job_id, delay: None)
@@ -43,14 +42,12 @@ def rt(monkeypatch, make_settings):
     monkeypatch.setattr(
         pipeline, "record_end", lambda job_id, code, message: runtime.ends.append((job_id, code))
     )
-    yield runtime
-    runtime.client.close()
+    return runtime
 
 
 @pytest.fixture
 def job(rt):
-    request = parse_request({"audio_url": "https://cdn.example/a.mp3"})
-    create_job(rt.ledger, "j1", request, token="tok")
+    create_job(rt.ledger, "j1", token="tok")
     return "j1"
 
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.jobs import create_job, move_to
 from tests.manifests import assert_valid_manifest
-from tests.steps import StepLog, create_job
+from tests.steps import StepLog
 from worker import errors
 from worker.files.scratch import StemStore
 from worker.files.storage import FileStorage
@@ -205,7 +206,7 @@ def test_ambiguous_submit_retries_within_the_configured_bound(make_settings, tmp
 
 def test_a_delivery_that_finds_its_own_submit_in_flight_is_ambiguous(h):
     job_id = h.enqueue()
-    h.ledger.advance(job_id, expect=S.QUEUED, token="t0", to=S.SUBMITTING, event="submitting")
+    move_to(h.ledger, job_id, S.SUBMITTING, event="submitting")
     with pytest.raises(errors.SubmitAmbiguous):
         run_submit(h.ctx, job_id, "t0")
     assert h.vidgo.count("submit") == 0

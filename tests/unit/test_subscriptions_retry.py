@@ -6,15 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 
-import fakeredis
 import pytest
 
+from tests.jobs import ManualClock, move_to
 from tests.steps import StepLog
 from worker import producer as api
 from worker.celery_app import Producer
 from worker.errors import InvalidRequest, JobConflict
 from worker.files.storage import FileStorage
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.outbox import Outbox
 from worker.pipeline.retry import plan_retry
 from worker.pipeline.states import JobState, TaskName
@@ -24,22 +23,14 @@ URL = "https://cdn.example/shared.mp3"
 NOW = 2_000_000_000.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def p(make_settings, tmp_path):
-    client = fakeredis.FakeRedis()
+def p(make_settings, tmp_path, fake_redis, make_fake_ledger):
+    client = fake_redis
     steps = []
     producer = Producer(
         make_settings(webhook_secret=SECRET, max_subscribers_per_job=3),
         client,
-        Ledger(client, prefix="t", clock=Clock(), encode=StepLog(client, "t")),
+        make_fake_ledger(clock=ManualClock(NOW)),
         dispatch_webhook=lambda job_id, delay: steps.append(("webhook", job_id)),
         record_end=lambda *a, **k: None,
         forget_result=lambda job_id: steps.append(("forget", job_id)),
@@ -47,8 +38,7 @@ def p(make_settings, tmp_path):
     )
     producer.steps = steps
     producer.sent = StepLog(client, "t")  # the steps the ledger sent itself (retries)
-    yield producer
-    client.close()
+    return producer
 
 
 def subscribe(p, n: int) -> list[api.Enqueued]:
@@ -65,16 +55,11 @@ def subscribe(p, n: int) -> list[api.Enqueued]:
 
 def end(p, job_id, state, **fields):
     if state is JobState.DONE:
-        path = [JobState.SUBMITTING, JobState.SUBMITTED, JobState.DOWNLOADING]
-        for step in [*path, JobState.POSTPROCESSING]:
-            current = p.ledger.get(job_id).state
-            p.ledger.advance(job_id, expect=current, token=None, to=step, event="e")
-    job = p.ledger.get(job_id)
-    p.ledger.advance(
+        move_to(p.ledger, job_id, JobState.POSTPROCESSING)
+    move_to(
+        p.ledger,
         job_id,
-        expect=job.state,
-        token=None,
-        to=state,
+        state,
         fields={"error_code": "boom", "error_message": "it broke", **fields},
         event="end",
     )

@@ -7,16 +7,14 @@ import json
 import random
 import time
 
-import fakeredis
 import httpx
 import pytest
 import standardwebhooks
 from pydantic import SecretStr
 
-from tests.steps import create_job
+from tests.jobs import ManualClock, job_in, move_to
 from worker.files.storage import FileStorage
 from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
 from worker.pipeline.outbox import Outbox
 from worker.pipeline.states import JobState
 from worker.urlsafety import BlockedAddress
@@ -75,19 +73,10 @@ def test_old_timestamps_and_wrong_secrets_fail():
         verify("not base64!", body, sign(body))
 
 
-class Clock:
-    def __init__(self, now=1_000_000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-
 @pytest.fixture
-def world(make_settings):
-    client = fakeredis.FakeRedis()
-    clock = Clock(time.time())
-    ledger = Ledger(client, prefix="t", retention_s=1000, clock=clock)
+def world(make_settings, make_fake_ledger):
+    clock = ManualClock(time.time())
+    ledger = make_fake_ledger(retention_s=1000, clock=clock)
     settings = make_settings(
         webhook_secret=SECRET, webhook_max_attempts=3, webhook_backoff_base_s=10
     )
@@ -109,16 +98,16 @@ def world(make_settings):
     )
     yield ledger, sender, clock, received, answers, dispatched
     http.close()
-    client.close()
 
 
 def ended_job(ledger, job_id="j1", *, to=JobState.FAILED, webhook="https://hooks.example.com/x"):
-    create_job(ledger, job_id, REQUEST, token="t0", webhook_url=webhook, metadata={"order": 7})
-    ledger.advance(
+    job_in(
+        ledger,
+        to,
         job_id,
-        expect=JobState.QUEUED,
-        token="t0",
-        to=to,
+        REQUEST,
+        webhook_url=webhook,
+        metadata={"order": 7},
         fields={"error_code": "boom", "error_message": "it broke"},
         event="end",
     )
@@ -165,20 +154,12 @@ def test_a_done_event_links_every_stem_and_the_manifest(world, tmp_path):
         tmp_path, url_signer=lambda key, ttl: f"https://files.example/{key}?t={ttl}"
     )
     stored = storage.put_bytes("j1/vocals.mp3", b"ID3 audio", content_type="audio/mpeg")
-    create_job(ledger, "j1", REQUEST, token="t0")
-    for src, dst in (
-        (JobState.QUEUED, JobState.SUBMITTING),
-        (JobState.SUBMITTING, JobState.SUBMITTED),
-        (JobState.SUBMITTED, JobState.DOWNLOADING),
-        (JobState.DOWNLOADING, JobState.POSTPROCESSING),
-    ):
-        ledger.advance("j1", expect=src, token="t0", to=dst, event="e")
+    job_in(ledger, JobState.POSTPROCESSING, "j1", REQUEST)
     stem = {"file": "vocals.mp3", "key": stored.key, "sha256": stored.sha256, "bytes": 9}
-    ledger.advance(
+    move_to(
+        ledger,
         "j1",
-        expect=JobState.POSTPROCESSING,
-        token="t0",
-        to=JobState.DONE,
+        JobState.DONE,
         fields={
             "stems": {"vocals": {**stem, "content_type": "audio/mpeg"}},
             "manifest_key": "j1/manifest.json",
