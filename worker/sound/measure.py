@@ -1,10 +1,11 @@
 """Levels of a signal as broadcasters and players read them.
 
 - Integrated loudness (LUFS) and loudness range (LU) per ITU-R BS.1770-4 / EBU R128 (and Tech
-  3342 for the range): K-weighting (``pyloudnorm``'s filter design) run as float32 second-order
-  sections, 100 ms sub-block energies, 400 ms blocks for the integrated loudness and 3 s
-  windows for the range, each gated through a fixed histogram of block loudness as libebur128
-  and ffmpeg's ``ebur128`` filter do (0.01 LU bins from -70 to +10 LUFS).
+  3342 for the range): K-weighting (BS.1770's filters, designed for the signal's rate) run as
+  float32 second-order sections, 100 ms sub-block energies, 400 ms blocks for the integrated
+  loudness and 3 s windows for the range, each gated through a fixed histogram of block
+  loudness as libebur128 and ffmpeg's ``ebur128`` filter do (0.01 LU bins from -70 to +10
+  LUFS).
 - True peak (dBTP): the peak of the signal oversampled four times (BS.1770 Annex 2) by a
   polyphase FIR, libebur128's design: a 49-tap Hann-windowed sinc whose phase 0 is the samples
   themselves and whose three other phases have 12 taps each.
@@ -25,7 +26,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import pyloudnorm
 from scipy.signal import sosfilt
 
 #: BS.1770's absolute gate: blocks below it do not count, and a signal with none above is silent.
@@ -156,15 +156,37 @@ def _sums(data: np.ndarray, lanes: list[np.ndarray], step: int) -> tuple[np.ndar
     return np.asarray(sums), squares
 
 
+#: K-weighting's two stages as analogue prototypes (libebur128's parameters): a high shelf
+#: (centre Hz, gain dB, Q) and the RLB high-pass (corner Hz, Q). Through the bilinear transform
+#: at 48 kHz they give BS.1770-4's tabulated coefficients to 1e-14; at other rates, the same
+#: curve.
+SHELF = (1681.974450955533, 3.999843853973347, 0.7071752369554196)
+SHELF_BANDWIDTH = 0.4996667741545416
+HIGHPASS = (38.13547087602444, 0.5003270373238773)
+
+
 @lru_cache(maxsize=16)
 def k_weighting(rate: int) -> np.ndarray:
-    """BS.1770's K-weighting for ``rate`` (pyloudnorm's design: the shelf, then the RLB
-    high-pass) as float32 second-order sections [2, 6]."""
-    sections = []
-    for stage in pyloudnorm.Meter(rate)._filters.values():
-        b, a = np.asarray(stage.b, dtype=np.float64), np.asarray(stage.a, dtype=np.float64)
-        sections.append(np.concatenate((b / a[0], a / a[0])))
-    return np.asarray(sections, dtype=np.float32)
+    """BS.1770's K-weighting for ``rate`` as float32 second-order sections [2, 6]: the shelf,
+    then the RLB high-pass."""
+    centre, gain_db, q = SHELF
+    k = math.tan(math.pi * centre / rate)
+    high = 10 ** (gain_db / 20)
+    band = high**SHELF_BANDWIDTH
+    norm = 1 + k / q + k * k
+    shelf = [
+        (high + band * k / q + k * k) / norm,
+        2 * (k * k - high) / norm,
+        (high - band * k / q + k * k) / norm,
+        1.0,
+        2 * (k * k - 1) / norm,
+        (1 - k / q + k * k) / norm,
+    ]
+    corner, q = HIGHPASS
+    k = math.tan(math.pi * corner / rate)
+    norm = 1 + k / q + k * k
+    highpass = [1.0, -2.0, 1.0, 1.0, 2 * (k * k - 1) / norm, (1 - k / q + k * k) / norm]
+    return np.asarray([shelf, highpass], dtype=np.float32)
 
 
 def _loudness(lanes: list[np.ndarray], rate: int, frames: int) -> tuple[float | None, float | None]:
