@@ -84,7 +84,7 @@ def file_name(template: str, *, stem: str, title: str | None, job_id: str, ext: 
 
 #: FLAC's compression level for libsndfile (0.0 to 1.0 maps to FLAC's levels 0 to 8). Chosen
 #: by size against encoding CPU on real stems: see benchmarks/README.md, "Post-processing".
-FLAC_COMPRESSION = 0.5
+FLAC_COMPRESSION = 0.375  # FLAC level 3
 
 
 def convert(
