@@ -82,6 +82,11 @@ def file_name(template: str, *, stem: str, title: str | None, job_id: str, ext: 
     return name if not name.startswith(".") else "_" + name
 
 
+#: FLAC's compression level for libsndfile (0.0 to 1.0 maps to FLAC's levels 0 to 8). Chosen
+#: by size against encoding CPU on real stems: see benchmarks/README.md, "Post-processing".
+FLAC_COMPRESSION = 0.375  # FLAC level 3
+
+
 def convert(
     samples: np.ndarray, rate: int, delivery: Delivery, dest: Path
 ) -> tuple[int, float | None, np.ndarray]:
@@ -89,20 +94,49 @@ def convert(
     samples written)."""
     _, major, subtype = FORMATS[delivery.format]
     out_rate = OPUS_RATE if delivery.format == "opus" else (delivery.sample_rate or rate)
-    data = np.nan_to_num(samples.astype(np.float64))
-    if out_rate != rate:
-        data = np.asarray(soxr.resample(data, rate, out_rate, quality="HQ"))
-    gain_db = None
-    if delivery.normalize_lufs is not None:
-        data, gain_db = normalise(
-            data, out_rate, delivery.normalize_lufs, delivery.true_peak_ceiling_dbtp
-        )
     options: dict[str, float] = {}
     if delivery.format == "mp3":
         options["compression_level"] = 1.0 - min(delivery.mp3_bitrate_kbps, 320) / 320
-    written = np.clip(data, -1.0, 1.0).astype(np.float32)
-    sf.write(str(dest), written, out_rate, format=major, subtype=subtype, **options)
+    elif major == "FLAC":
+        options["compression_level"] = FLAC_COMPRESSION
+    gain_db = None
+    if out_rate == rate and delivery.normalize_lufs is None:
+        written = clean(samples)  # as it is: no float64 round trip
+    else:
+        data = np.nan_to_num(samples.astype(np.float64))
+        if out_rate != rate:
+            data = np.asarray(soxr.resample(data, rate, out_rate, quality="HQ"))
+        if delivery.normalize_lufs is not None:
+            data, gain_db = normalise(
+                data, out_rate, delivery.normalize_lufs, delivery.true_peak_ceiling_dbtp
+            )
+        written = np.clip(data, -1.0, 1.0).astype(np.float32)
+    frames = pcm24(written) if (major, subtype) == ("FLAC", "PCM_24") else written
+    sf.write(str(dest), frames, out_rate, format=major, subtype=subtype, **options)
     return out_rate, gain_db, written
+
+
+def clean(samples: np.ndarray) -> np.ndarray:
+    """``samples`` as float32 within [-1, 1], NaN as 0 and Inf as full scale; the array itself
+    when it already is."""
+    data = np.asarray(samples, dtype=np.float32)
+    if not data.size or (
+        np.isfinite(data).all() and float(data.max()) <= 1.0 and float(data.min()) >= -1.0
+    ):
+        return data
+    return np.clip(np.nan_to_num(data), -1.0, 1.0)
+
+
+def pcm24(samples: np.ndarray) -> np.ndarray:
+    """float32 samples in [-1, 1] as libsndfile's 24-bit PCM in int32 (the top 24 bits): the
+    same values libsndfile's own float conversion writes to FLAC (x 2^23, rounded to nearest,
+    clipped), for a fraction of its CPU."""
+    scaled: np.ndarray = np.multiply(samples, np.float32(1 << 23), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, -(1 << 23), (1 << 23) - 1, out=scaled)
+    pcm: np.ndarray = scaled.astype(np.int32)
+    pcm <<= 8
+    return pcm
 
 
 def normalise(

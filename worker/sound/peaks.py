@@ -24,13 +24,22 @@ FLAG_8_BIT = 1
 
 def peaks(samples: np.ndarray, rate: int, pixels_per_second: int) -> tuple[int, np.ndarray]:
     """(samples per pixel, int8 array [pixels, 2] of min and max) of the mono mix."""
+    return peaks_of_mono(mono_of(samples), rate, pixels_per_second)
+
+
+def peaks_of_mono(mono: np.ndarray, rate: int, pixels_per_second: int) -> tuple[int, np.ndarray]:
+    """:func:`peaks` of a mono mix already made (float32 [frames], finite)."""
     per_pixel = max(1, round(rate / max(pixels_per_second, 1)))
-    mono = mono_of(samples)
     pixels = max(1, int(np.ceil(mono.size / per_pixel)))
-    padded = np.zeros(pixels * per_pixel, dtype=np.float32)
-    padded[: mono.size] = mono
-    blocks = padded.reshape(pixels, per_pixel)
-    pairs = np.stack((blocks.min(axis=1), blocks.max(axis=1)), axis=1)
+    whole = mono.size // per_pixel
+    pairs = np.zeros((pixels, 2), dtype=np.float32)
+    if whole:
+        blocks = mono[: whole * per_pixel].reshape(whole, per_pixel)
+        pairs[:whole, 0] = blocks.min(axis=1)
+        pairs[:whole, 1] = blocks.max(axis=1)
+    rest = mono[whole * per_pixel :]
+    if rest.size:  # the last pixel, short: its missing samples count as zeros
+        pairs[whole] = (min(float(rest.min()), 0.0), max(float(rest.max()), 0.0))
     return per_pixel, np.clip(np.round(pairs * 127), -128, 127).astype(np.int8)
 
 

@@ -17,9 +17,10 @@ import numpy as np
 
 from worker.files.objects import content_type_for
 from worker.sound.decode import Audio, read_audio
+from worker.sound.decode import mono as mono_of
 from worker.sound.deliver import FORMATS, ORIGINAL, Delivery, convert, file_name, write_tags
 from worker.sound.measure import DC_OFFSET_LIMIT, Levels, measure
-from worker.sound.peaks import peaks, to_dat, to_json
+from worker.sound.peaks import peaks_of_mono, to_dat, to_json
 from worker.sound.validate import analysis_signal, compare
 
 #: libsndfile's major format -> what we call it in the manifest.
@@ -41,8 +42,9 @@ class Source:
 
 
 def read_source(path: Path, size: int, sha256: str) -> Source:
-    """Decode and measure the fetched source."""
+    """Decode and measure the fetched source (decoded once; its mono mix made once)."""
     audio = read_audio(path)
+    mono = mono_of(audio.samples)
     facts = {
         "sample_rate": audio.rate,
         "channels": audio.channels,
@@ -51,7 +53,7 @@ def read_source(path: Path, size: int, sha256: str) -> Source:
         "sha256": sha256,
         "levels": measure(audio.samples, audio.rate).as_dict(),
     }
-    return Source(True, None, facts, analysis_signal(audio.samples, audio.rate), audio.duration_s)
+    return Source(True, None, facts, analysis_signal(mono[:, None], audio.rate), audio.duration_s)
 
 
 @dataclass
@@ -79,10 +81,14 @@ def process_stem(
     title: str | None,
     pixels_per_second: int,
 ) -> Processed:
-    """Decode, measure, check, deliver, tag and draw one stem."""
+    """Decode, measure, check, deliver, tag and draw one stem.
+
+    The stem is decoded once; its levels come from the samples delivered, and its analysis
+    signal and waveform from one mono mix of the decoded samples."""
     audio = read_audio(original)
+    mono = mono_of(audio.samples)
     check = None
-    analysis = analysis_signal(audio.samples, audio.rate)
+    analysis = analysis_signal(mono[:, None], audio.rate)
     if source.checked and source.analysis is not None:
         check = compare(analysis, audio.rate, source.analysis, source.duration_s)
     delivered, out_rate, gain_db, levels = _deliver(name, original, audio, delivery, work)
@@ -96,7 +102,7 @@ def process_stem(
     final = delivered.with_name(name_out)
     delivered.replace(final)
     write_tags(final, tags)
-    per_pixel, pairs = peaks(audio.samples, audio.rate, pixels_per_second)
+    per_pixel, pairs = peaks_of_mono(mono, audio.rate, pixels_per_second)
     problems = [*(check.problems if check else []), *level_problems(levels)]
     entry = {
         "file": final.name,
