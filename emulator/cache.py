@@ -108,19 +108,20 @@ class StemCache:
             return await self.obtain(key, config, render)  # the first render failed: try again
         future: asyncio.Future[Rendered | None] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
-        rendered = None
+        outcome: Rendered | None = None
         try:
-            rendered = await asyncio.to_thread(self._get, digest, config)
-            if rendered is not None:
+            outcome = await asyncio.to_thread(self._get, digest, config)
+            if outcome is not None:
                 self._count("hits")
-                return rendered, "hit"
+                return outcome, "hit"
             self._count("misses")
-            rendered = await asyncio.to_thread(self._render, render)
-            await asyncio.to_thread(self._put, digest, key, rendered, config)
-            return rendered, "miss"
+            fresh: Rendered = await asyncio.to_thread(self._render, render)
+            await asyncio.to_thread(self._put, digest, key, fresh, config)
+            outcome = fresh
+            return fresh, "miss"
         finally:
             del self._inflight[digest]
-            future.set_result(rendered)
+            future.set_result(outcome)
 
     def trim(self, config: EmulatorConfig) -> None:
         """Evict least recently used entries until the cache fits ``stem_cache_bytes``; a
