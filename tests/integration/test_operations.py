@@ -141,9 +141,15 @@ def test_scraped_metrics_add_up_across_two_prefork_hosts(run):
     hosts = run.hosts
     done = int(run.stack.ledger.redis.zcard(run.stack.ledger.keys.state_index("DONE")))
     assert done == JOBS
-    # A task's counters land just after the ledger moves: wait for the last ones.
+    # A task's counters land just after the ledger moves: wait for the last ones. Each job's
+    # post-processing is two vidgo.postprocess messages (the fan-out, then the join) and one
+    # vidgo.postprocess_stem per part (six stems and the source).
     wait_for(
-        lambda: summed(hosts, "celery_task_succeeded_total", name="vidgo.postprocess") == JOBS,
+        lambda: (
+            summed(hosts, "celery_task_succeeded_total", name="vidgo.postprocess") == 2 * JOBS
+            and summed(hosts, "celery_task_succeeded_total", name="vidgo.postprocess_stem")
+            == 7 * JOBS
+        ),
         timeout_s=15,
         what="every post-processing success to be counted",
     )
