@@ -202,21 +202,24 @@ def old_offset_of(stem: np.ndarray, source: np.ndarray) -> tuple[int, float]:
     return lag, round(float(lags[best]), 3)
 
 
-def old_compare(stem: np.ndarray, rate: int, source: np.ndarray, source_s: float) -> list[str]:
+def old_compare(
+    stem: np.ndarray, rate: int, source: np.ndarray, source_s: float
+) -> tuple[list[str], float | None]:
+    """(problems, match score) as the old check found them."""
     from worker.sound.validate import ANALYSIS_RATE, QUIET_DB, duration_tolerance_s
 
     energy = float(np.mean(np.square(stem, dtype=np.float64)))
     source_energy = float(np.mean(np.square(source, dtype=np.float64)))
     if energy <= 0 or 10 * math.log10(energy / source_energy) < QUIET_DB:
-        return []
+        return [], None
     lag, score = old_offset_of(stem, source)
     if score < OLD_MATCH_SCORE:
-        return ["stem_not_of_source"]
+        return ["stem_not_of_source"], score
     delta = stem.shape[0] / ANALYSIS_RATE - lag / ANALYSIS_RATE - source_s
     tolerance = duration_tolerance_s(rate)
     if delta < -tolerance:
-        return ["stem_truncated"]
-    return ["stem_too_long"] if delta > tolerance else []
+        return ["stem_truncated"], score
+    return (["stem_too_long"] if delta > tolerance else []), score
 
 
 LABELS = ("own", "foreign", "truncated", "hum")
@@ -228,11 +231,12 @@ def expected(label: str) -> list[str]:
 
 
 def main() -> None:
-    from worker.sound.validate import analysis_signal, compare
+    from worker.sound.validate import MATCH_SCORE, analysis_signal, compare
 
     long_s = float(sys.argv[1]) if len(sys.argv) > 1 else 240.0
     verbose = os.environ.get("VALIDATION_VERBOSE") == "1"
     counts = {(which, label): [0, 0] for which in ("old", "new") for label in LABELS}
+    scores: dict[tuple[str, str], list[float]] = {k: [] for k in counts}
     started = time.perf_counter()
     sources: dict[str, tuple[np.ndarray, float]] = {}
     for item in cases(long_s):
@@ -242,12 +246,14 @@ def main() -> None:
             continue
         source, source_s = sources[item.source]
         stem = analysis_signal(item.stem, item.rate)
-        old = old_compare(stem, item.rate, source, source_s)
+        old, old_score = old_compare(stem, item.rate, source, source_s)
         new = compare(stem, item.rate, source, source_s)
         want = expected(item.label)
-        for which, got in (("old", old), ("new", new.problems)):
+        for which, got, score in (("old", old, old_score), ("new", new.problems, new.match_score)):
             counts[(which, item.label)][0] += 1
             counts[(which, item.label)][1] += got != want
+            if score is not None:
+                scores[(which, item.label)].append(score)
         if verbose or (new.problems != want and item.label != "hum"):
             print(
                 f"{item.source:12} {item.name:30} {item.label:9} old={old} "
@@ -267,6 +273,15 @@ def main() -> None:
         rows.append((which, *cells))
     print(f"validation: labelled stems against 5 s, 30 s and {long_s:g} s sources")
     print(table(rows))
+    ranges = [("match_score", "own", "foreign", "truncated", "'other' hum")]
+    for which in ("old", "new"):
+        cells = [
+            f"{min(scores[(which, label)]):.3f} to {max(scores[(which, label)]):.3f}"
+            for label in LABELS
+        ]
+        ranges.append((which, *cells))
+    print(table(ranges))
+    print(f"thresholds: old {OLD_MATCH_SCORE}, new {MATCH_SCORE}")
     print(f"({time.perf_counter() - started:.0f} s)")
 
 
