@@ -53,7 +53,7 @@ MAX_OFFSET_S = 0.5
 #: Seconds of each side compared for the offset (enough to lock on, cheap to correlate).
 WINDOW_S = 30.0
 #: A stem of its source scores this much or more (0.48 and up on the labelled set, a weak
-#: or truncated band of it included); a foreign stem less (0.27 at most on that set).
+#: or truncated band of it included); a foreign stem less (0.26 at most on that set).
 MATCH_SCORE = 0.35
 #: An MP3 frame (the unit of its delay and padding), in samples.
 MP3_FRAME = 1152
