@@ -165,11 +165,13 @@ def test_scraped_metrics_add_up_across_two_prefork_hosts(run):
     assert summed(hosts, "vidgo_stems_vidgo_requests_total", outcome="2xx") == sum(record.values())
 
     originals = [run.stack.ledger.get(view.job_id).stems for view in run.views]
-    stem_bytes = sum(stem["bytes"] for stems in originals for stem in stems.values())
+    stem_bytes = sum(stem.bytes for stems in originals for stem in stems.values())
     assert summed(hosts, "vidgo_stems_download_bytes_total") == stem_bytes
     polls = summed(hosts, "celery_task_started_total", name="vidgo.poll")
     assert summed(hosts, "vidgo_stems_poll_lateness_seconds_count") == polls > 0
-    assert summed(hosts, "vidgo_stems_stage_duration_seconds_count", stage="postprocess") == JOBS
+    durations = "vidgo_stems_stage_duration_seconds_count"
+    assert summed(hosts, durations, stage="postprocess") == 2 * JOBS  # fan-out and join
+    assert summed(hosts, durations, stage="postprocess_stem") == 7 * JOBS
 
     # Per-child values: both hosts ran tasks in more than one child, and the sums above (which
     # match the ledger and the emulator exactly) are sums over all of them.

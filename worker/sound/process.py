@@ -21,7 +21,7 @@ from worker.sound.decode import mono as mono_of
 from worker.sound.deliver import FORMATS, ORIGINAL, Delivery, convert, file_name, write_tags
 from worker.sound.measure import DC_OFFSET_LIMIT, Levels, measure
 from worker.sound.peaks import peaks_of_mono, to_dat, to_json
-from worker.sound.validate import analysis_signal, compare
+from worker.sound.validate import AnalysisPrint, analysis_signal, compare, print_of_analysis
 
 #: libsndfile's major format -> what we call it in the manifest.
 FORMAT_NAMES = {"MPEG": "mp3", "WAV": "wav", "FLAC": "flac", "OGG": "ogg", "AIFF": "aiff"}
@@ -36,6 +36,8 @@ class Source:
     facts: dict[str, Any] = field(default_factory=dict)
     analysis: np.ndarray | None = None
     duration_s: float = 0.0
+    #: What the checks need of it, small enough to store for a step on another host.
+    fingerprint: AnalysisPrint | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"checked": self.checked, "reason": self.reason, **self.facts}
@@ -53,13 +55,16 @@ def read_source(path: Path, size: int, sha256: str) -> Source:
         "sha256": sha256,
         "levels": measure(audio.samples, audio.rate).as_dict(),
     }
-    return Source(True, None, facts, analysis_signal(mono[:, None], audio.rate), audio.duration_s)
+    analysis = analysis_signal(mono[:, None], audio.rate)
+    fingerprint = print_of_analysis(analysis, audio.rate, audio.duration_s)
+    return Source(True, None, facts, analysis, audio.duration_s, fingerprint)
 
 
 @dataclass
 class Processed:
     """One stem, done: its manifest entry (without storage keys), the delivered file, its
-    waveform peaks, and its analysis signal for the remix check."""
+    waveform peaks, its analysis signal, and its print (what the checks against the source
+    need of it, small enough to store for the join)."""
 
     entry: dict[str, Any]
     delivered: Path
@@ -67,6 +72,7 @@ class Processed:
     peaks_json: bytes
     peaks_dat: bytes
     analysis: np.ndarray
+    fingerprint: AnalysisPrint
 
 
 def process_stem(
@@ -126,6 +132,7 @@ def process_stem(
         to_json(audio.rate, per_pixel, pairs),
         to_dat(audio.rate, per_pixel, pairs),
         analysis,
+        print_of_analysis(analysis, audio.rate, audio.duration_s),
     )
 
 

@@ -23,6 +23,10 @@ offset, rumble) is left out: it agrees at every lag.
 
 A stem whose every tone repeats within the searched offsets (a steady hum, a loop shorter
 than a second) has nothing to tell its source by and scores near 0, as a foreign one does.
+One kind is common enough to be told apart: a stem that is mostly sub-bass (half of its energy
+or more under IDENTIFY_HZ, such as an "other" of a split whose bands took everything above
+40 Hz). Its score is reported, but it is not called foreign on that score:
+its offset and length are still checked. A foreign stem made the same way is not caught.
 
 The join step of a split job (the remix check, the comparison with the source) may run apart
 from the hosts that decode the stems: :class:`AnalysisPrint` is what it needs of one signal,
@@ -59,6 +63,10 @@ MATCH_SCORE = 0.35
 MP3_FRAME = 1152
 #: Frequencies below this take no part in the match (they agree at every lag).
 HIGHPASS_HZ = 20.0
+#: A stem with less than IDENTIFIABLE_SHARE of its energy above IDENTIFY_HZ is sub-bass: too
+#: little left to tell whose it is.
+IDENTIFY_HZ = 45.0
+IDENTIFIABLE_SHARE = 0.5
 #: Each frequency's share of the agreement is |S||M| to this power (1 - WHITEN): a few loud
 #: steady tones no longer outweigh everything else the two signals have in common.
 WHITEN = 0.5
@@ -170,7 +178,7 @@ def _check(
     offset_s = lag / ANALYSIS_RATE
     delta_s = (stem_frames / ANALYSIS_RATE - offset_s) - source_duration_s
     problems = []
-    if score < MATCH_SCORE:
+    if score < MATCH_SCORE and _share_above(stem, IDENTIFY_HZ) >= IDENTIFIABLE_SHARE:
         problems.append("stem_not_of_source")
     else:
         tolerance = duration_tolerance_s(rate)
@@ -179,6 +187,18 @@ def _check(
         elif delta_s > tolerance:
             problems.append("stem_too_long")
     return StemCheck(round(offset_s, 4), round(delta_s, 4), score, problems)
+
+
+def _share_above(signal: np.ndarray, low_hz: float) -> float:
+    """The share of ``signal``'s energy at ``low_hz`` and above (Parseval, on its spectrum)."""
+    if not signal.size:
+        return 0.0
+    power = np.abs(np.fft.rfft(signal.astype(np.float64))) ** 2
+    total = float(np.sum(power))
+    if total <= 0:
+        return 0.0
+    above = np.fft.rfftfreq(signal.size, 1 / ANALYSIS_RATE) >= low_hz
+    return float(np.sum(power[above])) / total
 
 
 def _energy(signal: np.ndarray) -> float:

@@ -5,7 +5,8 @@ A job's ``vidgo.postprocess`` message fans out: one ``vidgo.postprocess_stem`` s
 all in one Lua step (:mod:`worker.pipeline.parts`). The part that finishes the set sends the
 same message again under a fresh token, and this time it joins: each stem is checked against
 the source (same track, same length) from the small analysis prints the parts stored, a full
-split's stems are summed and compared with the source (the remix check), the manifest
+split's stems are summed and compared with the source (the remix check, over the first 30 s
+the prints hold), the manifest
 (``manifest.schema.json``) is stored beside the stems, in the ledger and (under the job id) in
 the Celery result store, and the job is DONE. What validation finds is reported per stem with
 stable codes; it fails the job only with ``VIDGO_STEMS_FAIL_ON_INVALID_STEMS``.
@@ -34,7 +35,7 @@ from worker.pipeline.stages.context import StageContext, load_current
 from worker.pipeline.stages.stem import WORK, load_print, parts_of
 from worker.pipeline.states import JobState, Step, TaskName, states_of
 from worker.sound.process import Source
-from worker.sound.validate import compare, remix_residual_db
+from worker.sound.validate import compare_prints, remix_residual_db_of_prints
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 2
@@ -63,10 +64,11 @@ def join(ctx: StageContext, job: JobRecord) -> dict[str, Any] | None:
     stems = {name: _checked(ctx, results[name], source) for name in names}
     outputs = {name: DeliveredStem.from_json(results[name]["output"]) for name in names}
     residual = None
-    if job.request.output_type is OutputType.GENERAL and source.analysis is not None:
+    if job.request.output_type is OutputType.GENERAL and source.fingerprint is not None:
         prints = [load_print(ctx, results[name]["print_key"]) for name in names]
-        if all(p is not None for p in prints):
-            residual = remix_residual_db([p for p in prints if p is not None], source.analysis)
+        kept = [p for p in prints if p is not None]
+        if len(kept) == len(prints):
+            residual = remix_residual_db_of_prints(kept, source.fingerprint)
     problems = {name: entry["problems"] for name, entry in stems.items() if entry["problems"]}
     if ctx.settings.fail_on_invalid_stems and problems:
         listed = "; ".join(f"{name}: {', '.join(codes)}" for name, codes in problems.items())
@@ -83,21 +85,22 @@ def _source_of(ctx: StageContext, result: dict[str, Any]) -> Source:
     given = result["source"]
     facts = {k: v for k, v in given.items() if k not in ("checked", "reason")}
     key = result.get("print_key")
-    analysis = load_print(ctx, key) if key else None
-    if given["checked"] and analysis is None:
+    fingerprint = load_print(ctx, key) if key else None
+    if given["checked"] and fingerprint is None:
         return Source(False, "the source's analysis is no longer stored", facts)
-    return Source(bool(given["checked"]), given["reason"], facts, analysis, result["duration_s"])
+    checked, duration_s = bool(given["checked"]), result["duration_s"]
+    return Source(checked, given["reason"], facts, None, duration_s, fingerprint)
 
 
 def _checked(ctx: StageContext, result: dict[str, Any], source: Source) -> dict[str, Any]:
     """A stem's manifest entry, with what comparing it against the source found."""
     entry = dict(result["entry"])
-    if not source.checked or source.analysis is None:
+    if not source.checked or source.fingerprint is None:
         return entry
-    analysis = load_print(ctx, result["print_key"])
-    if analysis is None:
+    fingerprint = load_print(ctx, result["print_key"])
+    if fingerprint is None:
         return entry
-    check = compare(analysis, entry["sample_rate"], source.analysis, source.duration_s)
+    check = compare_prints(fingerprint, source.fingerprint)
     entry["offset_vs_source_s"] = check.offset_vs_source_s
     entry["duration_delta_s"] = check.duration_delta_s
     entry["match_score"] = check.match_score

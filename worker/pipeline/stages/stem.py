@@ -13,13 +13,10 @@ back to DOWNLOADING for it, which fetches it again from Vidgo while its URLs liv
 
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-import numpy as np
 
 from worker.errors import (
     StemCorrupt,
@@ -39,6 +36,7 @@ from worker.pipeline.states import JobState, TaskName
 from worker.settings import Settings
 from worker.sound.deliver import Delivery
 from worker.sound.process import Source, file_sha256, process_stem, read_source
+from worker.sound.validate import AnalysisPrint
 from worker.urlsafety import BlockedAddress, resolve_public
 
 log = logging.getLogger(__name__)
@@ -175,7 +173,7 @@ def _stem_part(ctx: StageContext, job: JobRecord, name: str, path: Path) -> dict
     return {
         "entry": entry,
         "output": output.to_json(),
-        "print_key": store_print(ctx, job.job_id, name, done.analysis),
+        "print_key": store_print(ctx, job.job_id, name, done.fingerprint),
     }
 
 
@@ -183,8 +181,8 @@ def _source_part(ctx: StageContext, job: JobRecord) -> dict[str, Any]:
     """Fetch, measure and analyse the source once; its result for the join."""
     source = fetch_source(ctx, job)
     key = None
-    if source.analysis is not None:
-        key = store_print(ctx, job.job_id, SOURCE, source.analysis)
+    if source.fingerprint is not None:
+        key = store_print(ctx, job.job_id, SOURCE, source.fingerprint)
     return {"source": source.as_dict(), "duration_s": source.duration_s, "print_key": key}
 
 
@@ -213,24 +211,22 @@ def fetch_source(ctx: StageContext, job: JobRecord) -> Source:
         return Source(False, f"the source could not be checked: {exc.message}")
 
 
-def store_print(ctx: StageContext, job_id: str, name: str, analysis: np.ndarray) -> str:
-    """Store a part's analysis signal for the join (half precision: what the comparison and
-    the remix check read of it survives that)."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(analysis, dtype=np.float16), allow_pickle=False)
-    key = job_key(job_id, f"{WORK}/{name}.npy")
-    return ctx.storage.put_bytes(
-        key, buffer.getvalue(), content_type="application/octet-stream"
-    ).key
+def store_print(ctx: StageContext, job_id: str, name: str, fingerprint: AnalysisPrint) -> str:
+    """Store a part's print for the join (about 1 MB whatever the track's length)."""
+    key = job_key(job_id, f"{WORK}/{name}.print.npz")
+    body = fingerprint.to_bytes()
+    return ctx.storage.put_bytes(key, body, content_type="application/octet-stream").key
 
 
-def load_print(ctx: StageContext, key: str) -> np.ndarray | None:
-    """A stored analysis signal as float32; None when storage no longer has it."""
+def load_print(ctx: StageContext, key: str) -> AnalysisPrint | None:
+    """A stored print; None when storage no longer has it (or holds something else)."""
     body = ctx.storage.read_bytes(key)
     if body is None:
         return None
-    loaded: np.ndarray = np.load(io.BytesIO(body), allow_pickle=False).astype(np.float32)
-    return loaded
+    try:
+        return AnalysisPrint.from_bytes(body)
+    except (ValueError, KeyError, OSError):
+        return None
 
 
 def _download_again(ctx: StageContext, job: JobRecord, lost: list[str]) -> Outcome:
