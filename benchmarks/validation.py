@@ -236,6 +236,7 @@ def main() -> None:
     long_s = float(sys.argv[1]) if len(sys.argv) > 1 else 240.0
     verbose = os.environ.get("VALIDATION_VERBOSE") == "1"
     counts = {(which, label): [0, 0] for which in ("old", "new") for label in LABELS}
+    unjudged = dict.fromkeys(counts, 0)
     scores: dict[tuple[str, str], list[float]] = {k: [] for k in counts}
     started = time.perf_counter()
     sources: dict[str, tuple[np.ndarray, float]] = {}
@@ -251,10 +252,13 @@ def main() -> None:
         want = expected(item.label)
         for which, got, score in (("old", old, old_score), ("new", new.problems, new.match_score)):
             counts[(which, item.label)][0] += 1
-            counts[(which, item.label)][1] += got != want
-            if score is not None:
-                scores[(which, item.label)].append(score)
-        if verbose or (new.problems != want and item.label != "hum"):
+            if score is None and not got:
+                unjudged[(which, item.label)] += 1  # no verdict (silent, or sub-bass)
+            else:
+                counts[(which, item.label)][1] += got != want
+                scores[(which, item.label)].append(score if score is not None else 0.0)
+        judged = new.match_score is not None or new.problems
+        if verbose or (judged and new.problems != want and item.label != "hum"):
             print(
                 f"{item.source:12} {item.name:30} {item.label:9} old={old} "
                 f"new={new.problems} score={new.match_score} offset={new.offset_vs_source_s}"
@@ -266,17 +270,21 @@ def main() -> None:
             "foreign accepted",
             "truncated not flagged",
             "'other' hum rejected",
+            "no verdict (own, foreign, truncated, hum)",
         )
     ]
     for which in ("old", "new"):
         cells = [f"{counts[(which, label)][1]} of {counts[(which, label)][0]}" for label in LABELS]
-        rows.append((which, *cells))
+        none = ", ".join(str(unjudged[(which, label)]) for label in LABELS)
+        rows.append((which, *cells, none))
     print(f"validation: labelled stems against 5 s, 30 s and {long_s:g} s sources")
     print(table(rows))
     ranges = [("match_score", "own", "foreign", "truncated", "'other' hum")]
     for which in ("old", "new"):
         cells = [
             f"{min(scores[(which, label)]):.3f} to {max(scores[(which, label)]):.3f}"
+            if scores[(which, label)]
+            else "-"
             for label in LABELS
         ]
         ranges.append((which, *cells))

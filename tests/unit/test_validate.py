@@ -185,5 +185,5 @@ def test_a_sub_bass_other_of_its_own_split_is_not_called_foreign(groove):
     # IDENTIFY_HZ, still does: see the synthesised bass above).
     source, mp3, _ = groove
     found = check(mp3["other"], source)
-    assert found.match_score is not None and found.match_score < 0.35
-    assert found.problems == []
+    assert found.match_score is None and found.problems == []
+    assert abs(found.offset_vs_source_s - MP3_DELAY_S) <= 1152 / RATE  # its alignment, still

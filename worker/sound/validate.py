@@ -25,8 +25,9 @@ A stem whose every tone repeats within the searched offsets (a steady hum, a loo
 than a second) has nothing to tell its source by and scores near 0, as a foreign one does.
 One kind is common enough to be told apart: a stem that is mostly sub-bass (half of its energy
 or more under IDENTIFY_HZ, such as an "other" of a split whose bands took everything above
-40 Hz). Its score is reported, but it is not called foreign on that score:
-its offset and length are still checked. A foreign stem made the same way is not caught.
+40 Hz). It gets no verdict: its best alignment is reported, ``match_score`` is None (as for a
+silent stem), and no problem is raised, so it is neither called foreign nor said to be of the
+source.
 
 The join step of a split job (the remix check, the comparison with the source) may run apart
 from the hosts that decode the stems: :class:`AnalysisPrint` is what it needs of one signal,
@@ -177,8 +178,11 @@ def _check(
     score = _score(peak, null)
     offset_s = lag / ANALYSIS_RATE
     delta_s = (stem_frames / ANALYSIS_RATE - offset_s) - source_duration_s
+    if _share_above(stem, IDENTIFY_HZ) < IDENTIFIABLE_SHARE:
+        # Sub-bass: nothing to tell whose it is. The best alignment is reported, no verdict.
+        return StemCheck(round(offset_s, 4), round(delta_s, 4), None, [])
     problems = []
-    if score < MATCH_SCORE and _share_above(stem, IDENTIFY_HZ) >= IDENTIFIABLE_SHARE:
+    if score < MATCH_SCORE:
         problems.append("stem_not_of_source")
     else:
         tolerance = duration_tolerance_s(rate)
