@@ -64,7 +64,7 @@ def batch(
     from rich.console import Console
 
     from worker.batch.catalog import check_catalog
-    from worker.batch.liveview import LiveView, summary_line
+    from worker.batch.liveview import summary_line
     from worker.batch.preflight import estimate
     from worker.batch.runner import BatchOptions, BatchRunner
 
@@ -85,31 +85,31 @@ def batch(
         sys.exit(2 if check.problems and bad_rows == "stop" else 0)
     cost.check(ignore_balance=ignore_balance)
     manifest = manifest_path or catalog.with_name(catalog.name + ".manifest.jsonl")
-    stop = threading.Event()
     options = BatchOptions(
         window=window or settings.batch_window,
         bad_rows=bad_rows,  # type: ignore[arg-type]
         retry_failed=retry_failed,
     )
-    with LiveView(err, check.rows) as view:
-        runner = BatchRunner(
-            catalog,
-            manifest,
-            known or producer(),
-            options,
-            check=check,
-            on_progress=view.update,
-            stop=stop,
-        )
-        previous = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop, err))
-        try:
-            result = runner.run()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    runner = BatchRunner(catalog, manifest, known or producer(), options, check=check)
+    result = _run_with_live_view(runner, err, check.rows)
     click.echo(summary_line(result), err=True)
     click.echo(f"manifest: {manifest}", err=True)
     click.echo(f"failure report: {runner.report_path}", err=True)
     _exit_for(result, catalog)
+
+
+def _run_with_live_view(runner: Any, err: Any, rows: int) -> Any:
+    """Run the batch with its live view; the first Ctrl-C stops it at a row boundary."""
+    from worker.batch.liveview import LiveView
+
+    stop = threading.Event()
+    with LiveView(err, rows) as view:
+        runner.on_progress, runner.stop = view.update, stop
+        previous = signal.signal(signal.SIGINT, _stop_on_first_interrupt(stop, err))
+        try:
+            return runner.run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _print_check(catalog: Path, check: Any) -> None:

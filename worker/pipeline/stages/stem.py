@@ -146,7 +146,6 @@ def _stem_part(ctx: StageContext, job: JobRecord, name: str, path: Path) -> dict
             ("dat", done.peaks_dat, "application/octet-stream"),
         )
     }
-    original = job.stems[name]
     output = DeliveredStem(
         key=stored.key,
         sha256=stored.sha256,
@@ -155,13 +154,30 @@ def _stem_part(ctx: StageContext, job: JobRecord, name: str, path: Path) -> dict
         peaks_json_key=peaks["json"],
         peaks_dat_key=peaks["dat"],
     )
-    entry = {
-        **done.entry,
-        "key": stored.key,
-        "sha256": stored.sha256,
-        "bytes": stored.bytes,
-        "content_type": stored.content_type,
-        "peaks": {**done.entry["peaks"], "json_key": peaks["json"], "dat_key": peaks["dat"]},
+    entry = manifest_entry(done.entry, output, job.stems[name])
+    return {
+        "entry": entry,
+        "output": output.to_json(),
+        "print_key": store_print(ctx, job.job_id, name, done.fingerprint),
+    }
+
+
+def manifest_entry(
+    measured: dict[str, Any], output: DeliveredStem, original: StoredStem
+) -> dict[str, Any]:
+    """A stem's manifest entry: what measuring it found, where its delivered file and peaks
+    are stored, and the stem as Vidgo served it."""
+    return {
+        **measured,
+        "key": output.key,
+        "sha256": output.sha256,
+        "bytes": output.bytes,
+        "content_type": output.content_type,
+        "peaks": {
+            **measured["peaks"],
+            "json_key": output.peaks_json_key,
+            "dat_key": output.peaks_dat_key,
+        },
         "original": {
             "file": original.file,
             "sha256": original.sha256,
@@ -169,11 +185,6 @@ def _stem_part(ctx: StageContext, job: JobRecord, name: str, path: Path) -> dict
             "format": original.format,
             "source_host": original.source_host,
         },
-    }
-    return {
-        "entry": entry,
-        "output": output.to_json(),
-        "print_key": store_print(ctx, job.job_id, name, done.fingerprint),
     }
 
 
