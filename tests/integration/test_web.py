@@ -327,9 +327,13 @@ def test_traversal_in_job_ids_titles_and_metadata_never_leaves_the_stems_folder(
     root = web.stems_dir.resolve()
     written = [p.resolve() for p in root.rglob("*")]
     assert all(p.is_relative_to(root) for p in written)
-    # Hidden files beside them are the storage layer's checksum sidecars.
+    # Hidden files beside them are the storage layer's checksum sidecars; Vidgo's own files
+    # stay under original/ until every link to them has expired.
     job_files = sorted(p.name for p in (root / job_id).iterdir() if p.name[0] != ".")
-    assert job_files == ["manifest.json", "peaks", "vocals.mp3"]
+    assert job_files == ["manifest.json", "original", "peaks", "vocals.mp3"]
+    assert sorted(p.name for p in (root / job_id / "original").iterdir() if p.name[0] != ".") == [
+        "vocals.mp3"
+    ]
 
 
 def test_no_secret_or_callback_token_reaches_any_log(web):
