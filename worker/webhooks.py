@@ -112,34 +112,36 @@ def event_for(
     ``job.stems_stored``: the stems as Vidgo served them, stored and linkable while
     post-processing goes on."""
     if event == STEMS_STORED:
-        return stems_stored_event(job, storage, ttl_s, subscription)
+        # The stems as Vidgo served them, verified and stored: their links stay valid for
+        # their whole life, whatever the job does meanwhile.
+        stems = stem_links(storage, job.stems, ttl_s)
+        return _event(STEMS_STORED, job.downloaded_at or job.updated_at, job, subscription, stems)
     error = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
     done = job.state is JobState.DONE
-    return {
-        "type": EVENT_TYPES[job.state],
-        "timestamp": datetime.fromtimestamp(job.updated_at, UTC).isoformat(),
-        "data": {
-            "job_id": job.job_id,
-            "subscription_id": subscription.sub_id if subscription else None,
-            "state": job.state.value,
-            "request": job.request.model_dump(mode="json"),
-            "metadata": subscription.metadata if subscription else job.metadata,
-            "vidgo_task_ids": list(job.vidgo_task_ids),
-            "stems": stem_links(storage, job.outputs or job.stems, ttl_s) if done else {},
-            "manifest_url": link(storage, job.manifest_key, ttl_s) if done else None,
-            "error": error,
-        },
-    }
+    return _event(
+        EVENT_TYPES[job.state],
+        job.updated_at,
+        job,
+        subscription,
+        stem_links(storage, job.outputs or job.stems, ttl_s) if done else {},
+        manifest_url=link(storage, job.manifest_key, ttl_s) if done else None,
+        error=error,
+    )
 
 
-def stems_stored_event(
-    job: JobRecord, storage: Storage, ttl_s: int, subscription: Subscription | None
+def _event(
+    kind: str,
+    at: float,
+    job: JobRecord,
+    subscription: Subscription | None,
+    stems: dict[str, Any],
+    *,
+    manifest_url: str | None = None,
+    error: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ``job.stems_stored`` event: links to each stem as Vidgo served it, verified and
-    stored (they stay valid for their whole life, whatever the job does meanwhile)."""
     return {
-        "type": STEMS_STORED,
-        "timestamp": datetime.fromtimestamp(job.downloaded_at or job.updated_at, UTC).isoformat(),
+        "type": kind,
+        "timestamp": datetime.fromtimestamp(at, UTC).isoformat(),
         "data": {
             "job_id": job.job_id,
             "subscription_id": subscription.sub_id if subscription else None,
@@ -147,9 +149,9 @@ def stems_stored_event(
             "request": job.request.model_dump(mode="json"),
             "metadata": subscription.metadata if subscription else job.metadata,
             "vidgo_task_ids": list(job.vidgo_task_ids),
-            "stems": stem_links(storage, job.stems, ttl_s),
-            "manifest_url": None,
-            "error": None,
+            "stems": stems,
+            "manifest_url": manifest_url,
+            "error": error,
         },
     }
 
