@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(default=3600.0, gt=0)
     # Webhook receivers on loopback or private networks are refused (SSRF) unless this is set.
     allow_private_webhook_hosts: bool = False
+    # Link-local addresses (169.254/16, fe80::/10) and cloud metadata endpoints, for webhook
+    # receivers and sources alike: never opened by the two settings above, only by this one.
+    dangerously_allow_link_local_hosts: bool = False
 
     # Global limits on Vidgo shared by every worker (Redis token buckets): requests per second
     # and burst, for submits and for queries (detail, status, balance). A 429 halves the rates,

@@ -47,7 +47,7 @@ from worker.pipeline.outbox import (
 from worker.pipeline.record import JobRecord, Subscription
 from worker.pipeline.states import JobState
 from worker.settings import Settings, secret_bytes
-from worker.urlsafety import BlockedAddress, resolve_public
+from worker.urlsafety import BlockedAddress, connectable, webhook_policy
 
 __all__ = [
     "WebhookSender",
@@ -196,7 +196,7 @@ class WebhookSender:
         storage: Storage | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        resolve: Callable[[str, int], list[str]] = resolve_public,
+        resolve: Callable[[str], object] | None = None,
     ) -> None:
         self._ledger = ledger
         self._outbox = Outbox(ledger)
@@ -206,7 +206,10 @@ class WebhookSender:
         self._dispatch = dispatch
         self._clock = clock
         self._rng = rng or random.Random()
-        self._resolve = resolve
+        # Every address of the receiver is judged before each attempt, by the same policy as
+        # at enqueue (a test may pass its own resolver).
+        policy = webhook_policy(settings)
+        self._resolve = resolve or (lambda url: connectable(url, policy))
 
     def deliver(self, job_id: str) -> str:
         """Attempt every webhook of the job that is due; returns what happened (one word per
@@ -315,11 +318,10 @@ class WebhookSender:
             elapsed = int((self._clock() - started) * 1000)
             return Attempt(number, started, host, status, error, elapsed)
 
-        if not self._settings.allow_private_webhook_hosts:
-            try:
-                self._resolve(host, parts.port or (443 if parts.scheme == "https" else 80))
-            except BlockedAddress as exc:
-                return attempt(None, f"blocked: {host} {exc}")
+        try:
+            self._resolve(url)
+        except BlockedAddress as exc:
+            return attempt(None, f"blocked: {host} {exc}")
         try:
             secret = self._settings.require_webhook_secret()
         except ConfigError as exc:

@@ -83,7 +83,7 @@ def test_a_webhook_without_a_signing_secret_is_refused_with_the_fix(world, make_
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"webhook_url": "http://127.0.0.1:8000/hook"}, "public hosts only"),
+        ({"webhook_url": "http://127.0.0.1:8000/hook"}, "private address"),
         ({"metadata": ["not", "an", "object"]}, "JSON object"),
         ({"metadata": {"k": "v" * 5000}}, "limit is 4096"),
         ({"metadata": {"x" * 65: 1}}, "keys must be strings"),

@@ -15,7 +15,7 @@ from worker.jsonsafe import JsonLimits, JsonRefused, loads, nesting_depth
 from worker.models import parse_request
 from worker.pipeline.states import JobState
 from worker.settings import Settings, load_settings
-from worker.urlsafety import check_stem_url, check_webhook_url, is_public
+from worker.urlsafety import AddressPolicy, check_stem_url, check_webhook_url, is_public
 from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
 
 DEEP = b"[" * 1000 + b"]" * 1000
@@ -122,9 +122,10 @@ def test_ipv6_addresses_carrying_a_public_ipv4_or_none_are_public(address):
 @pytest.mark.parametrize(
     ("url", "why"),
     [
-        ("http://[::127.0.0.1]/", "non-public address"),
-        ("http://[64:ff9b::127.0.0.1]/", "non-public address"),
-        ("http://[2002:7f00:1::]/", "non-public address"),
+        ("http://[::127.0.0.1]/", "private address"),
+        ("http://[64:ff9b::127.0.0.1]/", "private address"),
+        ("http://[2002:7f00:1::]/", "private address"),
+        ("http://[::ffff:0:127.0.0.1]/", "private address"),
         ("http://0x7f.0.0.1/", "non-standard form"),
         ("http://0177.0.0.1/", "non-standard form"),
         ("http://127.1/", "non-standard form"),
@@ -134,12 +135,12 @@ def test_ipv6_addresses_carrying_a_public_ipv4_or_none_are_public(address):
 )
 def test_such_webhook_urls_are_refused_at_enqueue(url, why):
     with pytest.raises(InvalidRequest, match=why):
-        check_webhook_url(url, allow_private=False)
+        check_webhook_url(url, AddressPolicy())
 
 
 def test_legacy_ipv4_spellings_are_refused_even_where_private_receivers_are_allowed():
     with pytest.raises(InvalidRequest, match="non-standard form"):
-        check_webhook_url("http://127.1/", allow_private=True)
+        check_webhook_url("http://127.1/", AddressPolicy(private=True))
 
 
 # -- 4. an empty gateway key -----------------------------------------------------------------
@@ -170,8 +171,8 @@ ORIGINS = Settings(vidgo_base_url="http://vidgo.test:8765").stem_origins
         ("http://vidgo.test:9999/x.mp3", "vidgo.test:9999"),
         ("https://vidgo.test:8765/x.mp3", "https://vidgo.test:8765"),
         ("http://storage.vidgo.ai/x.mp3", "http://storage.vidgo.ai:80"),
-        ("https://user:pw@storage.vidgo.ai/x.mp3", "user name or password"),
-        ("http://user@vidgo.test:8765/x.mp3", "user name or password"),
+        ("https://user:pw@storage.vidgo.ai/x.mp3", "user name, password"),
+        ("http://user@vidgo.test:8765/x.mp3", "user name, password"),
         ("http://vidgo.test:99999/x.mp3", "malformed"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import socket
 import time
 
 import httpx
@@ -94,7 +95,7 @@ def world(make_settings, make_fake_ledger):
         lambda job_id, delay: dispatched.append((job_id, delay)),
         clock=clock,
         rng=random.Random(1),
-        resolve=lambda host, port: ["93.184.216.34"],
+        resolve=lambda url: ["93.184.216.34"],
     )
     yield ledger, sender, clock, received, answers, dispatched
     http.close()
@@ -209,7 +210,7 @@ def test_delivery_gives_up_after_the_last_attempt(world):
 def test_a_host_resolving_to_a_private_address_is_never_contacted(world, make_settings):
     ledger, sender, _, received, _, _ = world
 
-    def rebinding(host, port):
+    def rebinding(url):
         raise BlockedAddress("resolves to a non-public address (10.0.0.8)")
 
     sender._resolve = rebinding
@@ -217,6 +218,34 @@ def test_a_host_resolving_to_a_private_address_is_never_contacted(world, make_se
     assert sender.deliver("j1") == "gave_up"
     assert received == []
     assert deliveries(ledger, "j1")[0]["error"].startswith("blocked:")
+
+
+@pytest.mark.parametrize(
+    ("address", "contacted"), [("127.0.0.1", True), ("169.254.169.254", False), ("fe80::1", False)]
+)
+def test_allowing_private_receivers_never_opens_link_local_or_metadata_addresses(
+    world, make_settings, monkeypatch, address, contacted
+):
+    ledger, _, clock, received, _, _ = world
+    settings = make_settings(
+        webhook_secret=SECRET, webhook_max_attempts=1, allow_private_webhook_hosts=True
+    )
+
+    def resolving(host, port, **_):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolving)
+    http = httpx.Client(
+        transport=httpx.MockTransport(lambda r: (received.append(r), httpx.Response(200))[1])
+    )
+    sender = WebhookSender(ledger, settings, http, lambda job_id, delay: None, clock=clock)
+    ended_job(ledger, webhook="http://receiver.example.com/x")
+    sender.deliver("j1")
+    assert bool(received) is contacted
+    if not contacted:
+        error = deliveries(ledger, "j1")[0]["error"]
+        assert "link-local" in error and "DANGEROUSLY_ALLOW_LINK_LOCAL_HOSTS" in error
 
 
 def test_lost_messages_are_sent_again_by_the_sweep_and_announce_only_when_due(world):

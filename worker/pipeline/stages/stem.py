@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from worker.errors import (
     StemCorrupt,
@@ -37,7 +36,7 @@ from worker.settings import Settings
 from worker.sound.deliver import Delivery
 from worker.sound.process import Source, file_sha256, process_stem, read_source
 from worker.sound.validate import AnalysisPrint
-from worker.urlsafety import BlockedAddress, resolve_public
+from worker.urlsafety import BlockedAddress, connectable, source_policy
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +203,10 @@ def fetch_source(ctx: StageContext, job: JobRecord) -> Source:
     if not settings.validate_source:
         return Source(False, "source validation is off (VIDGO_STEMS_VALIDATE_SOURCE=false)")
     url = job.request.audio_url
-    parts = urlsplit(url)
-    if not settings.allow_private_source_hosts:
-        try:
-            resolve_public(
-                parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-            )
-        except BlockedAddress as exc:
-            return Source(
-                False, f"the source's host {exc} (VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS)"
-            )
+    try:
+        parts, _ = connectable(url, source_policy(settings))
+    except BlockedAddress as exc:
+        return Source(False, f"the source's URL {exc}")
     dest = ctx.scratch.job_dir(job.job_id) / ("source" + (Path(parts.path).suffix or ".audio"))
     try:
         fetched = fetch_to_file(ctx.http, url, dest, max_bytes=settings.max_source_bytes)
