@@ -6,6 +6,7 @@ Everything runs on this machine: a private redis-server, the emulator on a free 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
@@ -25,6 +26,8 @@ from worker.producer import enqueue, get_job
 from worker.settings import Settings
 
 API_KEY = "sk-test-" + secrets.token_hex(8)
+#: The bearer key of gateways the tests build in process.
+GATEWAY_KEY = "k-" + secrets.token_hex(8)
 
 #: Settings that make whole jobs take seconds instead of minutes.
 FAST = {
@@ -340,3 +343,14 @@ def host(stack: Stack, name: str) -> dict[str, str]:
     """The environment of one host: its own scratch folder, nothing on a shared disk."""
     scratch = stack.folder / f"host-{name}" / "scratch"
     return {"VIDGO_STEMS_SCRATCH_DIR": str(scratch), "STEMS_DIR": str(scratch.parent / "stems")}
+
+
+def call(app: object, method: str, path: str, **kwargs: object) -> httpx.Response:
+    """One request to an ASGI app in process (httpx's ASGITransport)."""
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            return await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+    return asyncio.run(go())

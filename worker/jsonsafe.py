@@ -3,8 +3,10 @@
 Python's ``json`` recurses once per nesting level (a body nested 100,000 deep raises
 RecursionError) and refuses integers over 4,300 digits with a ValueError that names neither
 the field nor the fix. :func:`loads` measures the nesting first, in one pass and without
-recursion, caps integer length, and raises :class:`JsonRefused` (a ValueError) whose message
-says what was wrong and which setting sets the limit.
+recursion, caps integer length, refuses strings that are not Unicode text (a lone surrogate
+escape such as ``"\\udfff"``, which no reply or log could then encode), and raises
+:class:`JsonRefused` (a ValueError) whose message says what was wrong and which setting sets
+the limit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from worker.errors import shown
+from worker.text import has_lone_surrogate, may_hold_surrogate
 
 #: Defaults; ``VIDGO_STEMS_MAX_JSON_DEPTH`` and ``VIDGO_STEMS_MAX_JSON_INT_DIGITS`` change them.
 MAX_DEPTH = 32
@@ -76,7 +81,7 @@ def loads(data: str | bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
         return int(digits)
 
     try:
-        return json.loads(data, parse_int=parse_int)
+        value = json.loads(data, parse_int=parse_int)
     except JsonRefused:
         raise
     except json.JSONDecodeError as exc:
@@ -84,3 +89,28 @@ def loads(data: str | bytes, limits: JsonLimits = DEFAULT_LIMITS) -> Any:
         raise JsonRefused(f"not valid JSON ({exc.msg} at {where})") from None
     except (ValueError, RecursionError) as exc:  # a last guard: never a traceback for input
         raise JsonRefused(f"not usable JSON ({type(exc).__name__})") from None
+    spot = _lone_surrogate_at(value) if may_hold_surrogate(data) else None
+    if spot:
+        raise JsonRefused(
+            f"not valid Unicode text: {spot} holds a lone surrogate (a \\uD800-\\uDFFF escape "
+            "without its pair); send UTF-8 text"
+        )
+    return value
+
+
+def _lone_surrogate_at(value: Any) -> str | None:
+    """Where in a decoded value a string (or key) holds a lone surrogate, or None."""
+    stack: list[tuple[Any, str]] = [(value, "the document")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if has_lone_surrogate(item):
+                return path
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if has_lone_surrogate(key):
+                    return f"a key of {path}"
+                stack.append((inner, f"{shown(key, 40)}" if path == "the document" else path))
+        elif isinstance(item, list):
+            stack.extend((inner, path) for inner in item)
+    return None

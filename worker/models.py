@@ -10,19 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from worker.errors import InvalidRequest, shown
+from worker.text import check_tree, problem_in
+from worker.urlsafety import BadUrl, parse_url
 
 VIDGO_MODEL = "upload-and-separate-vocals"
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_TITLE_CHARS = 200
-MAX_URL_CHARS = 2048
 
 
 class ModelName(StrEnum):
@@ -59,11 +59,6 @@ class DeliveryFormat(StrEnum):
     OPUS = "opus"
 
 
-def _has_control(text: str) -> bool:
-    """Whether ``text`` holds a C0/C1 control character or DEL."""
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
-
-
 def expected_stems(output_type: OutputType) -> tuple[str, ...]:
     """The stem names a finished task must deliver for this output type."""
     return ALL_STEMS if output_type is OutputType.GENERAL else (output_type.value,)
@@ -87,18 +82,12 @@ class JobRequest(BaseModel):
     @field_validator("audio_url")
     @classmethod
     def _normalise_url(cls, value: str) -> str:
-        value = value.strip()
-        if len(value) > MAX_URL_CHARS:
-            raise ValueError(f"is longer than {MAX_URL_CHARS} characters")
-        if _has_control(value):
-            raise ValueError("holds a control character (NUL, newline, tab...): remove it")
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in ("http", "https"):
-            raise ValueError(f"must be an http:// or https:// URL, got {shown(value)}")
-        if not parts.hostname or any(ch.isspace() for ch in value):
-            raise ValueError(f"is not a well-formed URL with a host: {shown(value)}")
+        try:
+            parts = parse_url(value, "")
+        except BadUrl as exc:
+            raise ValueError(str(exc)) from None
         # Lower-case scheme and host so that trivially different spellings fingerprint the same.
-        netloc = parts.netloc.lower() if "@" not in parts.netloc else parts.netloc
+        netloc = parts.netloc.lower()
         return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", parts.query, ""))
 
     @field_validator("title")
@@ -106,8 +95,9 @@ class JobRequest(BaseModel):
     def _clean_title(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if _has_control(value.replace("\t", " ").replace("\n", " ").replace("\r", " ")):
-            raise ValueError("holds a control character (NUL, escape...): remove it")
+        problem = problem_in(value, multiline=True)
+        if problem:
+            raise ValueError(problem)
         value = " ".join(value.split())
         if len(value) > MAX_TITLE_CHARS:
             raise ValueError(f"is longer than {MAX_TITLE_CHARS} characters")
@@ -198,7 +188,9 @@ MAX_METADATA_KEY_LENGTH = 64
 def validate_metadata(metadata: object) -> dict[str, Any]:
     """Check caller metadata: a JSON object of at most 4 KiB with short string keys.
 
-    Metadata is data, never a name: it reaches no file path, header or log line.
+    Metadata is data, never a name: it reaches no file path, header or log line. Its strings
+    are Unicode text: no lone surrogates anywhere, no control characters in keys, none but
+    tab, CR and LF in values.
     """
     if not isinstance(metadata, dict):
         raise InvalidRequest(f"metadata must be a JSON object, got {type(metadata).__name__}")
@@ -208,6 +200,9 @@ def validate_metadata(metadata: object) -> dict[str, Any]:
                 f"metadata keys must be strings of 1-{MAX_METADATA_KEY_LENGTH} characters, "
                 f"got {str(key)[:80]!r}"
             )
+    problem = check_tree(metadata, "metadata")
+    if problem:
+        raise InvalidRequest(problem)
     try:
         size = len(json.dumps(metadata, allow_nan=False).encode())
     except (TypeError, ValueError) as exc:

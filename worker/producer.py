@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from worker.celery_app import Producer, producer
-from worker.errors import InvalidRequest, JobConflict
+from worker.errors import InvalidRequest, JobConflict, shown
 from worker.models import (
     ENDED_EVENTS,
     JobRequest,
@@ -32,10 +32,10 @@ from worker.models import (
 )
 from worker.pipeline.listing import list_jobs as list_ledger_jobs
 from worker.pipeline.outbox import Outbox, announce, deliveries
-from worker.pipeline.record import Subscription
+from worker.pipeline.record import OTHER_REQUEST, Subscription
 from worker.pipeline.retry import RETRYABLE, RetryPlan, plan_retry, retry_job
 from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName, new_token
-from worker.urlsafety import check_webhook_url
+from worker.urlsafety import check_source_url, check_webhook_url, source_policy, webhook_policy
 from worker.views import JobError, JobPage, JobSummary, JobView, StemLink, WebhookView
 
 __all__ = [
@@ -140,9 +140,10 @@ def enqueue_request(
     settings = p.settings
     job_id = validate_job_id(job_id) if job_id is not None else request.fingerprint()
     extra = validate_metadata(metadata) if metadata is not None else None
+    check_source_url(request.audio_url, source_policy(settings))
     hook = webhook_url or settings.default_webhook_url
     if hook is not None:
-        hook = check_webhook_url(hook, allow_private=settings.allow_private_webhook_hosts)
+        hook = check_webhook_url(hook, webhook_policy(settings))
         settings.require_webhook_secret()
     events = validate_webhook_events(list(webhook_events)) if webhook_events is not None else None
     sub = Subscription.new(
@@ -162,6 +163,12 @@ def enqueue_request(
         step=Step(TaskName.SUBMIT, job_id, token),
     )
     job = found.job
+    if found.subscribed == OTHER_REQUEST:
+        raise JobConflict(
+            f"job id {job_id} already names another request ({shown(job.request.audio_url, 80)}, "
+            f"{job.request.model_name}, {job.request.output_type}): choose another job_id, or "
+            "leave it out to use the request's own fingerprint"
+        )
     if found.subscribed < 0:
         raise JobConflict(
             f"job {job_id} already has {settings.max_subscribers_per_job} subscribers "
@@ -204,12 +211,13 @@ def list_jobs(
     *,
     state: JobState | str | None = None,
     batch: str | None = None,
-    since: float | None = None,
+    since: float | str | None = None,
     cursor: str | None = None,
     limit: int = 100,
     producer: Producer | None = None,
 ) -> JobPage:
-    """Jobs by state, batch and creation time, oldest first, a page at a time."""
+    """Jobs by state, batch and creation time, oldest first, a page at a time. ``since`` is
+    Unix seconds or an ISO 8601 time; a page's ``next_cursor`` asks for the next one."""
     p = producer or default_producer()
     try:
         wanted = JobState(state.upper()) if isinstance(state, str) else state

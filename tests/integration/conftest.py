@@ -8,8 +8,13 @@ import pytest
 
 from emulator import EmulatorConfig
 from emulator.server import BackgroundEmulator
-from tests.support import API_KEY, Emulator, Stack
+from tests.steps import StepLog
+from tests.support import API_KEY, GATEWAY_KEY, Emulator, Stack
+from worker.celery_app import Producer
 from worker.devstack.redis_server import free_port
+from worker.pipeline.ledger import Ledger
+from worker.settings import Settings
+from worker.web.gateway import create_app
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +55,23 @@ def s3_stack(redis_client, redis_server, emulator, tracks_url, tmp_path, s3_serv
     )
     yield stack
     stack.stop()
+
+
+@pytest.fixture
+def inprocess_gateway(redis_server, redis_client):
+    """The gateway app built around a ledger under a private prefix of the session's Redis,
+    with the messages it sends logged instead of run: (app, producer, sent)."""
+    prefix = f"gw-{secrets.token_hex(4)}"
+    settings = Settings(
+        redis_url=redis_server.url, redis_key_prefix=prefix, gateway_api_keys=[GATEWAY_KEY]
+    )
+    sent = StepLog(redis_client, prefix)
+    producer = Producer(
+        settings,
+        redis_client,
+        Ledger(redis_client, prefix=prefix, encode=sent),
+        dispatch_webhook=lambda job_id, delay: None,
+    )
+    yield create_app(producer=producer), producer, sent
+    for key in redis_client.scan_iter(f"{prefix}:*"):
+        redis_client.delete(key)

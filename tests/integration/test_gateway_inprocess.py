@@ -7,12 +7,10 @@ visible, and the ledger it writes is a private prefix of the session's Redis.
 from __future__ import annotations
 
 import asyncio
-import secrets
 
-import httpx
 import pytest
 
-from tests.steps import StepLog
+from tests.support import GATEWAY_KEY, call
 from worker.celery_app import Producer
 from worker.heartbeat import beat
 from worker.pipeline.ledger import Ledger
@@ -22,35 +20,12 @@ from worker.web.gateway import create_app
 
 pytestmark = pytest.mark.integration
 
-KEY = "k-" + secrets.token_hex(8)
+AUTH = {"Authorization": f"Bearer {GATEWAY_KEY}"}
 
 
 @pytest.fixture
-def gateway(redis_server, redis_client):
-    prefix = f"gw-{secrets.token_hex(4)}"
-    settings = Settings(redis_url=redis_server.url, redis_key_prefix=prefix, gateway_api_keys=[KEY])
-    sent = StepLog(redis_client, prefix)
-    producer = Producer(
-        settings,
-        redis_client,
-        Ledger(redis_client, prefix=prefix, encode=sent),
-        dispatch_webhook=lambda job_id, delay: None,
-    )
-    yield create_app(producer=producer), producer, sent
-    for key in redis_client.scan_iter(f"{prefix}:*"):
-        redis_client.delete(key)
-
-
-def call(app, method: str, path: str, **kwargs) -> httpx.Response:
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-            return await client.request(method, path, **kwargs)
-
-    return asyncio.run(go())
-
-
-AUTH = {"Authorization": f"Bearer {KEY}"}
+def gateway(inprocess_gateway):
+    return inprocess_gateway
 
 
 def test_gateway_in_process_enqueues_reads_and_cancels_through_the_given_ledger(gateway):
@@ -169,7 +144,7 @@ def test_an_empty_key_beside_a_real_one_never_opens_the_api(redis_server, redis_
 
 def test_a_body_that_never_arrives_is_answered_408_within_the_timeout(redis_server, redis_client):
     settings = Settings(
-        redis_url=redis_server.url, gateway_api_keys=[KEY], gateway_body_timeout_s=0.3
+        redis_url=redis_server.url, gateway_api_keys=[GATEWAY_KEY], gateway_body_timeout_s=0.3
     )
     producer = Producer(settings, redis_client, Ledger(redis_client, prefix="gw-slow"))
     app = create_app(producer=producer)
@@ -192,7 +167,10 @@ def test_a_body_that_never_arrives_is_answered_408_within_the_timeout(redis_serv
         "raw_path": b"/v1/jobs",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-length", b"100"), (b"authorization", f"Bearer {KEY}".encode())],
+        "headers": [
+            (b"content-length", b"100"),
+            (b"authorization", f"Bearer {GATEWAY_KEY}".encode()),
+        ],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }

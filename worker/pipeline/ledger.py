@@ -37,6 +37,7 @@ from worker.pipeline.states import (
     Step,
     state_list,
 )
+from worker.text import loads_stored
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Ledger:
 
     def history(self, job_id: str) -> list[dict[str, Any]]:
         items = cast(list[Any], self._redis.lrange(self.keys.history(job_id), 0, -1))
-        return [json.loads(item) for item in items]
+        return [loads_stored(item) for item in items]
 
     def counters(self) -> dict[str, int]:
         raw = cast(Mapping[Any, Any], self._redis.hgetall(self.keys.counters))
@@ -192,6 +193,7 @@ class Ledger:
             "max_subscribers": max_subscribers,
             "refused": state_list(tuple(refused)),
             "message": message,
+            "same_as": _same_as(new),
         }
 
         def run(client: Any) -> Any:
@@ -351,6 +353,15 @@ class _Creation:
     job_id: str
     fields: dict[str, str]
     run: Callable[[Any], Any]
+
+
+def _same_as(new: NewJob) -> str:
+    """What an existing job must have asked for to take this caller, as JSON: the request's
+    fields but the title, when the caller chose the id; "" when the id is the fingerprint."""
+    if new.job_id == new.request.fingerprint():
+        return ""
+    fields = new.request.model_dump(mode="json", exclude={"title"})
+    return json.dumps(fields)
 
 
 def _pairs(mapping: Mapping[str, Any]) -> list[Any]:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
-from worker.errors import InvalidRequest
+from worker.errors import InvalidRequest, shown
 from worker.keys import text
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.record import JobRecord
@@ -41,12 +43,41 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         score, member = text.split("|", 1)
-        return float(score), member
+        if math.isfinite(float(score)) and member and member.isprintable():
+            return float(score), member
     except (ValueError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise InvalidRequest(
+        "the cursor is not one this service gave out: pass next_cursor from the previous "
+        "page unchanged, or leave it out to start from the first page"
+    )
+
+
+def parse_since(since: float | str | None) -> float | None:
+    """``since`` as Unix time: a finite number (of seconds), or an ISO 8601 time (UTC unless
+    it names its offset); InvalidRequest saying what to send otherwise."""
+    if since is None:
+        return None
+    if not isinstance(since, str):
+        value = float(since)
+    else:
+        try:
+            value = float(since)
+        except ValueError:
+            try:
+                moment = datetime.fromisoformat(since.strip())
+            except ValueError:
+                value = math.nan
+            else:
+                if moment.tzinfo is None:
+                    moment = moment.replace(tzinfo=UTC)
+                value = moment.timestamp()
+    if not math.isfinite(value):
         raise InvalidRequest(
-            "the cursor is not one this service gave out: pass next_cursor from the previous "
-            "page unchanged, or leave it out to start from the first page"
-        ) from None
+            f"since {shown(since, 40)} is not a time: send Unix seconds (1767225600) or an "
+            "ISO 8601 time (2026-01-01T00:00:00Z)"
+        )
+    return value
 
 
 def list_jobs(
@@ -54,7 +85,7 @@ def list_jobs(
     *,
     state: JobState | None = None,
     batch: str | None = None,
-    since: float | None = None,
+    since: float | str | None = None,
     cursor: str | None = None,
     limit: int = 100,
 ) -> Page:
@@ -68,6 +99,7 @@ def list_jobs(
         key = ledger.keys.state_index(state.value)
     else:
         key = ledger.keys.created
+    since = parse_since(since)
     after = decode_cursor(cursor) if cursor else None
     low = None if batch else since
     jobs: list[JobRecord] = []

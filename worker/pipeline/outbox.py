@@ -23,6 +23,7 @@ from worker.keys import text
 from worker.models import STEMS_STORED
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.record import Subscription
+from worker.text import loads_stored
 
 #: What an entry id adds to its subscription id for the stems-stored event.
 PROGRESS = "|stems_stored"
@@ -111,7 +112,7 @@ class Outbox:
 
     def deliveries(self, job_id: str, sub_id: str) -> list[dict[str, Any]]:
         items = cast(list[Any], self._redis.lrange(self.keys.deliveries(job_id, sub_id), 0, -1))
-        return [json.loads(item) for item in items]
+        return [loads_stored(item) for item in items]
 
     def set_status(self, job_id: str, sub_id: str, status: str) -> None:
         """An entry's webhook status; an end's is also the job's latest (``webhook_status``)."""

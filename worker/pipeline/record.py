@@ -14,6 +14,7 @@ from worker.files.stems import DeliveredStem, StoredStem, stems_from_json
 from worker.keys import text
 from worker.models import ENDED_EVENTS, JobRequest
 from worker.pipeline.states import JobState, Step
+from worker.text import loads_stored
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class JobRecord:
             if key in ("state", "token"):
                 continue
             try:
-                decoded[key] = json.loads(value)
+                decoded[key] = loads_stored(value)
             except json.JSONDecodeError:
                 decoded[key] = value
         known = {
@@ -137,17 +138,22 @@ class Subscription:
 
     @classmethod
     def from_json(cls, sub_id: str, raw: Any) -> Subscription:
-        data = json.loads(raw)
+        data = loads_stored(raw)
         events = tuple(data.get("events") or ENDED_EVENTS)
         return cls(
             sub_id, data.get("webhook_url"), data.get("metadata") or {}, data.get("at", 0), events
         )
 
 
+#: ``Enqueue.subscribed`` when the job id is taken by a job of another request.
+OTHER_REQUEST = -2
+
+
 @dataclass(frozen=True)
 class Enqueue:
     """What enqueueing found: the job, whether it is new, and whether the caller's
-    subscription was added (1), was there already or not taken (0), or the job is full (-1)."""
+    subscription was added (1), was there already or not taken (0), the job is full (-1), or
+    the id names a job of another request (:data:`OTHER_REQUEST`: nothing was changed)."""
 
     job: JobRecord
     created: bool

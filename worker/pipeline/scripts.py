@@ -135,6 +135,7 @@ CREATE = LuaSpec(
         "max_subscribers",
         "refused",
         "message",
+        "same_as",
     ),
     rest="fields",
 )

@@ -283,8 +283,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(redis.RedisError)
     async def ledger_down(_: Request, exc: redis.RedisError) -> JSONResponse:
-        log.error("Redis error: %s", exc)
-        return error_response(503, "ledger_unavailable", "the job ledger (Redis) is unreachable")
+        # Only a Redis that cannot be reached (or is loading, or read-only mid-failover) is
+        # "unavailable"; any other refusal is logged as what it is, never blamed on the network.
+        unreachable = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+        if isinstance(exc, unreachable | redis.ReadOnlyError):
+            log.error("Redis unavailable: %s", type(exc).__name__)
+            return error_response(
+                503, "ledger_unavailable", "the job ledger (Redis) is unreachable; try again"
+            )
+        log.error("Redis refused a request: %s: %s", type(exc).__name__, exc)
+        return error_response(
+            503, "ledger_error", "the job ledger (Redis) refused the request; try again later"
+        )
 
 
 class AccessLog:

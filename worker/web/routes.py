@@ -217,7 +217,14 @@ def _add_reads(app: FastAPI, producer: Producer, secured: list[Any]) -> None:
     def list_jobs(
         state: Annotated[JobState | None, Query()] = None,
         batch: Annotated[str | None, Query(max_length=64)] = None,
-        since: Annotated[float | None, Query(description="Unix time: created from then")] = None,
+        since: Annotated[
+            str | None,
+            Query(
+                max_length=64,
+                description="created from then: Unix seconds, or an ISO 8601 time (UTC unless "
+                "it names its offset)",
+            ),
+        ] = None,
         cursor: Annotated[str | None, Query(max_length=512)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> api.JobPage:

@@ -19,13 +19,16 @@
 --         stems: the caller retries it instead)
 -- ARGV[9] message: the job's first message, pushed onto its queue in the same step as the
 --         creation ("" = none)
--- ARGV[10..] fields: field/value pairs of the new job
--- Returns {created (0/1), state, subscribed (1 added, 0 already there or not taken, -1 full),
--- the job's hash as HGETALL reads it when it was there already (so no second read is needed)}.
+-- ARGV[10] same_as: the request fields (JSON) an existing job must hold for this caller to
+--         join it, when the caller chose the job id ("" = the id is the request's fingerprint)
+-- ARGV[11..] fields: field/value pairs of the new job
+-- Returns {created (0/1), state, subscribed (1 added, 0 already there or not taken, -1 full,
+-- -2 the id names a job of another request: nothing changed), the job's hash as HGETALL reads
+-- it when it was there already (so no second read is needed)}.
 local state = redis.call('HGET', KEYS[1], 'state')
 local created = 0
 if not state then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+  redis.call('HSET', KEYS[1], unpack(ARGV, 11))
   redis.call('RPUSH', KEYS[2], ARGV[2])
   if ARGV[9] ~= '' then redis.call('LPUSH', KEYS[9], ARGV[9]) end
   redis.call('ZADD', KEYS[3], ARGV[1], KEYS[1])
@@ -35,7 +38,17 @@ if not state then
   created = 1
 end
 local found = {}
-if created == 0 then found = redis.call('HGETALL', KEYS[1]) end
+if created == 0 then
+  found = redis.call('HGETALL', KEYS[1])
+  if ARGV[10] ~= '' then
+    local stored = cjson.decode(redis.call('HGET', KEYS[1], 'request') or '{}')
+    for name, value in pairs(cjson.decode(ARGV[10])) do
+      local held = stored[name]
+      if held == nil then held = cjson.null end  -- a field an older version did not write
+      if held ~= value then return {0, state, -2, found} end
+    end
+  end
+end
 if ARGV[4] == '' or string.find(ARGV[8], ',' .. state .. ',', 1, true) then
   return {created, state, 0, found}
 end
