@@ -48,7 +48,11 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    audio_url: str = Field(max_length=4096, description="http(s) URL of the audio file")
+    audio_url: str = Field(
+        max_length=4096,
+        description="http(s) URL of the audio file",
+        json_schema_extra={"format": "uri", "examples": ["https://cdn.example.com/song.mp3"]},
+    )
     title: str | None = Field(default=None, max_length=200)
     model_name: ModelName = ModelName("base")
     output_type: OutputType = OutputType("general")
@@ -65,7 +69,10 @@ class JobCreate(BaseModel):
         description="your own id for the job; default: a fingerprint of the request",
     )
     webhook_url: str | None = Field(
-        default=None, max_length=2048, description="receives a signed event when the job ends"
+        default=None,
+        max_length=2048,
+        description="receives a signed event when the job ends",
+        json_schema_extra={"format": "uri"},
     )
     webhook_events: list[str] | None = Field(
         default=None,
