@@ -19,14 +19,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker.errors import (
+    PermanentError,
     StemCorrupt,
     StemDownloadError,
     StemMissing,
-    StemUndecodable,
-    StemUrlExpired,
-    StorageError,
 )
-from worker.files.fetch import fetch_to_file
+from worker.files.fetch import fetch_to_file, url_port
 from worker.files.links import PEAKS, job_key
 from worker.files.stems import DeliveredStem, StoredStem
 from worker.pipeline.parts import SOURCE, PartOutcome, Parts
@@ -205,21 +203,20 @@ def fetch_source(ctx: StageContext, job: JobRecord) -> Source:
         return Source(False, "source validation is off (VIDGO_STEMS_VALIDATE_SOURCE=false)")
     url = job.request.audio_url
     parts = urlsplit(url)
-    if not settings.allow_private_source_hosts:
-        try:
-            resolve_public(
-                parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-            )
-        except BlockedAddress as exc:
-            return Source(
-                False, f"the source's host {exc} (VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS)"
-            )
+    try:
+        port = url_port(url)  # a port out of range is a clear refusal, not a crash
+        if not settings.allow_private_source_hosts:
+            resolve_public(parts.hostname or "", port)
+    except BlockedAddress as exc:
+        return Source(False, f"the source's host {exc} (VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS)")
+    except PermanentError as exc:
+        return Source(False, f"the source could not be checked [{exc.code}]: {exc.message}")
     dest = ctx.scratch.job_dir(job.job_id) / ("source" + (Path(parts.path).suffix or ".audio"))
     try:
         fetched = fetch_to_file(ctx.http, url, dest, max_bytes=settings.max_source_bytes)
         return read_source(dest, fetched.bytes, fetched.sha256)
-    except (StemDownloadError, StemUrlExpired, StorageError, StemUndecodable) as exc:
-        return Source(False, f"the source could not be checked: {exc.message}")
+    except (StemDownloadError, PermanentError) as exc:  # unreachable, refused, not audio
+        return Source(False, f"the source could not be checked [{exc.code}]: {exc.message}")
 
 
 def store_print(ctx: StageContext, job_id: str, name: str, fingerprint: AnalysisPrint) -> str:
