@@ -25,7 +25,7 @@ from starlette.routing import Route
 from emulator import audio, callbacks
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultMiddleware
-from emulator.payloads import task_data
+from emulator.payloads import hostile_detail, task_data
 from emulator.state import EmulatorState, EmuTask
 
 MODEL = "upload-and-separate-vocals"
@@ -147,6 +147,7 @@ async def submit(request: Request) -> Response:
         task.output_fault = "malformed"
     elif state.chance(faults.rate_empty_files):
         task.output_fault = "empty"
+    task.hostile_detail = faults.hostile_detail
     state.tasks[task.task_id] = task
     state.record(
         "submit",
@@ -188,6 +189,9 @@ async def music_detail(request: Request) -> Response:
         return error(404, "Task not found", "resource_not_found_error")
     data = task_data(state, task, _base_url(request))
     state.record("detail", task_id=task_id, status=data["status"])
+    hostile = hostile_detail(task, data)
+    if hostile is not None:
+        return Response(hostile, media_type="application/json")
     return JSONResponse({"code": 200, "data": data})
 
 

@@ -3,6 +3,8 @@
 Stems come from the submitted ``audio_url`` when it can be fetched and decoded (served from the
 stem cache when the same source was split the same way before), else they are synthesised.
 The task stays ``running`` until its stems exist, so ``finished`` means they can be fetched.
+An ``audio_url`` that cannot be fetched at all (a port out of range, no host) fails the task
+with an ``error_message``, as Vidgo reports a failed fetch, instead of leaving it running.
 The callback is POSTed when the task reaches ``finished`` or ``failed``, flat or wrapped per
 the config, and retried on the old (1/2/4 s) or new (5 tries, backoff) schedule.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
@@ -35,7 +38,11 @@ def start(app: Starlette, task: EmuTask) -> None:
 async def _life(app: Starlette, task: EmuTask) -> None:
     state: EmulatorState = app.state.emulator
     if task.fail_message is None:
-        await _render(state, task)
+        try:
+            await _render(state, task)
+        except Exception as exc:  # whatever broke, the task fails as Vidgo's tasks do
+            log.info("task %s: rendering failed (%r)", task.task_id, exc)
+            task.fail_message = f"Failed to fetch the audio from audio_url: {_reason(exc)}"
     finish = task.finish_mono(state.config)
     if finish is None:
         return  # a task that never finishes never calls back
@@ -44,10 +51,35 @@ async def _life(app: Starlette, task: EmuTask) -> None:
         await _call_back(app, state, task)
 
 
+def _reason(exc: BaseException) -> str:
+    """The innermost message of ``exc`` (anyio wraps a connect's error in a group)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be fetched at all (no host, a port out of range); None when it can
+    be tried."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return str(exc)
+    if not parts.hostname:
+        return "the URL has no host"
+    return "port 0 cannot be connected to" if port == 0 else None
+
+
 async def _render(state: EmulatorState, task: EmuTask) -> None:
-    """Make the task's stems while it is running: its finish waits for them (``ready_mono``)."""
+    """Make the task's stems while it is running: its finish waits for them (``ready_mono``).
+    An unfetchable URL fails the task instead."""
     config = state.config
     names = stems_for(task.output_type)
+    problem = url_problem(task.audio_url)
+    if problem is not None:
+        task.fail_message = f"Failed to fetch the audio from audio_url: {problem}"
+        return
     try:
         async with httpx.AsyncClient(timeout=config.fetch_timeout_s) as client:
             response = await client.get(task.audio_url)

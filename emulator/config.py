@@ -51,6 +51,15 @@ class FaultConfig(BaseModel):
     # Stems a split comes back without: served as silence of the right length, so the stems
     # no longer sum to the mix.
     lost_stems: list[str] = Field(default_factory=list)
+    # Query Music Detail answers that break the contract the way a hostile Vidgo could, for
+    # every task submitted while set: nested 100,000 deep, a 5,000-digit progress, a
+    # 5,000-digit number inside vocal_removal (once finished), a lone surrogate (the \udfff
+    # JSON escape) as the status.
+    hostile_detail: Literal["deep", "huge_progress", "huge_in_stems", "surrogate_status"] | None = (
+        None
+    )
+    # Stem URLs end in this suffix whatever format their bytes are (a .wav URL serving MP3).
+    stem_url_suffix: Literal["mp3", "wav", "flac"] | None = None
 
 
 class EmulatorConfig(BaseModel):

@@ -35,6 +35,8 @@ class EmuTask:
     fail_message: str | None = None
     # None, "malformed" (vocal_removal is not JSON) or "empty" (finished with files: []).
     output_fault: str | None = None
+    # A hostile Query Music Detail answer (FaultConfig.hostile_detail), or None.
+    hostile_detail: str | None = None
     never_finish: bool = False
     # Stem URLs carry this generation; an expired generation answers 410.
     url_generation: int = 0

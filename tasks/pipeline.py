@@ -35,6 +35,7 @@ from worker.errors import (
 )
 from worker.files.links import ORIGINALS
 from worker.models import TRACK_FIELDS, parse_request
+from worker.observe.logs import mask_tokens
 from worker.pipeline.outbox import announce, announce_stems_stored
 from worker.pipeline.retention import purge, remove_originals
 from worker.pipeline.schedule import Schedule
@@ -50,6 +51,7 @@ from worker.pipeline.stages import (
 from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
 from worker.producer import enqueue_request
 from worker.runtime import runtime
+from worker.text import neutralise
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +216,9 @@ class StageTask(Task):  # type: ignore[misc]
             message = f"{exc} (gave up after {self.request.retries} retries)"
         elif isinstance(exc, VidgoStemsError):
             code, message = exc.code, exc.message
-        else:
-            code, message = "internal_error", f"{type(exc).__name__}: {exc}"
+        else:  # a bug's text may carry anything: a request body, a callback token, escapes
+            code = "internal_error"
+            message = neutralise(mask_tokens(f"{type(exc).__name__}: {exc}"))
         if fail_job(job_id, token, code, message):
             log.error("%s job %s FAILED [%s]: %s", self.name, job_id, code, message)
 

@@ -10,7 +10,7 @@ Two things make a string dangerous here although Python holds it happily:
   line.
 
 Input is refused at the door (:func:`problem_in`, :func:`check_tree`); what a third party says
-and we keep anyway (an error message) is cut and neutralised first (:func:`printable`); and
+and we keep anyway (an error message) is cut and neutralised first (:func:`neutralise`); and
 what an older version stored before these checks is read back scrubbed (:func:`loads_stored`),
 so a job can never become unreadable.
 """
@@ -95,17 +95,43 @@ def loads_stored(raw: str | bytes) -> Any:
     return scrubbed(value) if may_hold_surrogate(text) else value
 
 
-#: Third-party text we keep (an error message from Vidgo, a callback's hint) is cut to this.
-MAX_KEPT_CHARS = 500
+#: What is kept of one text from a third party (an error message from Vidgo, a callback's
+#: hint), in characters.
+MAX_TEXT_CHARS = 500
+#: Identifiers from Vidgo (task ids, statuses) longer than this are refused.
+MAX_ID_CHARS = 128
+
+#: Whitespace controls read as a space: a message keeps its words, a log line stays one line.
+_SPACES = "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029"
+#: C0, DEL and C1 controls; bidirectional embeddings, overrides and isolates (they reorder
+#: what a terminal shows); zero-width and BOM characters.
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069\ufeff]"
+)
 
 
-def printable(value: str, limit: int = MAX_KEPT_CHARS) -> str:
-    """``value`` made safe to store, log and print: controls (ESC, CR, LF, DEL, C1...) become
-    spaces, lone surrogates U+FFFD, runs of white space one space; cut to ``limit``
-    characters with a note of the full length."""
-    value = _SURROGATE.sub("\ufffd", value) if has_lone_surrogate(value) else value
-    cleaned = _CONTROL.sub(" ", value)
-    cleaned = " ".join(cleaned.split())
-    if len(cleaned) > limit:
-        return f"{cleaned[:limit]}… ({len(cleaned)} characters)"
-    return cleaned
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SPACES:
+        return " "
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def neutralise(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """Third-party ``text`` made safe to store, log and print: every character that could act
+    on a terminal or forge a log line (controls, bidirectional overrides) made visible as an
+    escape, whitespace controls a space, lone surrogates U+FFFD, and at most ``limit``
+    characters kept; a cut is marked with the full length, so a reader knows more was sent."""
+    cut = len(text) > limit
+    head = text[:limit] if cut else text
+    safe = _UNSAFE.sub(_visible, _SURROGATE.sub("\ufffd", head))
+    if len(safe) > limit:  # escapes made it longer
+        safe, cut = safe[:limit], True
+    return f"{safe}... [cut: {len(text)} characters in all]" if cut else safe
+
+
+def is_plain(text: str, limit: int = MAX_ID_CHARS) -> bool:
+    """True when ``text`` is at most ``limit`` characters with no control character, no
+    bidirectional override and no lone surrogate: fit to store as an identifier."""
+    return len(text) <= limit and _UNSAFE.search(text) is None and _SURROGATE.search(text) is None

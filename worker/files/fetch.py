@@ -5,7 +5,9 @@ pass. A transfer that breaks keeps its part file, and the next call resumes it w
 (``If-Range`` on the ETag, so a changed object restarts from zero). The result is checked against
 the announced length and, when the server's ETag is a plain MD5 or SHA-256 hex digest, against that
 checksum; a mismatch discards the part so the next try downloads afresh. Only a verified file is
-renamed to its final name, so a file with its final name is always complete.
+renamed to its final name, so a file with its final name is always complete. A URL that cannot
+name anything fetchable (a port out of range, no host) is refused before any request, with the
+stable code ``url_invalid``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import urlsplit
 
 import httpx
 
-from worker.errors import StemDownloadError, StemUrlExpired, StorageError
+from worker.errors import PermanentError, StemDownloadError, StemUrlExpired, StorageError
 from worker.files.scratch import storage_error
 
 CHUNK_BYTES = 1 << 16
@@ -39,12 +42,34 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.part")
 
 
+def url_port(url: str) -> int:
+    """The port ``url`` names (its scheme's default when it names none).
+
+    Raises PermanentError (``url_invalid``) for a port out of range or not a number, or no host.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise PermanentError(
+            f"the URL cannot be fetched: {exc}; it needs a port from 1 to 65535",
+            code="url_invalid",
+        ) from None
+    if not parts.hostname or port == 0:
+        raise PermanentError(
+            "the URL cannot be fetched: it names no host or port 0", code="url_invalid"
+        )
+    return port or (443 if parts.scheme == "https" else 80)
+
+
 def fetch_to_file(http: httpx.Client, url: str, dest: Path, *, max_bytes: int) -> Fetched:
     """Download ``url`` into ``dest``, resuming a part file when there is one.
 
     Raises StemDownloadError (retryable: broken, short or corrupt transfer), StemUrlExpired
-    (403/404/410) or StorageError (disk full, no permission, over ``max_bytes``).
+    (403/404/410), StorageError (disk full, no permission, over ``max_bytes``) or
+    PermanentError (``url_invalid``: the URL names no host or a port out of range).
     """
+    url_port(url)
     part = part_path(dest)
     offset = part.stat().st_size if part.exists() else 0
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
@@ -64,6 +89,10 @@ def fetch_to_file(http: httpx.Client, url: str, dest: Path, *, max_bytes: int) -
                 _copy(response, out, *wanted, start=offset, max_bytes=max_bytes, name=dest.name)
                 out.flush()
                 os.fsync(out.fileno())
+    except httpx.InvalidURL as exc:
+        raise PermanentError(
+            f"{dest.name}: the URL cannot be fetched: {exc}", code="url_invalid"
+        ) from None
     except httpx.HTTPError as exc:
         raise StemDownloadError(
             f"{dest.name}: transfer broke ({type(exc).__name__}); it resumes from the bytes kept"

@@ -7,7 +7,10 @@ of ``duration_s`` come from the task running in this process (:func:`stage_start
 
 Both formatters scrub every configured secret (the Vidgo key, gateway keys, the webhook and
 link-signing secrets, the AWS secret key, a password in REDIS_URL) from the finished line,
-tracebacks included, as a last line of defence behind ``SecretStr``.
+tracebacks included, as a last line of defence behind ``SecretStr``. Per-job secrets no
+process knows in advance (the callback token in the URL Vidgo is given) are masked by their
+shape: any ``token=`` or ``callback_token`` value in a line, plain, percent-encoded or
+JSON-escaped, as when an exception's text carries a whole request body.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextvars
 import json
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -41,6 +45,21 @@ CONTEXT_FIELDS = (
 )
 PLAIN_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(name)s: %(message)s"
 MASK = "***"
+#: ``token=VALUE`` (also ``token%3DVALUE``) and ``"callback_token": "VALUE"``: the value goes.
+_TOKEN_VALUE = re.compile(
+    r"""(?ix)
+    ( (?: (?<![a-z]) | (?<=%3F) | (?<=%26) ) token (?: = | %3D ) )  # token=, token%3D
+    [^\s&#"'\\<>,;)\]}]+
+    | ( callback_token \\* ["'] \s* [:=] \s* \\* ["'] )   # "callback_token": "..." (escaped)
+    [^"'\\]+
+    """
+)
+
+
+def mask_tokens(line: str) -> str:
+    """``line`` with the value of every ``token=`` query parameter and ``callback_token``
+    field replaced by the mask."""
+    return _TOKEN_VALUE.sub(lambda m: (m.group(1) or m.group(2)) + MASK, line)
 
 
 @dataclass(frozen=True)
@@ -118,7 +137,7 @@ class _Scrub:
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, MASK)
-        return line
+        return mask_tokens(line)
 
 
 class PlainFormatter(logging.Formatter):

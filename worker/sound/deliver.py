@@ -19,7 +19,8 @@ import soxr
 from mutagen.id3 import ID3, TIT2, TXXX
 from mutagen.wave import WAVE
 
-from worker.errors import InvalidRequest
+from worker.errors import InvalidRequest, StemUndecodable
+from worker.files.sniff import sniff_file
 from worker.sound.measure import measure, true_peak
 
 #: format -> (file extension, libsndfile major format, subtype)
@@ -154,13 +155,26 @@ def normalise(
 
 
 def write_tags(path: Path, tags: dict[str, str]) -> None:
-    """Title and our fields (stem role, source title, job id) in the file's own tag format."""
-    suffix = path.suffix.lower()
-    if suffix == ".mp3":
+    """Title and our fields (stem role, source title, job id) in the file's own tag format,
+    chosen by its bytes rather than its name. Raises StemUndecodable (``stem_untaggable``)
+    when the file cannot carry them."""
+    kind = sniff_file(path) or path.suffix.lower()
+    try:
+        _write_tags(path, kind, tags)
+    except (mutagen.MutagenError, KeyError, ValueError, TypeError) as exc:
+        raise StemUndecodable(
+            f"{path.name}: tags cannot be written to it as {kind.lstrip('.')} "
+            f"({type(exc).__name__}); the stem is not a well-formed audio file",
+            code="stem_untaggable",
+        ) from None
+
+
+def _write_tags(path: Path, kind: str, tags: dict[str, str]) -> None:
+    if kind == ".mp3":
         id3 = ID3()
         _id3_frames(id3, tags)
         id3.save(str(path))
-    elif suffix == ".wav":
+    elif kind == ".wav":
         wave = WAVE(str(path))
         if wave.tags is None:
             wave.add_tags()

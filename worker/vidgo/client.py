@@ -16,10 +16,13 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from worker.errors import VidgoProtocolError, VidgoStemsError
+from worker import jsonsafe
+from worker.errors import PermanentError, VidgoProtocolError, VidgoStemsError
+from worker.jsonsafe import JsonLimits, JsonRefused
 from worker.models import VIDGO_MODEL, JobRequest
 from worker.observe import metrics
 from worker.settings import Settings
+from worker.text import neutralise
 from worker.vidgo.http_errors import error_for_status, error_for_transport
 from worker.vidgo.limits import VidgoLimits
 from worker.vidgo.parse import SubmitResult, TaskDetail, body_code, parse_detail, parse_submit
@@ -40,6 +43,21 @@ def submit_payload(request: JobRequest, *, callback_url: str | None) -> dict[str
     if callback_url:
         payload["callback_url"] = callback_url
     return payload
+
+
+def encode_body(payload: dict[str, Any]) -> bytes:
+    """The UTF-8 JSON of a request body. Text that is not Unicode (a lone surrogate) is refused
+    with a message that names no value: the body carries the job's callback token."""
+    try:
+        return json.dumps(
+            payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+    except (UnicodeEncodeError, ValueError):
+        raise PermanentError(
+            "the job's request holds text that is not valid Unicode (a lone surrogate) or a "
+            "number JSON cannot carry; fix the title or audio_url and enqueue it again",
+            code="invalid_request",
+        ) from None
 
 
 def http_timeout(settings: Settings, *, read_s: float | None = None) -> httpx.Timeout:
@@ -64,6 +82,7 @@ class VidgoClient:
     ) -> None:
         key = api_key or settings.require_api_key()
         self._limits = limits
+        self._json_limits = settings.json_limits
         self._http = httpx.Client(
             base_url=settings.vidgo_base_url,
             transport=transport,
@@ -94,7 +113,8 @@ class VidgoClient:
             "POST",
             "/api/generate/submit",
             what="submit",
-            json=submit_payload(request, callback_url=callback_url),
+            content=encode_body(submit_payload(request, callback_url=callback_url)),
+            headers={"Content-Type": "application/json"},
         )
         return parse_submit(body)
 
@@ -135,7 +155,7 @@ class VidgoClient:
         metrics.VIDGO_REQUESTS.labels(endpoint, metrics.vidgo_outcome(response.status_code)).inc()
         if response.status_code == 429 and self._limits is not None:
             self._limits.penalise()
-        body = _decode(response, what=what)
+        body = _decode(response, what=what, limits=self._json_limits)
         if response.status_code != 200:
             raise error_for_status(response.status_code, body, response.headers, what=what)
         code = body_code(body)
@@ -146,16 +166,18 @@ class VidgoClient:
         return body
 
 
-def _decode(response: httpx.Response, *, what: str) -> Any:
-    """JSON of a response; a non-JSON error body is kept as text, a non-JSON 200 is an error."""
+def _decode(response: httpx.Response, *, what: str, limits: JsonLimits) -> Any:
+    """JSON of a response, parsed within ``limits`` (no depth or number can crash the parse).
+    A 200 that is not usable JSON is a protocol error; an error answer that is not keeps its
+    text, neutralised, as the message."""
     try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return jsonsafe.loads(response.content, limits)
+    except JsonRefused as exc:
         if response.status_code == 200:
             raise VidgoProtocolError(
-                f"Vidgo {what} answered 200 with a body that is not JSON: {response.text[:120]!r}"
+                f"Vidgo {what} answered 200 with a body that is not JSON we accept: {exc}"
             ) from None
-        return {"detail": response.text[:200]}
+        return {"detail": neutralise(response.content[:200].decode("utf-8", "replace"))}
 
 
 __all__ = ["VidgoClient", "VidgoStemsError", "http_timeout", "submit_payload"]

@@ -23,7 +23,7 @@ from worker.models import validate_job_id
 from worker.pipeline.ledger import Ledger
 from worker.pipeline.recovery import kick
 from worker.pipeline.states import TaskName, states_of
-from worker.text import printable
+from worker.text import neutralise
 from worker.vidgo.parse import unwrap_data
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def callback_hint(body: bytes, limits: JsonLimits = DEFAULT_LIMITS) -> dict[str,
     parsed = unwrap_data(decoded)
     hint = {k: parsed.get(k) for k in ("task_id", "status")}
     # Kept for the log and history only, so made printable: no control characters, short.
-    return {k: printable(v, 64) for k, v in hint.items() if isinstance(v, str)}
+    return {k: neutralise(v, 64) for k, v in hint.items() if isinstance(v, str)}
 
 
 def handle_callback(

@@ -9,19 +9,24 @@ already stored with the recorded checksum is not fetched again, so a retried or 
 download does no work twice. When Vidgo's storage says a URL has expired (403/404/410), the
 task is queried again for fresh URLs, up to ``max_url_refreshes`` times per job, and the stage
 is retried with them.
+
+A stem's file name, and so the format every later step reads and tags it as, comes from its
+bytes (:mod:`worker.files.sniff`), not from its URL: a ``.wav`` URL serving MP3 is stored as
+``.mp3``. Bytes of no audio format we know fail the job with ``stem_not_audio``.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from worker.errors import StemUrlExpired, StemUrlsRefreshed
+from worker.errors import StemUndecodable, StemUrlExpired, StemUrlsRefreshed
 from worker.files.fetch import fetch_to_file
 from worker.files.links import ORIGINALS, job_key
 from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
+from worker.files.sniff import sniff_file
 from worker.files.stems import StoredStem, still_stored
 from worker.files.storage import content_type_for
 from worker.models import expected_stems
@@ -37,8 +42,29 @@ log = logging.getLogger(__name__)
 
 
 def stem_filename(stem: str, url: str) -> str:
+    """The name a stem is fetched under: its URL's suffix when that is an audio one."""
     suffix = PurePosixPath(urlsplit(url).path).suffix.lower()
     return safe_stem_name(stem) + (suffix if suffix in AUDIO_SUFFIXES else ".audio")
+
+
+def named_by_bytes(stem: str, local: Path) -> Path:
+    """The fetched file renamed to the suffix its bytes say (itself when its name agrees).
+
+    Raises StemUndecodable (``stem_not_audio``) when the bytes are no audio format we know.
+    """
+    suffix = sniff_file(local)
+    if suffix is None:
+        local.unlink(missing_ok=True)  # a retry fetches it afresh
+        raise StemUndecodable(
+            f"stem {stem}: the file Vidgo served is not audio in any format we know (WAV, "
+            "FLAC, MP3, Ogg, AIFF, AAC, MP4); it cannot be delivered",
+            code="stem_not_audio",
+        )
+    if local.suffix == suffix:
+        return local
+    named = local.with_name(safe_stem_name(stem) + suffix)
+    local.replace(named)
+    return named
 
 
 def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
@@ -54,12 +80,13 @@ def run_download(ctx: StageContext, job_id: str, token: str) -> Outcome:
         if earlier and still_stored(ctx.storage, earlier):
             stems[stem] = earlier  # stored by an earlier run of this step
             continue
-        name = stem_filename(stem, url)
-        local = scratch / name
+        local = scratch / stem_filename(stem, url)
         try:
             fetched = fetch_to_file(ctx.http, url, local, max_bytes=ctx.settings.max_stem_bytes)
         except StemUrlExpired as exc:
             _refresh_urls(ctx, job, exc)
+        local = named_by_bytes(stem, local)
+        name = local.name
         metrics.DOWNLOAD_BYTES.inc(fetched.bytes - fetched.resumed_from)
         stored = ctx.storage.put_file(
             job_key(job_id, f"{ORIGINALS}/{name}"),
@@ -106,7 +133,8 @@ def _refresh_urls(ctx: StageContext, job: JobRecord, expired: StemUrlExpired) ->
             job_id=job.job_id,
         )
     detail = ctx.vidgo.music_detail(job.vidgo_task_id)
-    fresh = extract_stem_urls(detail.files, expected_stems(job.request.output_type)).urls
+    wanted = expected_stems(job.request.output_type)
+    fresh = extract_stem_urls(detail.files, wanted, ctx.settings.json_limits).urls
     if not fresh:
         raise StemUrlExpired(
             f"{expired.message}; Vidgo no longer lists the stems", job_id=job.job_id

@@ -130,7 +130,7 @@ def _poll_round(ctx: StageContext, job: JobRecord) -> Round:
         if detail.progress is not None:
             result.progress = detail.progress
         if detail.status is VidgoStatus.FINISHED:
-            stems = extract_stem_urls(detail.files, wanted)  # malformed: the job fails
+            stems = extract_stem_urls(detail.files, wanted, ctx.settings.json_limits)
             if stems.urls:
                 result.winner = (task_id, stems)
                 return result

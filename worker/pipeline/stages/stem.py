@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import (
+    PermanentError,
     StemCorrupt,
     StemDownloadError,
     StemMissing,
-    StemUndecodable,
-    StemUrlExpired,
-    StorageError,
 )
 from worker.files.fetch import fetch_to_file
 from worker.files.links import PEAKS, job_key
@@ -211,8 +209,8 @@ def fetch_source(ctx: StageContext, job: JobRecord) -> Source:
     try:
         fetched = fetch_to_file(ctx.http, url, dest, max_bytes=settings.max_source_bytes)
         return read_source(dest, fetched.bytes, fetched.sha256)
-    except (StemDownloadError, StemUrlExpired, StorageError, StemUndecodable) as exc:
-        return Source(False, f"the source could not be checked: {exc.message}")
+    except (StemDownloadError, PermanentError) as exc:  # unreachable, refused, not audio
+        return Source(False, f"the source could not be checked [{exc.code}]: {exc.message}")
 
 
 def store_print(ctx: StageContext, job_id: str, name: str, fingerprint: AnalysisPrint) -> str:
