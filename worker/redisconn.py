@@ -15,9 +15,8 @@ of a crash. :func:`client_options` lists the socket settings and why each is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -25,61 +24,42 @@ from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from worker import redisurl
 from worker.errors import ConfigError
+from worker.redisurl import SentinelService, is_sentinel
 from worker.settings import Settings
 
-SENTINEL_SCHEME = "sentinel"
-
-
-@dataclass(frozen=True)
-class SentinelService:
-    """What a ``sentinel://`` URL names: the sentinels and the data nodes' login and db."""
-
-    sentinels: tuple[tuple[str, int], ...]
-    db: int
-    username: str | None
-    password: str | None
-
-
-def is_sentinel(url: str) -> bool:
-    return url.strip().lower().startswith(f"{SENTINEL_SCHEME}://")
+__all__ = [
+    "SentinelService",
+    "client_options",
+    "connect",
+    "is_sentinel",
+    "parse_sentinel_url",
+    "sentinel_kwargs",
+]
 
 
 def parse_sentinel_url(url: str) -> SentinelService:
-    """Parse ``sentinel://[[user]:pass@]host:port[/db][;sentinel://host:port...]``.
+    """The sentinels, login and database of a ``sentinel://`` URL (see
+    :func:`worker.redisurl.parse_sentinel_url`); a ConfigError saying what to write."""
+    try:
+        return redisurl.parse_sentinel_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"REDIS_URL: {exc}") from None
 
-    The login and database are read from the first address only, as Celery and kombu read
-    them, so the ledger and Celery always use the same database.
+
+class BoundedHandshakeSSLConnection(redis.SSLConnection):
+    """A TLS connection whose handshake gives up after the connect timeout.
+
+    redis-py runs the handshake under ``socket_timeout``, which is None for plain clients, so
+    a ``rediss://`` URL pointed at a Redis without TLS would wait for a ServerHello for ever.
     """
-    sentinels: list[tuple[str, int]] = []
-    db, username, password = 0, None, None
-    for part in (p.strip() for p in url.split(";") if p.strip()):
-        parts = urlsplit(part)
-        if parts.scheme.lower() != SENTINEL_SCHEME or not parts.hostname:
-            raise ConfigError(
-                f"REDIS_URL: {part!r} is not a sentinel://host:port address; list sentinels as "
-                "sentinel://s1:26379/0;sentinel://s2:26379;sentinel://s3:26379"
-            )
-        try:
-            port = parts.port or 26379
-        except ValueError:
-            raise ConfigError(
-                f"REDIS_URL: {parts.hostname} has a port that is not a number"
-            ) from None
-        sentinels.append((parts.hostname, port))
-        if len(sentinels) > 1:
-            continue
-        if parts.password is not None:
-            username = unquote(parts.username) if parts.username else None
-            password = unquote(parts.password)
-        if parts.path.strip("/"):
-            try:
-                db = int(parts.path.strip("/"))
-            except ValueError:
-                raise ConfigError(
-                    f"REDIS_URL: the database must be a number, got {parts.path.strip('/')!r}"
-                ) from None
-    return SentinelService(tuple(sentinels), db, username, password)
+
+    def _wrap_socket_with_ssl(self, sock: Any) -> Any:
+        sock.settimeout(self.socket_connect_timeout)
+        wrapped = super()._wrap_socket_with_ssl(sock)
+        wrapped.settimeout(self.socket_timeout)
+        return wrapped
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -109,7 +89,7 @@ def connect(settings: Settings) -> redis.Redis:
     """A client for the shared Redis (the primary, under Sentinel)."""
     url = settings.require_redis_url()
     if not is_sentinel(url):
-        return redis.Redis.from_url(url, health_check_interval=30)
+        return _plain_client(url, settings)
     service = parse_sentinel_url(url)
     options = client_options(settings)
     sentinel = Sentinel(
@@ -125,6 +105,20 @@ def connect(settings: Settings) -> redis.Redis:
         **options,
     )
     return client
+
+
+def _plain_client(url: str, settings: Settings) -> redis.Redis:
+    """A client for one server. Connecting (and a TLS handshake) gives up after the socket
+    timeout; commands have none, as before (a long WAIT or BLPOP is not cut)."""
+    extra: dict[str, Any] = {}
+    if urlsplit(url).scheme.lower() == "rediss":
+        extra["connection_class"] = BoundedHandshakeSSLConnection
+    return redis.Redis.from_url(
+        url,
+        health_check_interval=30,
+        socket_connect_timeout=settings.redis_socket_timeout_s,
+        **extra,
+    )
 
 
 def sentinel_kwargs(settings: Settings) -> dict[str, Any]:

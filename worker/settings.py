@@ -22,9 +22,9 @@ from pydantic_settings.exceptions import SettingsError
 from worker.errors import ConfigError
 from worker.jsonsafe import JsonLimits
 from worker.models import DeliveryFormat
+from worker.redisurl import check_redis_url
 
 DEFAULT_VIDGO_BASE_URL = "https://api.vidgo.ai"
-REDIS_SCHEMES = ("redis", "rediss", "unix", "sentinel")
 
 
 class Settings(BaseSettings):
@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # A request body must arrive within this many seconds of the request (a slow or stalled
     # sender would hold a connection otherwise).
     gateway_body_timeout_s: float = Field(default=10.0, gt=0)
+    # A connection's request headers must be complete this many seconds after it opened (or
+    # after the previous answer on it); a client trickling them is cut.
+    gateway_header_timeout_s: float = Field(default=10.0, gt=0)
     # JSON from outside (gateway bodies, callbacks, catalog rows): nesting and integer limits.
     max_json_depth: int = Field(default=32, ge=2, le=1000)
     max_json_int_digits: int = Field(default=40, ge=1, le=4300)
@@ -247,10 +250,25 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        # Never echo the value: a URL may carry a password (user:secret@host).
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http(s) URL with a host, got {value!r}")
+        if parts.scheme.lower() not in ("http", "https"):
+            raise ValueError("must be an http(s) URL with a host, e.g. https://host.example.com")
+        try:
+            hostname, _ = parts.hostname, parts.port
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
+        if not hostname:
+            raise ValueError("must be an http(s) URL with a host, got no host")
         return value.rstrip("/")
+
+    @field_validator("stems_dir", "scratch_dir", mode="before")
+    @classmethod
+    def _no_empty_folder(cls, value: object) -> object:
+        # An empty value would be Path(""), the current folder: never store stems by accident.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty: name a folder (e.g. /var/lib/vidgo-stems), or unset it")
+        return value
 
     @field_validator("allowed_stem_hosts", "gateway_api_keys", mode="before")
     @classmethod
@@ -272,16 +290,10 @@ class Settings(BaseSettings):
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str | None) -> str | None:
+    def _redis_url(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        scheme = urlsplit(value).scheme.lower()
-        if scheme not in REDIS_SCHEMES:
-            raise ValueError(
-                f"must start with {', '.join(s + '://' for s in REDIS_SCHEMES)}, got "
-                f"{scheme + '://' if scheme else 'no scheme'} (e.g. redis://redis-host:6379/0, "
-                "or sentinel://s1:26379/0;sentinel://s2:26379 for Redis Sentinel)"
-            )
+        check_redis_url(value)  # raises ValueError saying what to write (never the URL)
         return value
 
     @field_validator("webhook_secret")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,9 @@ class CatalogCheck:
 
 
 def batch_id_of(path: Path) -> str:
-    """A batch is its catalog's content: the same file always re-attaches to the same batch."""
+    """A batch is its catalog's content: the same file always re-attaches to the same batch.
+    Refuses what is not a text file first (a device such as /dev/zero would never end)."""
+    catalog_format(path)
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
@@ -74,6 +77,12 @@ def batch_id_of(path: Path) -> str:
 def catalog_format(path: Path) -> str:
     """``csv`` or ``jsonl``, by suffix, else by the first character; refuses binary files."""
     try:
+        # Checked before opening: opening a FIFO waits for a writer, reading a device never ends.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise CatalogError(
+                f"{path} is not a regular file (a device, pipe or socket): give a CSV or JSONL "
+                "file, which is read twice (to name the batch, then row by row)"
+            )
         with path.open("rb") as handle:
             head = handle.read(_SNIFF_BYTES)
     except OSError as exc:
@@ -182,6 +191,7 @@ def _csv_rows(
         raise CatalogError(
             f"{path} line 1: the header is not valid UTF-8 text; save the catalog as UTF-8"
         )
+    _refuse_repeated_columns(header, path)
     if "audio_url" not in header:
         raise CatalogError(
             f"{path} line 1: no audio_url column (found: {', '.join(header)[:200]}); the first "
@@ -208,6 +218,18 @@ def _csv_rows(
         row: dict[str, Any] = {k: cells[k] for k in KNOWN if cells.get(k, "").strip()}
         row["metadata"] = {k: v for k, v in cells.items() if k not in KNOWN and v != ""}
         yield start, row
+
+
+def _refuse_repeated_columns(header: list[str], path: Path) -> None:
+    """Two columns of one name: which would hold the row's value is a guess, so say which."""
+    seen: set[str] = set()
+    for name in filter(None, header):  # unnamed columns (trailing commas) are not names
+        if name in seen:
+            raise CatalogError(
+                f"{path} line 1: the column {name[:80]!r} is named twice (names are compared "
+                "without case and surrounding spaces); give each column its own name"
+            )
+        seen.add(name)
 
 
 def _row(line: int, fields: dict[str, Any]) -> CatalogRow | RowProblem:

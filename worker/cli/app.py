@@ -25,6 +25,22 @@ def _fail(exc: VidgoStemsError) -> None:
     sys.exit(2)
 
 
+def _unreachable(exc: Exception) -> str:
+    """What to say when Redis does not answer; over TLS, the likely fix is the scheme."""
+    from worker.settings import get_settings
+
+    try:
+        tls = (get_settings().redis_url or "").lower().startswith("rediss://")
+    except VidgoStemsError:
+        tls = False
+    if tls:
+        return (
+            f"cannot reach Redis over TLS (REDIS_URL is rediss://): {exc}; is it running, and "
+            "does it speak TLS? For a Redis without TLS write redis://"
+        )
+    return f"cannot reach Redis (REDIS_URL): {exc}; is it running?"
+
+
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         import redis
@@ -43,7 +59,7 @@ class _Group(click.Group):
             )
             sys.exit(2)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            click.echo(f"error: cannot reach Redis (REDIS_URL): {exc}; is it running?", err=True)
+            click.echo(f"error: {_unreachable(exc)}", err=True)
             sys.exit(2)
         except redis.exceptions.AuthenticationError as exc:
             click.echo(f"error: Redis refused the login (REDIS_URL): {exc}", err=True)

@@ -94,41 +94,40 @@ def worker(
 @click.option("--workers", default=1, show_default=True, help="uvicorn worker processes.")
 def gateway(host: str, port: int, workers: int) -> None:
     """Serve the HTTP gateway: jobs API, Vidgo callbacks, health (needs REDIS_URL and
-    VIDGO_STEMS_GATEWAY_API_KEYS). Put TLS in front of it."""
-    import redis
+    VIDGO_STEMS_GATEWAY_API_KEYS). Put TLS in front of it.
+
+    Refuses to start, with one line, when the configuration is incomplete, Redis does not
+    answer or the port cannot be bound; says where it listens only once it can.
+    """
     import uvicorn
 
     from worker.celery_app import producer as default_producer
     from worker.web.gateway import create_app
+    from worker.web.serve import HeaderDeadlineProtocol, listen, serve
 
     create_app()  # fail here, with the fix, when the configuration is incomplete
-    settings = default_producer().settings
-    try:
-        default_producer().redis.ping()
-    except redis.exceptions.RedisError as exc:
-        click.echo(
-            f"warning: Redis (REDIS_URL) does not answer ({exc}); /readyz answers 503 and the "
-            "jobs API 503 until it does",
-            err=True,
-        )
+    p = default_producer()
+    p.redis.ping()  # an unreachable Redis stops the start (one line, exit 2), as for workers
+    sock = listen(host, port)
+    settings = p.settings
     keys = len(settings.gateway_api_keys)
     click.echo(
-        f"vidgo-stems gateway on http://{host}:{port}: storage {default_producer().storage.url}, "
-        f"auth on ({keys} jobs API key{'s' if keys != 1 else ''}), metrics at /metrics, "
-        f"logs {settings.log_format}",
+        f"vidgo-stems gateway on http://{host}:{sock.getsockname()[1]}: storage "
+        f"{p.storage.url}, auth on ({keys} jobs API key{'s' if keys != 1 else ''}), metrics at "
+        f"/metrics, logs {settings.log_format}",
         err=True,
     )
     logging.getLogger("vidgo_stems.gateway").setLevel(logging.INFO)
-    uvicorn.run(
+    config = uvicorn.Config(
         "worker.web.gateway:create_app",
         factory=True,
-        host=host,
-        port=port,
         workers=workers,
+        http=HeaderDeadlineProtocol,
         access_log=False,  # uvicorn's would print query strings, and with them callback tokens
         log_config=None,
         proxy_headers=True,
     )
+    serve(config, sock)
 
 
 @main.command("webhook-secret")

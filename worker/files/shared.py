@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 
 import redis
 
@@ -36,9 +37,10 @@ def check_shared_storage(storage: Storage, client: redis.Redis, keys: Keys) -> s
         won = bool(client.set(keys.storage_id, candidate, nx=True))
         known = _text(client.get(keys.storage_id))
         if won and marker is None:
-            storage.put_bytes(MARKER_KEY, candidate.encode(), content_type="text/plain")
+            _mark(storage, client, keys, candidate)
         marker = _text(storage.read_bytes(MARKER_KEY))
     if marker != known:
+        _refuse_missing_folder(storage)
         raise ConfigError(
             f"refusing to start: the storage at {storage.url} is not the storage the other "
             "workers use (its identity does not match the one in Redis), so post-processing "
@@ -48,6 +50,29 @@ def check_shared_storage(storage: Storage, client: redis.Redis, keys: Keys) -> s
         )
     log.info("storage %s is shared (identity %s)", storage.url, marker)
     return str(marker)
+
+
+def _mark(storage: Storage, client: redis.Redis, keys: Keys, identity: str) -> None:
+    """Write the identity this worker just claimed into the storage; if that fails (a folder
+    that cannot be made, no permission), take the claim back, so that the next worker with a
+    working storage is not refused for a storage that never held it."""
+    try:
+        storage.put_bytes(MARKER_KEY, identity.encode(), content_type="text/plain")
+    except Exception:
+        if _text(client.get(keys.storage_id)) == identity:
+            client.delete(keys.storage_id)
+        raise
+
+
+def _refuse_missing_folder(storage: Storage) -> None:
+    """A ``file://`` storage whose folder does not exist is named as such, not as foreign."""
+    root = getattr(storage, "root", None)
+    if isinstance(root, Path) and not root.is_dir():
+        raise ConfigError(
+            f"refusing to start: the storage folder {root} does not exist (or is not a folder). "
+            "Mount the folder the other workers share there, or set VIDGO_STEMS_STORAGE_URL "
+            "(or STEMS_DIR) to it"
+        )
 
 
 def _text(value: object) -> str | None:
