@@ -44,6 +44,8 @@ MAX_URL_LENGTH = 2048
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")
 _HOST_NAME = re.compile(r"[a-z0-9_.-]+")
 LINK_LOCAL_SETTING = "VIDGO_STEMS_DANGEROUSLY_ALLOW_LINK_LOCAL_HOSTS"
+WEBHOOK_SETTING = "VIDGO_STEMS_ALLOW_PRIVATE_WEBHOOK_HOSTS"
+SOURCE_SETTING = "VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS"
 
 
 class BadUrl(ValueError):
@@ -125,7 +127,7 @@ class AddressPolicy:
     private: bool = False
     link_local: bool = False
     #: The setting that opens private addresses on this path, named in refusals.
-    setting: str = "VIDGO_STEMS_ALLOW_PRIVATE_WEBHOOK_HOSTS"
+    setting: str = WEBHOOK_SETTING
 
     def allows(self, kind: Kind) -> bool:
         if kind is Kind.PRIVATE:
@@ -201,7 +203,7 @@ def webhook_policy(settings: Settings) -> AddressPolicy:
     return AddressPolicy(
         private=settings.allow_private_webhook_hosts,
         link_local=settings.dangerously_allow_link_local_hosts,
-        setting="VIDGO_STEMS_ALLOW_PRIVATE_WEBHOOK_HOSTS",
+        setting=WEBHOOK_SETTING,
     )
 
 
@@ -210,7 +212,7 @@ def source_policy(settings: Settings) -> AddressPolicy:
     return AddressPolicy(
         private=settings.allow_private_source_hosts,
         link_local=settings.dangerously_allow_link_local_hosts,
-        setting="VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS",
+        setting=SOURCE_SETTING,
     )
 
 

@@ -162,3 +162,29 @@ def test_the_batch_id_is_the_content(tmp_path):
     b = write(tmp_path, "b.csv", "audio_url\nhttps://cdn.example/a.mp3\n")
     c = write(tmp_path, "c.csv", "audio_url\nhttps://cdn.example/b.mp3\n")
     assert batch_id_of(a) == batch_id_of(b) != batch_id_of(c)
+
+
+def test_a_row_is_held_to_the_same_source_policy_as_every_other_path(tmp_path):
+    from worker.urlsafety import AddressPolicy
+
+    catalog = tmp_path / "c.csv"
+    catalog.write_text(
+        "audio_url,id\n"
+        "http://127.0.0.1:8000/a.mp3,r1\n"
+        "http://169.254.169.254/latest,r2\n"
+        "https://cdn.example.com/a.mp3,r3\n"
+    )
+    closed = check_catalog(catalog)
+    assert [p.line for p in closed.problems] == [2, 3] and closed.valid == 1
+    assert "VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS" in closed.problems[0].reason
+    private = check_catalog(catalog, source=AddressPolicy(private=True))
+    assert [p.line for p in private.problems] == [3]
+    assert "link-local" in private.problems[0].reason
+
+
+def test_a_header_without_audio_url_is_quoted_neutralised(tmp_path):
+    catalog = tmp_path / "c.csv"
+    catalog.write_text("\x1b]0;pwned\x07title,id\nx,y\n")
+    with pytest.raises(CatalogError) as caught:
+        check_catalog(catalog)
+    assert "\x1b" not in caught.value.message and "\\x1b" in caught.value.message

@@ -21,6 +21,8 @@ from worker import jsonsafe
 from worker.errors import CatalogError, InvalidRequest
 from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
 from worker.models import TRACK_FIELDS, JobRequest, parse_request, validate_metadata
+from worker.text import neutralise, problem_in
+from worker.urlsafety import SOURCE_SETTING, AddressPolicy, check_source_url
 
 #: Columns read as the request (the rest of a row is its metadata): the row id and the track.
 KNOWN = ("id", *TRACK_FIELDS)
@@ -100,10 +102,12 @@ def catalog_format(path: Path) -> str:
 
 
 def read_catalog(
-    path: Path, limits: JsonLimits = DEFAULT_LIMITS
+    path: Path, limits: JsonLimits = DEFAULT_LIMITS, source: AddressPolicy | None = None
 ) -> Iterator[CatalogRow | RowProblem]:
     """Every row of the catalog, in order: a CatalogRow, or a RowProblem saying what is wrong.
-    JSONL rows are parsed within ``limits`` (nesting depth, integer length)."""
+    JSONL rows are parsed within ``limits`` (nesting depth, integer length); each row's
+    ``audio_url`` is judged by ``source``, the policy every other path uses (default: public
+    hosts only)."""
     kind = catalog_format(path)
     bad_lines: set[int] = set()
     lines = _decoded_lines(path, bad_lines)
@@ -114,16 +118,18 @@ def read_catalog(
         elif line in bad_lines:
             yield RowProblem(line, "not valid UTF-8 text (is part of the file binary?)")
         else:
-            yield _row(line, fields)
+            yield _row(line, fields, source or AddressPolicy(setting=SOURCE_SETTING))
 
 
-def check_catalog(path: Path, limits: JsonLimits = DEFAULT_LIMITS) -> CatalogCheck:
+def check_catalog(
+    path: Path, limits: JsonLimits = DEFAULT_LIMITS, source: AddressPolicy | None = None
+) -> CatalogCheck:
     """Read the whole catalog once: count rows and jobs, and collect every problem, including
     an id used again for different content."""
     check = CatalogCheck(batch_id=batch_id_of(path))
     seen_ids: dict[str, tuple[str, int]] = {}
     jobs = check.job_ids
-    for item in read_catalog(path, limits):
+    for item in read_catalog(path, limits, source):
         check.rows += 1
         if isinstance(item, RowProblem):
             check.problems.append(item)
@@ -194,7 +200,8 @@ def _csv_rows(
     _refuse_repeated_columns(header, path)
     if "audio_url" not in header:
         raise CatalogError(
-            f"{path} line 1: no audio_url column (found: {', '.join(header)[:200]}); the first "
+            f"{path} line 1: no audio_url column (found: {neutralise(', '.join(header), 200)}); "
+            "the first "
             "line must name the columns, e.g. audio_url,id,title,model_name,output_type"
         )
     done = reader.line_num
@@ -232,17 +239,20 @@ def _refuse_repeated_columns(header: list[str], path: Path) -> None:
         seen.add(name)
 
 
-def _row(line: int, fields: dict[str, Any]) -> CatalogRow | RowProblem:
+def _row(line: int, fields: dict[str, Any], source: AddressPolicy) -> CatalogRow | RowProblem:
     if not fields.get("audio_url"):
         return RowProblem(line, "audio_url is missing")
     raw_id = fields.get("id")
     row_id = str(raw_id).strip() if raw_id not in (None, "") else f"line-{line}"
     if len(row_id) > MAX_ROW_ID_LENGTH:
         return RowProblem(line, f"id is longer than {MAX_ROW_ID_LENGTH} characters")
+    if problem := problem_in(row_id):
+        return RowProblem(line, f"id {problem}")
     known: dict[str, Any] = {k: fields[k] for k in KNOWN if k in fields and k != "id"}
     extra = {k: v for k, v in fields.items() if k not in KNOWN and k != "metadata"}
     try:
         request = parse_request(known)
+        check_source_url(request.audio_url, source)
         metadata = validate_metadata({**fields.get("metadata", {}), **extra})
     except InvalidRequest as exc:
         return RowProblem(line, exc.message.removeprefix("invalid job request: "))

@@ -45,6 +45,7 @@ from worker.pipeline.ledger import Ledger
 from worker.pipeline.record import NewJob, Subscription
 from worker.pipeline.states import JobState, Step, TaskName, new_token
 from worker.producer import Enqueued, enqueue_request
+from worker.urlsafety import source_policy
 
 __all__ = ["INVALID", "BatchError", "BatchOptions", "BatchRunner", "Progress", "jobs_to_submit"]
 
@@ -117,7 +118,8 @@ class BatchRunner:
         self.producer = producer
         self.ledger = producer.ledger
         self.options = options
-        self.check = check or check_catalog(catalog, producer.settings.json_limits)
+        source = source_policy(producer.settings)
+        self.check = check or check_catalog(catalog, producer.settings.json_limits, source)
         self.batch_id = self.check.batch_id
         self.store = BatchStore(self.ledger, self.batch_id)
         self.manifest = ManifestWriter(manifest, self.batch_id, retry_failed=options.retry_failed)
@@ -179,7 +181,8 @@ class BatchRunner:
 
     def _rows(self) -> Iterator[CatalogRow | RowProblem]:
         bad_lines = {p.line for p in self.check.problems}
-        for item in read_catalog(self.catalog, self.producer.settings.json_limits):
+        settings = self.producer.settings
+        for item in read_catalog(self.catalog, settings.json_limits, source_policy(settings)):
             if item.line in bad_lines and isinstance(item, CatalogRow):
                 # A row the full check refused (an id reused for other content).
                 reason = next(p for p in self.check.problems if p.line == item.line).reason

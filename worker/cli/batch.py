@@ -67,10 +67,11 @@ def batch(
     from worker.batch.liveview import summary_line
     from worker.batch.preflight import estimate
     from worker.batch.runner import BatchOptions, BatchRunner
+    from worker.urlsafety import source_policy
 
     settings = load_settings()
     err = Console(stderr=True)
-    check = check_catalog(catalog, settings.json_limits)
+    check = check_catalog(catalog, settings.json_limits, source_policy(settings))
     _print_check(catalog, check)
     known = None if dry_run and not settings.redis_url else producer()
     cost = estimate(
