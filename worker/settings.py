@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, shown
 from worker.jsonsafe import JsonLimits
 from worker.models import DeliveryFormat
 from worker.redisurl import check_redis_url
@@ -114,6 +121,9 @@ class Settings(BaseSettings):
     # A connection's request headers must be complete this many seconds after it opened (or
     # after the previous answer on it); a client trickling them is cut.
     gateway_header_timeout_s: float = Field(default=10.0, gt=0)
+    # Web origins allowed to call the API and fetch stem links from a browser (CORS), comma-
+    # separated (https://app.example.com), or * for any; none: browsers get no CORS answer.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # JSON from outside (gateway bodies, callbacks, catalog rows): nesting and integer limits.
     max_json_depth: int = Field(default=32, ge=2, le=1000)
     max_json_int_digits: int = Field(default=40, ge=1, le=4300)
@@ -270,7 +280,7 @@ class Settings(BaseSettings):
             raise ValueError("is empty: name a folder (e.g. /var/lib/vidgo-stems), or unset it")
         return value
 
-    @field_validator("allowed_stem_hosts", "gateway_api_keys", mode="before")
+    @field_validator("allowed_stem_hosts", "gateway_api_keys", "cors_origins", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str) and not value.lstrip().startswith("["):
@@ -281,6 +291,19 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_hosts(cls, value: list[str]) -> list[str]:
         return [host.lower() for host in value]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            plain = parts.scheme in ("http", "https") and parts.netloc and not parts.path.strip("/")
+            if origin != "*" and not (plain and not parts.query and not parts.fragment):
+                raise ValueError(
+                    f"{shown(origin, 60)} is not an origin: write scheme://host[:port] without "
+                    "a path (https://app.example.com), comma-separated, or * for any"
+                )
+        return [o.rstrip("/") for o in value]
 
     @field_validator("gateway_api_keys")
     @classmethod
@@ -331,6 +354,19 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().encode()) < 32:
             raise ValueError("must be at least 32 characters: make one with `openssl rand -hex 32`")
         return value
+
+    @model_validator(mode="after")
+    def _links_never_degrade(self) -> Settings:
+        # With a public base URL, callers expect signed gateway links to stems on file://
+        # storage; without the secret a process would hand them local file paths instead.
+        local = self.storage_location.startswith("file:")
+        if local and self.public_base_url and self.file_url_secret is None:
+            raise ValueError(
+                "VIDGO_STEMS_PUBLIC_BASE_URL is set but VIDGO_STEMS_FILE_URL_SECRET is not: "
+                "stem links would be local file paths; give this process the same "
+                "VIDGO_STEMS_FILE_URL_SECRET as the gateway (make one with `openssl rand -hex 32`)"
+            )
+        return self
 
     @property
     def json_limits(self) -> JsonLimits:
@@ -423,7 +459,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"{_env_name(err['loc'])}: {err['msg'].removeprefix('Value error, ')}"
+            (f"{_env_name(err['loc'])}: " if err["loc"] else "")
+            + err["msg"].removeprefix("Value error, ")
             for err in exc.errors(include_url=False)
         )
         raise ConfigError(f"invalid configuration: {problems}") from None

@@ -51,6 +51,16 @@ EXPORTED_METRICS: dict[str, tuple[str, str, frozenset[str]]] = {
     "vidgo_stems_vidgo_requests_total": ("counter", "process", frozenset({"endpoint", "outcome"})),
     "vidgo_stems_vidgo_request_duration_seconds": ("histogram", "process", frozenset({"endpoint"})),
     "vidgo_stems_vidgo_tasks_paid_total": ("counter", "process", frozenset()),
+    "vidgo_stems_http_requests_total": (
+        "counter",
+        "process",
+        frozenset({"route", "method", "status"}),
+    ),
+    "vidgo_stems_http_request_duration_seconds": (
+        "histogram",
+        "process",
+        frozenset({"route", "method"}),
+    ),
     "vidgo_stems_vidgo_resubmits_total": ("counter", "process", frozenset()),
     "vidgo_stems_ambiguous_submits_total": ("counter", "process", frozenset()),
     "vidgo_stems_credits_spent_total": ("counter", "process", frozenset()),

@@ -15,7 +15,10 @@ import time
 import pytest
 
 from tests.integration.test_operator_errors import assert_one_line, run
+from worker.celery_app import Producer
 from worker.devstack.redis_server import free_port
+from worker.files.shared import check_shared_storage
+from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -223,3 +226,21 @@ def _clean_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith(("VIDGO_", "REDIS_URL"))}
+
+
+def test_the_gateway_refuses_a_storage_that_is_not_the_workers(redis_server, tmp_path):
+    prefix = f"gw-storage-{free_port()}"
+    workers_dir, other_dir = tmp_path / "shared", tmp_path / "elsewhere"
+    other_dir.mkdir()
+    env = {
+        **GATEWAY_KEYS,
+        "REDIS_URL": redis_server.url,
+        "VIDGO_STEMS_REDIS_KEY_PREFIX": prefix,
+    }
+    # What every worker does at start: claim the storage, or check the claim.
+    settings = Settings(redis_url=redis_server.url, redis_key_prefix=prefix, stems_dir=workers_dir)
+    producer = Producer.from_settings(settings)
+    check_shared_storage(producer.storage, producer.redis, producer.ledger.keys)
+    done = run("gateway", "--port", str(free_port()), env={**env, "STEMS_DIR": str(other_dir)})
+    assert_one_line(done, "is not the storage the workers use", "STEMS_DIR")
+    assert "gateway on" not in done.stderr

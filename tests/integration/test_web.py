@@ -31,6 +31,8 @@ pytestmark = pytest.mark.integration
 GATEWAY_KEY = "gw-" + secrets.token_hex(16)
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 POLL_S = 8.0
+#: The web app whose pages call the API and play stems from a browser.
+APP_ORIGIN = "https://app.example.com"
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +47,7 @@ def web(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
         "VIDGO_STEMS_ALLOW_PRIVATE_WEBHOOK_HOSTS": "true",
         "VIDGO_STEMS_WEBHOOK_BACKOFF_BASE_S": "0.3",
         "VIDGO_STEMS_CALLBACK_DEBOUNCE_S": "1.0",
+        "VIDGO_STEMS_CORS_ORIGINS": f"{APP_ORIGIN},https://other.example.com",
     }
     stack = Stack(redis_client, redis_server.url, emulator, tracks_url, folder, **shared)
     gateway = GatewayProcess(stack.env, folder / "gateway.log", port=port)
@@ -91,6 +94,83 @@ def test_stem_links_are_served_by_the_gateway_with_ranges_and_refused_when_tampe
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "url_refused"
     sneaky = stem["url"].replace(f"/v1/files/{job_id}/", f"/v1/files/{job_id}/../")
     assert httpx.get(sneaky, timeout=10).status_code in (403, 404)
+
+
+def test_a_browser_on_an_allowed_origin_may_call_the_api_and_fetch_stems_with_range(web):
+    preflight = httpx.options(
+        f"{web.gateway.url}/v1/jobs",
+        headers={
+            "Origin": APP_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+        timeout=10,
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == APP_ORIGIN
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+
+    job_id = post_job(web, output_type="bass")["job_id"]
+    assert web.wait_terminal(job_id, timeout_s=POLL_S * 3).state is JobState.DONE
+    read = web.http.get(f"/v1/jobs/{job_id}", headers={"Origin": APP_ORIGIN})
+    assert read.headers["access-control-allow-origin"] == APP_ORIGIN
+    url = read.json()["stems"]["bass"]["url"]
+    ranged = httpx.options(
+        url,
+        headers={
+            "Origin": APP_ORIGIN,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "range",
+        },
+        timeout=10,
+    )
+    assert ranged.status_code == 200
+    assert "range" in ranged.headers["access-control-allow-headers"].lower()
+    part = httpx.get(url, headers={"Origin": APP_ORIGIN, "Range": "bytes=0-99"}, timeout=10)
+    assert part.status_code == 206 and len(part.content) == 100
+    assert part.headers["access-control-allow-origin"] == APP_ORIGIN
+    exposed = part.headers["access-control-expose-headers"].lower()
+    assert {"content-range", "content-length", "accept-ranges"} <= set(exposed.split(", "))
+
+    stranger = httpx.get(url, headers={"Origin": "https://evil.example.com"}, timeout=10)
+    assert "access-control-allow-origin" not in stranger.headers
+    refused = httpx.options(
+        f"{web.gateway.url}/v1/jobs",
+        headers={"Origin": "https://evil.example.com", "Access-Control-Request-Method": "POST"},
+        timeout=10,
+    )
+    assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+
+
+def test_the_gateway_counts_requests_by_route_template_status_and_time(web):
+    job_id = post_job(web, output_type="piano")["job_id"]
+    for _ in range(3):
+        assert web.http.get(f"/v1/jobs/{job_id}").status_code == 200
+    assert web.http.get("/v1/jobs/no-such-job").status_code == 404
+    assert web.http.get("/no/such/route").status_code == 404
+    text = web.http.get("/metrics").text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vidgo_stems_http_request")
+    }
+    read = 'route="/v1/jobs/{job_id}",status="200"'
+    ok = [
+        v
+        for k, v in samples.items()
+        if k.startswith("vidgo_stems_http_requests_total{")
+        and 'method="GET"' in k
+        and read in k.replace('method="GET",', "")
+    ]
+    assert ok and ok[0] >= 3, samples
+    assert any('route="unmatched"' in k and 'status="404"' in k for k in samples), samples
+    assert any(
+        k.startswith("vidgo_stems_http_request_duration_seconds_bucket{")
+        and 'route="/v1/jobs/{job_id}"' in k
+        for k in samples
+    )
+    assert job_id not in text and "no-such-job" not in text  # templates, never raw paths
 
 
 def post_job(web, **body) -> dict:

@@ -97,3 +97,27 @@ def test_settings_read_conventional_names_and_keep_the_key_secret(monkeypatch):
     assert settings.require_api_key().get_secret_value() == "sk-abc"
     assert "sk-abc" not in repr(settings)
     assert settings.stem_hosts == {"a.example", "b.example", "api.vidgo.ai"}
+
+
+def test_a_public_base_url_without_the_file_secret_refuses_rather_than_hand_out_paths():
+    with pytest.raises(ConfigError, match="VIDGO_STEMS_FILE_URL_SECRET is not") as caught:
+        load_settings(public_base_url="https://stems.example.com")
+    assert "\n" not in caught.value.message
+    # Object storage signs its own links: no file secret is needed there.
+    assert load_settings(
+        public_base_url="https://stems.example.com", storage_url="s3://bucket/prefix"
+    ).public_base_url
+
+
+@pytest.mark.parametrize(
+    "value", ["https://app.example.com/path", "app.example.com", "ftp://x.example.com", "https://"]
+)
+def test_cors_origins_must_be_origins(value):
+    with pytest.raises(ConfigError, match="is not an origin"):
+        load_settings(cors_origins=value)
+
+
+def test_cors_origins_are_a_comma_separated_list():
+    settings = load_settings(cors_origins="https://app.example.com, http://localhost:3000/")
+    assert settings.cors_origins == ["https://app.example.com", "http://localhost:3000"]
+    assert load_settings(cors_origins="*").cors_origins == ["*"]

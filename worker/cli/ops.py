@@ -102,6 +102,7 @@ def gateway(host: str, port: int, workers: int) -> None:
     import uvicorn
 
     from worker.celery_app import producer as default_producer
+    from worker.files.shared import check_gateway_storage
     from worker.web.gateway import create_app
     from worker.web.serve import HeaderDeadlineProtocol, listen, serve
 
@@ -109,6 +110,7 @@ def gateway(host: str, port: int, workers: int) -> None:
     p = default_producer()
     p.redis.ping()  # an unreachable Redis stops the start (one line, exit 2), as for workers
     sock = listen(host, port)
+    check_gateway_storage(p.storage, p.redis, p.ledger.keys)  # another storage stops it too
     settings = p.settings
     keys = len(settings.gateway_api_keys)
     click.echo(

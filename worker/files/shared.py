@@ -52,6 +52,30 @@ def check_shared_storage(storage: Storage, client: redis.Redis, keys: Keys) -> s
     return str(marker)
 
 
+def check_gateway_storage(storage: Storage, client: redis.Redis, keys: Keys) -> str | None:
+    """For a gateway, which serves what workers stored but never claims storage itself: the
+    identity the workers claimed, when this storage holds it; ConfigError when it does not
+    (the gateway would answer every valid link 404); None, with a warning, while no worker
+    has claimed one yet."""
+    known = _text(client.get(keys.storage_id))
+    if known is None:
+        log.warning(
+            "no worker has claimed a storage yet, so the gateway cannot check that %s is the "
+            "workers' storage; it checks again at its next start",
+            storage.url,
+        )
+        return None
+    if _text(storage.read_bytes(MARKER_KEY)) != known:
+        _refuse_missing_folder(storage)
+        raise ConfigError(
+            f"refusing to start: the gateway's storage at {storage.url} is not the storage "
+            "the workers use (its identity does not match the one in Redis), so every stem "
+            "link would answer 404. Give the gateway the workers' STEMS_DIR (a folder they "
+            "share) or VIDGO_STEMS_STORAGE_URL"
+        )
+    return known
+
+
 def _mark(storage: Storage, client: redis.Redis, keys: Keys, identity: str) -> None:
     """Write the identity this worker just claimed into the storage; if that fails (a folder
     that cannot be made, no permission), take the claim back, so that the next worker with a

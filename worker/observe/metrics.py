@@ -19,6 +19,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 #: Seconds: from a quick Vidgo answer to a long post-processing run.
 _DURATIONS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+#: Seconds the gateway took to answer: most answers are milliseconds, a stem download longer.
+_HTTP = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 #: Seconds a poll started after its due time.
 _LATENESS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
@@ -108,3 +110,23 @@ def vidgo_outcome(status: int | None, *, timeout: bool = False) -> str:
 def stage_of(task_name: str) -> str:
     """``vidgo.poll`` -> ``poll``."""
     return task_name.rpartition(".")[2] or task_name
+
+
+# --- The gateway ---------------------------------------------------------------------------
+HTTP_REQUESTS = Counter(
+    "vidgo_stems_http_requests",
+    "Requests the gateway answered, by route template (never the raw path), method and status.",
+    ["route", "method", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "vidgo_stems_http_request_duration_seconds",
+    "Time the gateway took to answer a request, by route template and method.",
+    ["route", "method"],
+    buckets=_HTTP,
+)
+
+
+def http_request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request; ``route`` is its template (``/v1/jobs/{job_id}``)."""
+    HTTP_REQUESTS.labels(route, method, str(status)).inc()
+    HTTP_REQUEST_DURATION.labels(route, method).observe(seconds)

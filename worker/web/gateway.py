@@ -34,6 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from worker.celery_app import Producer, worker_queues
@@ -41,6 +42,7 @@ from worker.errors import ConfigError, InvalidRequest, JobConflict
 from worker.files.links import file_root
 from worker.heartbeat import workers_seen
 from worker.monitor.serve import build_registry
+from worker.observe import metrics
 from worker.settings import Settings, get_settings
 from worker.web.callbacks import handle_callback
 from worker.web.files import add_file_routes
@@ -166,11 +168,28 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
         },
     )
     _install_error_handlers(app)
+    _allow_origins(app, settings.cors_origins)
     _add_file_routes_for_local_storage(app, settings)
     add_job_routes(app, producer, [Depends(authorised)])
     _add_vidgo_and_health_routes(app, producer)
     return AccessLog(
         BodyLimit(app, settings.gateway_max_body_bytes, settings.gateway_body_timeout_s)
+    )
+
+
+def _allow_origins(app: FastAPI, origins: list[str]) -> None:
+    """CORS for the API and the stem links (VIDGO_STEMS_CORS_ORIGINS): a web app's own pages
+    may call the API with a bearer key and fetch stems with Range, preflight included; the
+    headers a player needs (Content-Range, Content-Length, Accept-Ranges) are exposed."""
+    if not origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "HEAD", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Range", "If-Range"],
+        expose_headers=["Content-Range", "Content-Length", "Accept-Ranges", "ETag", "Location"],
+        max_age=600,
     )
 
 
@@ -298,7 +317,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 class AccessLog:
-    """One log line per request: method, path (never the query string), status, duration."""
+    """One log line per request: method, path (never the query string), status, duration; and
+    the request counted in the HTTP metrics by its route template."""
 
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
@@ -318,13 +338,31 @@ class AccessLog:
         try:
             await self.inner(scope, receive, record)
         finally:
+            elapsed = time.perf_counter() - started
+            method = str(scope.get("method", ""))
             log.info(
                 "%s %s %d %.1fms",
-                scope.get("method"),
+                method,
                 _printable(scope.get("path", "")),
                 status["code"],
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
             )
+            metrics.http_request(_route_of(scope), _method_label(method), status["code"], elapsed)
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _route_of(scope: Scope) -> str:
+    """The template of the route that answered (``/v1/jobs/{job_id}``), so that job ids and
+    tokens never become label values; ``unmatched`` when no route did."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+def _method_label(method: str) -> str:
+    return method if method in _METHODS else "other"
 
 
 def _printable(path: str) -> str:
