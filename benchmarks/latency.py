@@ -123,7 +123,7 @@ def run_case(
     pids = [w.process.pid for w in workers if w.process is not None]
     cpu_before = sum(cpu_seconds(p) for p in pids)
     url = f"{source_url}?case={secrets.token_hex(6)}"
-    job_id = enqueue(url, output_type=output, format=fmt)
+    job_id = enqueue(url, output_type=output, format=fmt).job_id
     bench.wait_all_ended([job_id], timeout_s=900)
     job = bench.ledger.get(job_id)
     cpu = sum(cpu_seconds(p) for p in pids) - cpu_before

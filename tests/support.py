@@ -224,7 +224,7 @@ class Stack:
         return f"{self.tracks_url}/{name}.wav?case={uuid.uuid4().hex[:12]}"
 
     def enqueue(self, audio_url: str, **kwargs) -> str:
-        return enqueue(audio_url, producer=self.producer, **kwargs)
+        return enqueue(audio_url, producer=self.producer, **kwargs).job_id
 
     def job(self, job_id: str):
         return get_job(job_id, producer=self.producer)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 from worker.celery_app import Producer, producer
 from worker.errors import InvalidRequest, JobConflict, shown
@@ -60,7 +61,12 @@ log = logging.getLogger(__name__)
 default_producer = producer
 
 
-class Enqueued(NamedTuple):
+@dataclass(frozen=True)
+class Enqueued:
+    """What :func:`enqueue` did: the job's id and state, your subscription id (read the job
+    as you with it, or leave the job), whether the job is new, and whether an ended job was
+    started again."""
+
     job_id: str
     created: bool
     state: JobState
@@ -84,8 +90,9 @@ def enqueue(
     sample_rate: int | None = None,
     normalize_lufs: float | None = None,
     producer: Producer | None = None,
-) -> str:
-    """Validate and enqueue one track; return its job id at once.
+) -> Enqueued:
+    """Validate and enqueue one track; return at once with its job id and your subscription
+    id (:class:`Enqueued`).
 
     The same request (audio URL, model name, output type) always gives the same job and at most
     one Vidgo submission; every caller is subscribed to it. ``webhook_url`` (else
@@ -120,7 +127,7 @@ def enqueue(
         webhook_events=webhook_events,
         retry_failed=retry_failed,
         producer=producer,
-    ).job_id
+    )
 
 
 def enqueue_request(
@@ -275,13 +282,16 @@ def cancel(
     cancelled when it has at most one caller (else JobConflict says who else waits).
 
     Vidgo has no cancel: a task already submitted runs to its end at Vidgo and is billed. We
-    stop polling it and download nothing more; stems already stored stay. A job that has
-    already ended is left as it is. Returns the job's view (None when unknown).
+    stop polling it and download nothing more; stems already stored stay. Cancelling a job
+    that has already ended raises JobConflict (leaving it with your subscription_id does
+    not). Returns the job's view (None when unknown).
     """
     p = producer or default_producer()
     job = p.ledger.get(validate_job_id(job_id))
     if job is None:
         return None
+    if job.state.is_terminal and subscription_id is None:
+        raise JobConflict(f"job {job_id} already ended {job.state.value}: nothing to cancel")
     outbox = Outbox(p.ledger)
     if subscription_id is not None:
         if outbox.unsubscribe(job_id, subscription_id) is None:

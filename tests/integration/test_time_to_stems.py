@@ -48,7 +48,7 @@ def test_stems_stored_comes_before_done_with_links_that_serve_vidgos_bytes(hooke
             webhook_url=f"{asked.url}/hook",
             webhook_events=EVERY,
             producer=stack.producer,
-        )
+        ).job_id
         api.enqueue(
             url, output_type="general", webhook_url=f"{plain.url}/h", producer=stack.producer
         )

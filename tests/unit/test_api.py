@@ -9,7 +9,7 @@ import pytest
 
 from worker import producer as api
 from worker.celery_app import Producer
-from worker.errors import ConfigError, InvalidRequest
+from worker.errors import ConfigError, InvalidRequest, JobConflict
 from worker.pipeline.recovery import active_job_ids
 from worker.pipeline.states import JobState, TaskName
 
@@ -53,7 +53,7 @@ def test_enqueue_keeps_webhook_and_metadata_on_the_job(world):
         webhook_url="https://hooks.example.com/done",
         metadata={"upload": 42, "user": "ann"},
         producer=_with(p, settings),
-    )
+    ).job_id
     view = api.get_job(job_id, producer=p)
     assert view.metadata == {"upload": 42, "user": "ann"}
     assert view.webhook.url == "https://hooks.example.com/done"
@@ -66,7 +66,7 @@ def test_enqueue_keeps_webhook_and_metadata_on_the_job(world):
 def test_the_default_webhook_url_applies_when_none_is_given(world, make_settings):
     p, _, _, _ = world
     settings = make_settings(webhook_secret=SECRET, default_webhook_url="https://h.example.com/")
-    job_id = api.enqueue(URL, producer=_with(p, settings))
+    job_id = api.enqueue(URL, producer=_with(p, settings)).job_id
     assert api.get_job(job_id, producer=p).webhook.url == "https://h.example.com"
 
 
@@ -104,7 +104,9 @@ def test_hostile_input_is_refused_before_anything_is_stored(world, kwargs, match
 def test_cancel_ends_the_job_and_makes_its_messages_stale(world):
     p, settings, steps, hooks = world
     ledger = p.ledger
-    job_id = api.enqueue(URL, webhook_url="https://hooks.example.com/", producer=_with(p, settings))
+    job_id = api.enqueue(
+        URL, webhook_url="https://hooks.example.com/", producer=_with(p, settings)
+    ).job_id
     token_in_flight = steps[0].token
     view = api.cancel(job_id, producer=p)
     assert view.state is JobState.CANCELLED and view.stage == "cancelled"
@@ -123,9 +125,11 @@ def test_cancel_ends_the_job_and_makes_its_messages_stale(world):
 
 def test_cancel_leaves_an_ended_job_alone(world):
     p, settings, _, hooks = world
-    job_id = api.enqueue(URL, producer=_with(p, settings))
+    job_id = api.enqueue(URL, producer=_with(p, settings)).job_id
     api.cancel(job_id, producer=p)
-    again = api.cancel(job_id, producer=p)
+    with pytest.raises(JobConflict, match="already ended CANCELLED"):
+        api.cancel(job_id, producer=p)  # as DELETE answers 409
+    again = api.get_job(job_id, producer=p)
     assert again.state is JobState.CANCELLED
     assert [e["event"] for e in again.history].count("cancelled") == 1
     assert api.cancel("unknown", producer=p) is None
@@ -134,10 +138,10 @@ def test_cancel_leaves_an_ended_job_alone(world):
 
 def test_enqueue_keeps_the_delivery_choice_and_it_makes_another_job(world):
     p, settings, _, _ = world
-    plain = api.enqueue(URL, producer=_with(p, settings))
+    plain = api.enqueue(URL, producer=_with(p, settings)).job_id
     flac = api.enqueue(
         URL, format="flac", sample_rate=48000, normalize_lufs=-14, producer=_with(p, settings)
-    )
+    ).job_id
     assert flac != plain
     request = p.ledger.get(flac).request
     assert (request.format.value, request.sample_rate, request.normalize_lufs) == (

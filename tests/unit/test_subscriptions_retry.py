@@ -100,7 +100,7 @@ def test_a_late_caller_of_a_done_job_is_told_at_once(p):
 def test_repeating_an_enqueue_with_the_same_subscription_id_is_one_subscription(p):
     for _ in range(3):
         api.enqueue(URL, subscription_id="order-17", metadata={"v": 1}, producer=p)
-    job_id = api.enqueue(URL, subscription_id="order-17", metadata={"v": 2}, producer=p)
+    job_id = api.enqueue(URL, subscription_id="order-17", metadata={"v": 2}, producer=p).job_id
     subs = Outbox(p.ledger).subscriptions(job_id)
     assert list(subs) == ["order-17"] and subs["order-17"].metadata == {"v": 2}
 
@@ -149,7 +149,7 @@ def stem(p, job_id, name, body=b"audio"):
 
 
 def test_a_retry_post_processes_again_when_every_stem_is_still_stored(p):
-    job_id = api.enqueue(URL, output_type="vocals", producer=p)
+    job_id = api.enqueue(URL, output_type="vocals", producer=p).job_id
     end(p, job_id, JobState.FAILED, stems={"vocals": stem(p, job_id, "vocals")})
     plan = plan_retry(p.ledger.get(job_id), p.storage, now=NOW)
     assert plan.to is JobState.POSTPROCESSING and not plan.may_pay
@@ -158,7 +158,7 @@ def test_a_retry_post_processes_again_when_every_stem_is_still_stored(p):
 
 
 def test_a_retry_downloads_again_while_vidgo_still_serves_the_stems(p):
-    job_id = api.enqueue(URL, producer=p)
+    job_id = api.enqueue(URL, producer=p).job_id
     kept = stem(p, job_id, "bass")
     lost = {**stem(p, job_id, "drums", b"x"), "sha256": hashlib.sha256(b"other").hexdigest()}
     end(
@@ -174,7 +174,7 @@ def test_a_retry_downloads_again_while_vidgo_still_serves_the_stems(p):
 
 
 def test_a_retry_polls_paid_tasks_of_the_last_day_before_any_new_submit(p):
-    job_id = api.enqueue(URL, producer=p)
+    job_id = api.enqueue(URL, producer=p).job_id
     end(
         p,
         job_id,
@@ -192,7 +192,7 @@ def test_a_retry_polls_paid_tasks_of_the_last_day_before_any_new_submit(p):
 
 
 def test_a_retry_of_a_job_whose_tasks_failed_at_vidgo_submits_again(p):
-    job_id = api.enqueue(URL, producer=p)
+    job_id = api.enqueue(URL, producer=p).job_id
     end(
         p,
         job_id,
@@ -206,14 +206,14 @@ def test_a_retry_of_a_job_whose_tasks_failed_at_vidgo_submits_again(p):
 
 
 def test_a_retry_submits_again_when_nothing_can_be_reused(p):
-    job_id = api.enqueue(URL, producer=p)
+    job_id = api.enqueue(URL, producer=p).job_id
     end(p, job_id, JobState.FAILED, vidgo_task_ids=["t1"], submitted_at=NOW - 2 * 86400)
     plan = plan_retry(p.ledger.get(job_id), p.storage, now=NOW)
     assert plan.to is JobState.QUEUED and plan.may_pay
 
 
 def test_only_failed_or_cancelled_jobs_are_retried(p):
-    job_id = api.enqueue(URL, producer=p)
+    job_id = api.enqueue(URL, producer=p).job_id
     with pytest.raises(JobConflict, match="is QUEUED: only FAILED or CANCELLED"):
         api.retry(job_id, producer=p)
     with pytest.raises(InvalidRequest, match="no job"):
@@ -221,8 +221,8 @@ def test_only_failed_or_cancelled_jobs_are_retried(p):
 
 
 def test_retry_candidates_list_what_a_bulk_retry_would_do(p):
-    a = api.enqueue("https://cdn.example/a.mp3", producer=p)
-    b = api.enqueue("https://cdn.example/b.mp3", producer=p)
+    a = api.enqueue("https://cdn.example/a.mp3", producer=p).job_id
+    b = api.enqueue("https://cdn.example/b.mp3", producer=p).job_id
     end(p, a, JobState.FAILED, error_code="submit_ambiguous")
     end(p, b, JobState.FAILED)
     plans = api.retry_candidates(codes={"submit_ambiguous"}, producer=p)

@@ -65,7 +65,7 @@ def separate(
         format=delivery_format,
         sample_rate=sample_rate,
         normalize_lufs=normalize_lufs,
-    )
+    ).job_id
     click.echo(job_id)
     if wait:
         sys.exit(_wait(job_id, timeout_s))

@@ -106,7 +106,7 @@ def _separate(files_url: str, timeout_s: float) -> int:
             format=fmt,
             sample_rate=rate,
             normalize_lufs=lufs,
-        )
+        ).job_id
         job_ids.append(job_id)
         _say(
             f"enqueued {job_id}  {name:7s} model={model_name:12s} output={output_type:8s}"
