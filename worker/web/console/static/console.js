@@ -9,6 +9,7 @@ function el(tag, attrs, ...children) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "style") Object.assign(node.style, value); // CSSOM: allowed by the CSP
     else node.setAttribute(key, value === true ? "" : String(value));
   }
   for (const child of children.flat()) {
@@ -78,7 +79,7 @@ function renderOverview(o) {
     el("tr", { "data-stage": s }, el("td", {}, s), el("td", { class: "num" }, fmt.n(n))));
   const peak = Math.max(1, ...o.history);
   const spark = el("div", { class: "spark", title: "jobs ended per minute, last 30 minutes" },
-    o.history.map((n) => el("div", { style: `height:${Math.round((n / peak) * 100)}%`, title: `${n}` })));
+    o.history.map((n) => el("div", { style: { height: `${Math.round((n / peak) * 100)}%` }, title: `${n}` })));
   const bucket = (k) => o.buckets[k] ? `${o.buckets[k].tokens.toFixed(0)}/${o.buckets[k].burst.toFixed(0)} at ${o.buckets[k].rate_per_s}/s` : "–";
   const workers = o.heartbeats.map((w) =>
     el("tr", { class: w.age_s > 30 ? "muted" : null }, el("td", {}, w.name), el("td", { class: "num" }, fmt.s(w.age_s) + " ago")));
@@ -98,7 +99,7 @@ function renderOverview(o) {
       card("submits paused" + (o.submits_paused_reason ? `: ${o.submits_paused_reason}` : ""), o.submits_paused_s ? fmt.s(o.submits_paused_s) : "no"),
     ),
     el("h2", {}, "Throughput: jobs ended per minute (last 30 min)"), spark,
-    el("div", { class: "cards", style: "margin-top:1em" },
+    el("div", { class: "cards", style: { marginTop: "1em" } },
       el("div", {}, el("h2", {}, "Jobs by state"), table(["state", { label: "jobs", num: true }], jobs)),
       el("div", {}, el("h2", {}, "Jobs by stage"), table(["stage", { label: "jobs", num: true }], stages)),
       el("div", {}, el("h2", {}, `Workers (${o.workers.length} seen)`),
@@ -122,7 +123,7 @@ function batchRow(b) {
     : el("span", { class: "muted" }, label);
   return el("tr", { "data-batch": b.batch_id },
     el("td", {}, el("div", {}, b.batch_id), el("div", { class: "muted" }, `${b.catalog} · ${b.status}`)),
-    el("td", {}, el("div", { class: "bar" }, el("div", { style: `width:${share}%` })), `${fmt.n(b.ended)} / ${fmt.n(b.jobs)} ended`),
+    el("td", {}, el("div", { class: "bar" }, el("div", { style: { width: `${share}%` } })), `${fmt.n(b.ended)} / ${fmt.n(b.jobs)} ended`),
     el("td", { class: "num" }, `${b.rate_per_min}/min`),
     el("td", { class: "num" }, b.eta_s === null ? "–" : fmt.s(b.eta_s)),
     el("td", { class: "num" }, el("a", { href: `/console/failures?batch=${encodeURIComponent(b.batch_id)}`, class: b.failed ? "bad" : null }, fmt.n(b.failed))),
