@@ -63,7 +63,7 @@ function rest(entry, known) {
 
 function show(...nodes) {
   const main = document.getElementById("main");
-  main.replaceChildren(...nodes);
+  main.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined));
 }
 
 function fail(error) {
