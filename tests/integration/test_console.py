@@ -78,9 +78,7 @@ class Page:
         self.shots = console.shots
         self.errors: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
-        self.page.on(
-            "console", lambda m: self.errors.append(m.text) if m.type == "error" else None
-        )
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
 
     def sign_in(self, key: str) -> None:
         self.page.goto(f"{self.url}/console/login")
@@ -210,7 +208,7 @@ def test_console_overview_matches_the_ledger_live_while_a_batch_runs_and_after(
         shown = wait_for(in_flight, timeout_s=60, what="the overview to show the batch running")
         assert sum(shown.values()) == console.ledger.redis.zcard(console.ledger.keys.created)
         operator.shot("overview")
-        out, err = running.communicate(timeout=180)
+        _, err = running.communicate(timeout=180)
     finally:
         running.kill()
     assert running.returncode == 0, err
@@ -234,9 +232,7 @@ def test_console_overview_matches_the_ledger_live_while_a_batch_runs_and_after(
     assert operator.errors == []
 
 
-def test_console_failures_grouped_previewed_and_retried_paying_as_planned(
-    tab, console, tmp_path
-):
+def test_console_failures_grouped_previewed_and_retried_paying_as_planned(tab, console, tmp_path):
     urls = [console.track_url() for _ in range(4)]
     rows = [f"{url},bad-{i},Broken {i},vocals" for i, url in enumerate(urls)]
     with console.emulator.configured(faults={"rate_malformed_stems": 1.0}):
@@ -308,7 +304,7 @@ def test_console_job_page_plays_a_stem_over_ranges_and_draws_its_waveform(tab, c
     wait_for(lambda: 206 in served, timeout_s=10, what="a 206 for the stem")
     assert "loudness" in operator.page.inner_text(".stem")
     operator.shot("job")
-    operator.go(f"/console/jobs?title=Player")
+    operator.go("/console/jobs?title=Player")
     operator.page.wait_for_selector(f"tr[data-job='{job_id}']")
     operator.shot("jobs")
     assert operator.errors == []

@@ -6,7 +6,6 @@ Actions (POST) also need the session's CSRF token in ``X-CSRF-Token`` and a key 
 None of these routes is in the OpenAPI document: they are for a browser, not for programs.
 """
 
-
 import asyncio
 import json
 import logging
