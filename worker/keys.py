@@ -37,6 +37,9 @@ can share one Redis and a test can own a private corner of one. Celery's own key
     <p>:storage-id                  string: the identity of the shared storage
     <p>:batch:<id>                  hash: a batch run's record
     <p>:batch:<id>:jobs             zset: the job ids a batch fed, by when
+    <p>:batches                     zset: batch ids, by when their record was last saved
+    <p>:console:session:<hash>      hash: a console session (who, what it may do, its CSRF token)
+    <p>:console:plan:<id>           string: a console action previewed, awaiting confirmation
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class Keys:
         self.schedule_wake = f"{prefix}:schedule:wake"
         self.promoter_lease = f"{prefix}:schedule:lease"
         self.storage_id = f"{prefix}:storage-id"
+        self.batches = f"{prefix}:batches"
 
     def task_durations(self, model: str) -> str:
         return f"{self.prefix}:vidgo:durations:{model}"
@@ -121,6 +125,12 @@ class Keys:
 
     def batch_jobs(self, batch_id: str) -> str:
         return f"{self.batch(batch_id)}:jobs"
+
+    def console_session(self, digest: str) -> str:
+        return f"{self.prefix}:console:session:{digest}"
+
+    def console_plan(self, plan_id: str) -> str:
+        return f"{self.prefix}:console:plan:{plan_id}"
 
     def job_id_of(self, key: Any) -> str:
         """The job id in a job key (members of the active, due and in-flight sets are keys)."""

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     max_subscribers_per_job: int = Field(default=100, ge=1, le=10_000)
     # A Vidgo callback wakes the job's poll at most once per this many seconds (duplicates).
     callback_debounce_s: float = Field(default=1.0, ge=0)
+    # The operator console (/console): keys that may look but change nothing (the jobs API
+    # keys above may act), how long a signed-in session lasts, and whether its cookie is marked
+    # Secure always (else only when the request came over https, e.g. behind a TLS proxy).
+    console_readonly_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    console_session_ttl_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
+    console_secure_cookie: bool = False
 
     # Completion webhooks: a default URL for jobs enqueued without one, the signing secret
     # (Standard Webhooks "whsec_<base64>"; `vidgo-stems webhook-secret` makes one), and delivery.
@@ -280,7 +286,13 @@ class Settings(BaseSettings):
             raise ValueError("is empty: name a folder (e.g. /var/lib/vidgo-stems), or unset it")
         return value
 
-    @field_validator("allowed_stem_hosts", "gateway_api_keys", "cors_origins", mode="before")
+    @field_validator(
+        "allowed_stem_hosts",
+        "gateway_api_keys",
+        "console_readonly_keys",
+        "cors_origins",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str) and not value.lstrip().startswith("["):
@@ -305,7 +317,7 @@ class Settings(BaseSettings):
                 )
         return [o.rstrip("/") for o in value]
 
-    @field_validator("gateway_api_keys")
+    @field_validator("gateway_api_keys", "console_readonly_keys")
     @classmethod
     def _no_empty_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
         # An empty key would match a request without Authorization: never accept one.

@@ -30,8 +30,12 @@ class BatchStore:
         self.jobs_key = ledger.keys.batch_jobs(batch_id)
 
     def save(self, **fields: Any) -> None:
-        self._redis.hset(self.key, mapping={k: json.dumps(v) for k, v in fields.items()})
-        self._redis.expire(self.key, self._retention_s)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(self.key, mapping={k: json.dumps(v) for k, v in fields.items()})
+        pipe.expire(self.key, self._retention_s)
+        # The index of batches the console lists (newest first) without scanning the keyspace.
+        pipe.zadd(self.ledger.keys.batches, {self.batch_id: time.time()})
+        pipe.execute()
 
     def add_jobs(self, job_ids: list[str]) -> None:
         pipe = self._redis.pipeline(transaction=False)

@@ -13,6 +13,7 @@ make it answer 5xx (only an unreachable Redis does: 503).
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
 - ``GET /metrics``: Prometheus metrics, the gateway's own and the cluster's gauges (no key).
 - ``GET /openapi.json`` and ``GET /docs``.
+- ``/console``: the operator console, for a browser (see :mod:`worker.web.console`).
 
 Request bodies are read up to ``VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES`` and refused beyond (413).
 The access log leaves out query strings, so callback tokens never reach it.
@@ -45,6 +46,7 @@ from worker.monitor.serve import build_registry
 from worker.observe import metrics
 from worker.settings import Settings, get_settings
 from worker.web.callbacks import handle_callback
+from worker.web.console import add_console
 from worker.web.files import add_file_routes
 from worker.web.replies import (
     ErrorResponse,
@@ -172,6 +174,7 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
     _add_file_routes_for_local_storage(app, settings)
     add_job_routes(app, producer, [Depends(authorised)])
     _add_vidgo_and_health_routes(app, producer)
+    add_console(app, producer)
     return AccessLog(
         BodyLimit(app, settings.gateway_max_body_bytes, settings.gateway_body_timeout_s)
     )
