@@ -105,6 +105,7 @@ def test_file_storage_on_separate_folders_refuses_the_second_worker_and_fails_no
     stack = Stack(redis_client, redis_server.url, emulator, tracks_url, tmp_path)
     try:
         stack.start_worker(name="host-a", env={"STEMS_DIR": str(tmp_path / "a" / "stems")})
+        (tmp_path / "b" / "stems").mkdir(parents=True)  # another host's own disk
         refused = stack.cli_worker(env={"STEMS_DIR": str(tmp_path / "b" / "stems")})
         assert refused.returncode == 2, refused.stdout + refused.stderr
         (line,) = refused.stderr.strip().splitlines()

@@ -110,7 +110,7 @@ def gateway(host: str, port: int, workers: int) -> None:
     p = default_producer()
     p.redis.ping()  # an unreachable Redis stops the start (one line, exit 2), as for workers
     sock = listen(host, port)
-    check_gateway_storage(p.storage, p.redis, p.ledger.keys)  # another storage stops it too
+    checked = check_gateway_storage(p.storage, p.redis, p.ledger.keys)  # so does a wrong one
     settings = p.settings
     keys = len(settings.gateway_api_keys)
     click.echo(
@@ -119,6 +119,12 @@ def gateway(host: str, port: int, workers: int) -> None:
         f"/metrics, logs {settings.log_format}",
         err=True,
     )
+    if checked is None:
+        click.echo(
+            "no worker has claimed a storage yet, so the gateway cannot check that it shares "
+            "theirs; it checks again at its next start",
+            err=True,
+        )
     logging.getLogger("vidgo_stems.gateway").setLevel(logging.INFO)
     config = uvicorn.Config(
         "worker.web.gateway:create_app",

@@ -55,15 +55,10 @@ def check_shared_storage(storage: Storage, client: redis.Redis, keys: Keys) -> s
 def check_gateway_storage(storage: Storage, client: redis.Redis, keys: Keys) -> str | None:
     """For a gateway, which serves what workers stored but never claims storage itself: the
     identity the workers claimed, when this storage holds it; ConfigError when it does not
-    (the gateway would answer every valid link 404); None, with a warning, while no worker
-    has claimed one yet."""
+    (the gateway would answer every valid link 404); None while no worker has claimed one
+    yet (the caller says so)."""
     known = _text(client.get(keys.storage_id))
     if known is None:
-        log.warning(
-            "no worker has claimed a storage yet, so the gateway cannot check that %s is the "
-            "workers' storage; it checks again at its next start",
-            storage.url,
-        )
         return None
     if _text(storage.read_bytes(MARKER_KEY)) != known:
         _refuse_missing_folder(storage)
