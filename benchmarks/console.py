@@ -24,13 +24,13 @@ from pathlib import Path
 import httpx
 import redis
 
-from worker.celery_app import make_ledger
-from worker.devstack.local import wait_for
-from worker.devstack.redis_server import RedisServer, free_port
-from worker.models import parse_request
-from worker.pipeline.record import NewJob
-from worker.pipeline.states import JobState, new_token
-from worker.settings import Settings
+from vidgo_stems.celery_app import make_ledger
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.devstack.redis_server import RedisServer, free_port
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.record import NewJob
+from vidgo_stems.pipeline.states import JobState, new_token
+from vidgo_stems.settings import Settings
 
 REPEAT = 15
 KEY = "bench-" + secrets.token_hex(8)
@@ -76,7 +76,7 @@ def gateway(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], st
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "gateway", "--port", str(port)],
+        [sys.executable, "-m", "vidgo_stems.cli", "gateway", "--port", str(port)],
         env=env,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

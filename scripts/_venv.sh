@@ -11,10 +11,14 @@ fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')-${EXTRAS}"
+# The package is installed in editable_mode=strict: a tree of links (under build/) that type
+# checkers follow too, since the folders are installed under another name (worker/ is
+# vidgo_stems). A new or removed file needs a new tree, so the file list counts in the stamp.
+fingerprint="$( { cat pyproject.toml; find worker tasks emulator -type f -not -path '*/__pycache__/*' | LC_ALL=C sort; } | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
+stamp=".venv/.installed-${fingerprint}-${EXTRAS}"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[${EXTRAS}]"
+  .venv/bin/python -m pip install --quiet -e ".[${EXTRAS}]" --config-settings editable_mode=strict
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from tests.support import GatewayProcess, Stack
-from worker.devstack.local import wait_for
-from worker.devstack.redis_server import free_port
-from worker.pipeline.states import JobState
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.devstack.redis_server import free_port
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +112,7 @@ def run_batch(console, rows: list[str], folder: Path, **popen) -> subprocess.Pop
     catalog = folder / f"catalog-{secrets.token_hex(3)}.csv"
     catalog.write_text("audio_url,id,title,output_type\n" + "\n".join(rows) + "\n")
     return subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "batch", str(catalog)],
+        [sys.executable, "-m", "vidgo_stems.cli", "batch", str(catalog)],
         env={**console.env, "PATH": os.environ["PATH"]},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

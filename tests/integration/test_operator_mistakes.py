@@ -15,10 +15,10 @@ import time
 import pytest
 
 from tests.integration.test_operator_errors import assert_one_line, run
-from worker.celery_app import Producer
-from worker.devstack.redis_server import free_port
-from worker.files.shared import check_shared_storage
-from worker.settings import Settings
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.devstack.redis_server import free_port
+from vidgo_stems.files.shared import check_shared_storage
+from vidgo_stems.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +169,7 @@ def test_a_client_that_trickles_its_headers_is_cut(redis_server, tmp_path):
         "VIDGO_STEMS_GATEWAY_HEADER_TIMEOUT_S": "1",
     }
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "gateway", "--port", str(port)],
+        [sys.executable, "-m", "vidgo_stems.cli", "gateway", "--port", str(port)],
         env={**_clean_env(), **env},
         stderr=subprocess.PIPE,
         text=True,

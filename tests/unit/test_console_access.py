@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import fakeredis
 
-from worker.settings import Settings
-from worker.web.console.access import Access, csrf_ok, fingerprint
+from vidgo_stems.settings import Settings
+from vidgo_stems.web.console.access import Access, csrf_ok, fingerprint
 
 
 def access(**settings) -> Access:

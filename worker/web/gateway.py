@@ -7,13 +7,14 @@ make it answer 5xx (only an unreachable Redis does: 503).
 
 - ``POST /v1/jobs``, ``GET /v1/jobs/{id}``, ``DELETE /v1/jobs/{id}``: bearer keys from
   ``VIDGO_STEMS_GATEWAY_API_KEYS``.
-- ``POST /v1/vidgo/callback/{id}?token=...``: Vidgo's callbacks (see :mod:`worker.web.callbacks`).
+- ``POST /v1/vidgo/callback/{id}?token=...``: Vidgo's callbacks (see
+:mod:`vidgo_stems.web.callbacks`).
 - ``GET /v1/files/{key}?expires=...&sig=...``: stored stems and manifests for ``file://``
-  storage, behind signed, expiring links (see :mod:`worker.web.files`); no bearer key.
+  storage, behind signed, expiring links (see :mod:`vidgo_stems.web.files`); no bearer key.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
 - ``GET /metrics``: Prometheus metrics, the gateway's own and the cluster's gauges (no key).
 - ``GET /openapi.json`` and ``GET /docs``.
-- ``/console``: the operator console, for a browser (see :mod:`worker.web.console`).
+- ``/console``: the operator console, for a browser (see :mod:`vidgo_stems.web.console`).
 
 Request bodies are read up to ``VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES`` and refused beyond (413).
 The access log leaves out query strings, so callback tokens never reach it.
@@ -38,22 +39,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.celery_app import Producer, worker_queues
-from worker.errors import ConfigError, InvalidRequest, JobConflict
-from worker.files.links import file_root
-from worker.heartbeat import workers_seen
-from worker.monitor.serve import build_registry
-from worker.observe import metrics
-from worker.settings import Settings, get_settings
-from worker.web.callbacks import handle_callback
-from worker.web.console import add_console
-from worker.web.files import add_file_routes
-from worker.web.replies import (
+from vidgo_stems.celery_app import Producer, worker_queues
+from vidgo_stems.errors import ConfigError, InvalidRequest, JobConflict
+from vidgo_stems.files.links import file_root
+from vidgo_stems.heartbeat import workers_seen
+from vidgo_stems.monitor.serve import build_registry
+from vidgo_stems.observe import metrics
+from vidgo_stems.settings import Settings, get_settings
+from vidgo_stems.web.callbacks import handle_callback
+from vidgo_stems.web.console import add_console
+from vidgo_stems.web.files import add_file_routes
+from vidgo_stems.web.replies import (
     ErrorResponse,
     describe_validation,
     error_response,
 )
-from worker.web.routes import add_job_routes
+from vidgo_stems.web.routes import add_job_routes
 
 log = logging.getLogger("vidgo_stems.gateway")
 

@@ -4,6 +4,6 @@ Same process and settings as the gateway; every figure comes from the ledger's i
 counters in Redis. Sign-in and sessions: :mod:`.access`; the HTTP side: :mod:`.routes`.
 """
 
-from worker.web.console.routes import add_console
+from vidgo_stems.web.console.routes import add_console
 
 __all__ = ["add_console"]

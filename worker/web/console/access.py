@@ -21,8 +21,8 @@ from typing import Any, Literal, cast
 import redis
 from pydantic import SecretStr
 
-from worker.keys import Keys, text
-from worker.settings import Settings
+from vidgo_stems.keys import Keys, text
+from vidgo_stems.settings import Settings
 
 COOKIE = "vidgo_console"
 #: Where the cookie is sent: the console and nothing else of the gateway.

@@ -1,7 +1,7 @@
 """Console actions: a preview first, then an explicit confirmation of exactly that preview.
 
 A retry preview is the plan ``vidgo-stems retry --dry-run`` prints: for each FAILED or
-CANCELLED job selected, :func:`worker.pipeline.retry.plan_retry` says where it starts again
+CANCELLED job selected, :func:`vidgo_stems.pipeline.retry.plan_retry` says where it starts again
 and whether it may pay for a new Vidgo task; the totals are the jobs, those that may pay, and
 up to how many credits (``VIDGO_STEMS_CREDITS_PER_TASK`` each). A cancel preview counts the
 active jobs selected and those already billed at Vidgo (which has no cancel). The selection
@@ -19,15 +19,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
-from worker.celery_app import Producer
-from worker.errors import InvalidRequest, JobConflict
-from worker.keys import text
-from worker.pipeline.listing import list_jobs
-from worker.pipeline.record import JobRecord
-from worker.pipeline.retry import RETRYABLE, plan_retry, retry_job
-from worker.pipeline.states import ACTIVE_STATES, JobState
-from worker.producer import cancel
-from worker.web.console.figures import Scope
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.errors import InvalidRequest, JobConflict
+from vidgo_stems.keys import text
+from vidgo_stems.pipeline.listing import list_jobs
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.retry import RETRYABLE, plan_retry, retry_job
+from vidgo_stems.pipeline.states import ACTIVE_STATES, JobState
+from vidgo_stems.producer import cancel
+from vidgo_stems.web.console.figures import Scope
 
 log = logging.getLogger("vidgo_stems.console")
 

@@ -1,6 +1,6 @@
 """Batches as the console shows them: progress, this run's rate and ETA, failures, credits.
 
-Batches are listed from the index that :class:`worker.batch.store.BatchStore` keeps (newest
+Batches are listed from the index that :class:`vidgo_stems.batch.store.BatchStore` keeps (newest
 first). A batch's figures read its jobs' state, end time and Vidgo tasks in pipelined chunks
 (as ``vidgo-stems batch-status`` does), so they cost one round trip per thousand jobs and
 constant memory; they are kept for a few seconds so that a live page does not read them again
@@ -16,11 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from worker.batch.store import BatchStore
-from worker.keys import text
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.states import JobState
-from worker.web.console.figures import CHUNK
+from vidgo_stems.batch.store import BatchStore
+from vidgo_stems.keys import text
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.web.console.figures import CHUNK
 
 #: Batches the console lists at most.
 LISTED = 50

@@ -1,6 +1,6 @@
 """The console's figures, read from the ledger's indexes and counters, never by listing jobs.
 
-The overview is the cluster snapshot (:func:`worker.monitor.cluster.take_snapshot`, the one
+The overview is the cluster snapshot (:func:`vidgo_stems.monitor.cluster.take_snapshot`, the one
 ``vidgo-stems stats`` and ``/metrics`` read) plus a per-minute history of jobs ended (counts
 over the ended index) and each worker's last heartbeat. Failures are grouped by reading the
 error code of the FAILED and CANCELLED jobs in scope, a chunk at a time, so the work follows
@@ -16,14 +16,14 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import text
-from worker.monitor.cluster import take_snapshot
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.listing import parse_since
-from worker.pipeline.retry import RETRYABLE
-from worker.pipeline.states import STATES, JobState
-from worker.settings import Settings
-from worker.text import loads_stored
+from vidgo_stems.keys import text
+from vidgo_stems.monitor.cluster import take_snapshot
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.listing import parse_since
+from vidgo_stems.pipeline.retry import RETRYABLE
+from vidgo_stems.pipeline.states import STATES, JobState
+from vidgo_stems.settings import Settings
+from vidgo_stems.text import loads_stored
 
 #: Minutes of throughput history the overview shows.
 HISTORY_MIN = 30

@@ -1,6 +1,6 @@
 """One job as the console shows it: the caller's view, every subscription, each stem's figures.
 
-The job view is the one the jobs API returns (:class:`worker.views.JobView`: history, attempts,
+The job view is the one the jobs API returns (:class:`vidgo_stems.views.JobView`: history, attempts,
 Vidgo task ids, the manifest, fresh signed stem links); the console adds every subscription
 with its webhook deliveries and, per stem, what the manifest measured beside its player.
 Waveforms come from the peaks file stored next to each stem, read through the storage layer.
@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.celery_app import Producer
-from worker.models import validate_job_id
-from worker.pipeline.outbox import Outbox
-from worker.views import JobView, subscription_view
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.models import validate_job_id
+from vidgo_stems.pipeline.outbox import Outbox
+from vidgo_stems.views import JobView, subscription_view
 
 #: Points of a waveform sent to the page at most (min/max pairs); more are merged.
 MAX_POINTS = 4000

@@ -20,15 +20,15 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from worker.celery_app import Producer, worker_queues
-from worker.errors import InvalidRequest
-from worker.web.console import figures
-from worker.web.console.access import COOKIE, COOKIE_PATH, Access, Session, csrf_ok
-from worker.web.console.actions import Selection, confirm, preview
-from worker.web.console.batches import Batches
-from worker.web.console.jobs import job_page, peaks
-from worker.web.console.search import Query, search
-from worker.web.replies import error_response
+from vidgo_stems.celery_app import Producer, worker_queues
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.web.console import figures
+from vidgo_stems.web.console.access import COOKIE, COOKIE_PATH, Access, Session, csrf_ok
+from vidgo_stems.web.console.actions import Selection, confirm, preview
+from vidgo_stems.web.console.batches import Batches
+from vidgo_stems.web.console.jobs import job_page, peaks
+from vidgo_stems.web.console.search import Query, search
+from vidgo_stems.web.replies import error_response
 
 log = logging.getLogger("vidgo_stems.console")
 

@@ -1,7 +1,7 @@
 """Job search for the console: the ledger's listing, filtered further, a page at a time.
 
 A job id is looked up directly. Otherwise the page walks the index that
-:func:`worker.pipeline.listing.list_jobs` picks (a batch, a state, or every job by creation
+:func:`vidgo_stems.pipeline.listing.list_jobs` picks (a batch, a state, or every job by creation
 time, from ``since`` on) and keeps the jobs whose error code and title match. Each request
 looks at no more than SCAN_BUDGET jobs: when the filters match rarely, a page comes back
 short with a cursor to go on from, so no request ever walks a million jobs.
@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from worker.errors import InvalidRequest
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.listing import list_jobs
-from worker.pipeline.record import JobRecord
-from worker.pipeline.states import STATES, JobState
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.listing import list_jobs
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.states import STATES, JobState
 
 PAGE = 50
 #: Jobs looked at per request at most.
