@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     delivery_format: DeliveryFormat = DeliveryFormat.ORIGINAL
     delivery_sample_rate: int | None = Field(default=None, ge=8000, le=192_000)
     mp3_bitrate_kbps: int = Field(default=256, ge=32, le=320)
+    # `original` stems are Vidgo's bytes untouched; with this they carry our tags too (and so
+    # are no longer byte for byte what Vidgo served).
+    tag_originals: bool = False
     normalize_lufs: float | None = Field(default=None, ge=-40, le=-5)
     true_peak_ceiling_dbtp: float = Field(default=-1.0, ge=-20, le=0)
     # Stored stem names: fields {stem}, {title}, {job_id}, {ext}, each sanitised.

@@ -47,6 +47,17 @@ class Delivery:
     normalize_lufs: float | None = None
     true_peak_ceiling_dbtp: float = -1.0
     name_template: str = "{stem}.{ext}"
+    tag_originals: bool = False  # tags on ``original`` stems too (they are then not Vidgo's bytes)
+
+    @property
+    def untouched(self) -> bool:
+        """True when stems are delivered as Vidgo's bytes: ``original``, not normalised."""
+        return self.format == ORIGINAL and self.normalize_lufs is None
+
+    @property
+    def tagged(self) -> bool:
+        """True when delivered stems carry tags: converted ones always, originals on request."""
+        return not self.untouched or self.tag_originals
 
     def check(self) -> Delivery:
         if self.format != ORIGINAL and self.format not in FORMATS:
