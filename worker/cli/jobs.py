@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from worker.cli.app import main, producer
+
+if TYPE_CHECKING:
+    from worker.views import JobView
 
 
 @main.command()
@@ -52,7 +56,8 @@ def separate(
     wait: bool,
     timeout_s: float,
 ) -> None:
-    """Enqueue AUDIO_URL and print its job id (needs REDIS_URL)."""
+    """Enqueue AUDIO_URL and print its job id (needs REDIS_URL); with --wait, follow the job and
+    print each stem's link and the manifest's when it is DONE."""
     from worker.producer import enqueue
 
     job_id = enqueue(
@@ -91,11 +96,18 @@ def _wait(job_id: str, timeout_s: float) -> int:
                     f"{view.state.value} [{view.error.code}]: {view.error.message}", err=True
                 )
                 return 1
-            click.echo(view.manifest_url or "")
+            _echo_links(view)
             return 0
         time.sleep(1.0)
     click.echo(f"job {job_id} did not finish within {timeout_s:.0f}s", err=True)
     return 1
+
+
+def _echo_links(view: JobView) -> None:
+    """Every stem's link, one ``stem URL`` line each, then the manifest's."""
+    for name, stem in sorted(view.stems.items()):
+        click.echo(f"{name} {stem.url or '(no link: storage unreachable)'}")
+    click.echo(f"manifest {view.manifest_url or '(no link: storage unreachable)'}")
 
 
 @main.command()
