@@ -174,24 +174,30 @@ def cancel(job_id: str) -> None:
 @click.option(
     "--older-than",
     "older_than",
-    required=True,
-    help="Remove jobs that ended longer ago than this: 30d, 12h, 90m, 45s.",
+    default=None,
+    help="Remove jobs that ended longer ago than this: 30d, 12h, 90m, 45s. Required to remove; "
+    "a dry run without it lists every ended job.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-def purge(older_than: str, dry_run: bool) -> None:
+def purge(older_than: str | None, dry_run: bool) -> None:
     """Remove ended jobs' stored files and ledger entries, together (needs REDIS_URL)."""
     from celery.result import AsyncResult
 
     from worker.celery_app import app
+    from worker.errors import InvalidRequest
     from worker.pipeline.retention import parse_duration
     from worker.pipeline.retention import purge as purge_jobs
 
-    seconds = parse_duration(older_than)
+    if older_than is None and not dry_run:
+        raise InvalidRequest(
+            "say how old: --older-than 30d removes jobs that ended more than 30 days ago "
+            "(--dry-run without it lists every ended job)"
+        )
     p = producer()
     gone = purge_jobs(
         p.ledger,
         p.storage,
-        older_than_s=seconds,
+        older_than_s=parse_duration(older_than) if older_than else 0.0,
         now=time.time(),
         dry_run=dry_run,
         forget_result=lambda job_id: AsyncResult(job_id, app=app).forget(),
@@ -199,5 +205,17 @@ def purge(older_than: str, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for item in gone:
         ended = time.strftime("%Y-%m-%d %H:%M", time.gmtime(item.ended_at))
-        click.echo(f"{verb} {item.job_id} (ended {ended} UTC, {item.files} file(s))")
-    click.echo(f"{len(gone)} job(s) {verb}, ended more than {older_than} ago in {p.storage.url}")
+        click.echo(f"{verb} {item.job_id} (ended {ended} UTC, {_count(item.files, 'file')})")
+    jobs = _count(len(gone), "job")
+    if older_than:
+        click.echo(f"{verb} {jobs} that ended more than {older_than} ago from {p.storage.url}")
+    else:
+        click.echo(
+            f"{verb} {jobs}, every ended job in {p.storage.url}; "
+            "to remove, pass --older-than (e.g. --older-than 30d)"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 job``, ``4 jobs``: a count as people write it."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
