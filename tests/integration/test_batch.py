@@ -65,9 +65,11 @@ def test_a_small_catalog_runs_to_a_complete_manifest_and_report(batch_stack, tmp
 
     done = run_batch(batch_stack, str(catalog), "--bad-rows", "skip")
     assert done.returncode == 1, done.stderr  # complete, with two invalid rows
-    # Not a terminal: the live view is plain summary lines, the last one complete.
-    summaries = [line for line in done.stderr.splitlines() if " rows final · " in line]
-    assert summaries and summaries[-1].startswith("15/15 rows final")
+    # Not a terminal: the live view is plain summary lines, the last one complete; none says
+    # "final" of rows that are only ended so far.
+    summaries = [line for line in done.stderr.splitlines() if " rows ended · " in line]
+    assert summaries and summaries[-1].startswith("15/15 rows ended")
+    assert "rows final" not in done.stderr
     assert "failures 2" in summaries[-1] and "DONE 13" in summaries[-1]
     manifest = read_manifest(tmp_path / "tracks.csv.manifest.jsonl")
     assert [e["line"] for e in manifest] == list(range(2, 17))
@@ -97,6 +99,16 @@ def test_a_small_catalog_runs_to_a_complete_manifest_and_report(batch_stack, tmp
         )
         == 12
     )
+
+    # A run that finds every job already ended (a resume after the manifest was lost) did no
+    # work of its own: no rate, no ETA, however fast it records the rows.
+    resumed = run_batch(
+        batch_stack, str(catalog), "--bad-rows", "skip", "--manifest", str(tmp_path / "m.jsonl")
+    )
+    assert resumed.returncode == 1, resumed.stderr
+    summaries = [line for line in resumed.stderr.splitlines() if " rows ended · " in line]
+    assert summaries and all(" · 0.0 rows/s · ETA - · " in line for line in summaries), summaries
+    assert summaries[-1].startswith("15/15 rows ended")
 
     batch_id = done.stderr.split()[1].rstrip(":")
     status = batch_stack.cli("batch-status", batch_id, "--json")
