@@ -127,11 +127,11 @@ def test_dry_run_estimates_and_submits_nothing(batch_stack, tmp_path):
     )
     before = len(batch_stack.emulator.record("submit"))
     result = run_batch(
-        batch_stack, str(catalog), "--dry-run", env={"VIDGO_STEMS_CREDITS_PER_TASK": "3"}
+        batch_stack, str(catalog), "--dry-run", env={"VIDGO_STEMS_CREDITS_PER_TASK": "400000"}
     )
     assert result.returncode == 0, result.stderr
-    assert "5 new Vidgo task(s) x 3 credits = 15 credits" in result.stderr
-    assert re.search(r"balance: \d+\n", result.stderr)  # read from the emulator
+    assert "5 new Vidgo tasks x 400,000 credits = 2,000,000 credits" in result.stderr
+    assert re.search(r"balance: \d{1,3}(,\d{3})*\n", result.stderr)  # read from the emulator
     assert len(batch_stack.emulator.record("submit")) == before
     assert not (tmp_path / "c.jsonl.manifest.jsonl").exists()
 
