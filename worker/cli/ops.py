@@ -47,7 +47,8 @@ def worker(
 ) -> None:
     """Run a Celery worker for the pipeline (needs REDIS_URL and VIDGO_API_KEY).
 
-    Refuses to start when this host's storage is not the storage the other workers use.
+    Refuses to start when this host's storage is not the storage the other workers use; warns
+    when Redis runs without AOF or with an evicting maxmemory-policy.
     Further arguments go to ``celery worker`` as they are (e.g. ``--hostname w1@%h``).
     """
     from worker.observe.multiproc import prepare_multiproc_dir
@@ -61,9 +62,11 @@ def worker(
 
     from worker.celery_app import producer, worker_queues
     from worker.files.shared import check_shared_storage
+    from worker.redisconfig import warn_if_not_durable
 
     p = producer()
     check_shared_storage(p.storage, p.redis, p.ledger.keys)
+    warn_if_not_durable(p.redis)
     argv = [
         sys.executable,
         "-m",
