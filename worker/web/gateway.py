@@ -12,7 +12,7 @@ make it answer 5xx (only an unreachable Redis does: 503).
   storage, behind signed, expiring links (see :mod:`worker.web.files`); no bearer key.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
 - ``GET /metrics``: Prometheus metrics, the gateway's own and the cluster's gauges (no key).
-- ``GET /openapi.json`` and ``GET /docs``.
+- ``GET /openapi.json``, ``GET /docs`` and ``GET /redoc`` (assets served locally, no CDN).
 
 Request bodies are read up to ``VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES`` and refused beyond (413).
 The access log leaves out query strings, so callback tokens never reach it.
@@ -43,6 +43,7 @@ from worker.heartbeat import workers_seen
 from worker.monitor.serve import build_registry
 from worker.settings import Settings, get_settings
 from worker.web.callbacks import handle_callback
+from worker.web.docs import add_docs_routes
 from worker.web.files import add_file_routes
 from worker.web.replies import (
     ErrorResponse,
@@ -158,6 +159,8 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
         version="1",
         description="Enqueue tracks for stem separation, read and cancel jobs, receive "
         "Vidgo's callbacks. Completion webhooks are signed per Standard Webhooks.",
+        docs_url=None,  # served from the package's own assets: worker.web.docs
+        redoc_url=None,
         responses={
             401: {"model": ErrorResponse},
             413: {"model": ErrorResponse},
@@ -169,6 +172,7 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
     _add_file_routes_for_local_storage(app, settings)
     add_job_routes(app, producer, [Depends(authorised)])
     _add_vidgo_and_health_routes(app, producer)
+    add_docs_routes(app)
     return AccessLog(
         BodyLimit(app, settings.gateway_max_body_bytes, settings.gateway_body_timeout_s)
     )
