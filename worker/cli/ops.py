@@ -49,7 +49,7 @@ def worker(
 
     Refuses to start when this host's storage is not the storage the other workers use; warns
     when Redis runs without AOF or with an evicting maxmemory-policy.
-    Further arguments go to ``celery worker`` as they are (e.g. ``--hostname w1@%h``).
+    Further arguments go to celery worker as they are (e.g. --hostname w1@%h).
     """
     from worker.observe.multiproc import prepare_multiproc_dir
     from worker.settings import get_settings
