@@ -1,7 +1,7 @@
-"""Celery settings, mapped from worker.settings; each one says why it is set.
+"""Celery settings, mapped from vidgo_stems.settings; each one says why it is set.
 
-Nothing is read at import: ``worker.celery_app`` hands :func:`celery_config` to Celery as a
-promise, which Celery resolves from :func:`worker.settings.get_settings` when the app is first
+Nothing is read at import: ``vidgo_stems.celery_app`` hands :func:`celery_config` to Celery as a
+promise, which Celery resolves from :func:`vidgo_stems.settings.get_settings` when the app is first
 configured (and so after a test or a process has set its environment).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.redisconn import is_sentinel, sentinel_kwargs
-from worker.settings import Settings
+from vidgo_stems.redisconn import is_sentinel, sentinel_kwargs
+from vidgo_stems.settings import Settings
 
 
 def celery_config(s: Settings) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def _base(s: Settings) -> dict[str, Any]:
         # Keep retrying the broker at start-up instead of crashing when Redis comes up later.
         "broker_connection_retry_on_startup": True,
         # Register the pipeline tasks in every worker.
-        "imports": ("tasks.pipeline",),
+        "imports": ("vidgo_stems.tasks.pipeline",),
         "task_default_queue": s.queue_name,
         # JSON only: task signatures are a wire format, and pickle from a shared Redis is a hazard.
         "task_serializer": "json",

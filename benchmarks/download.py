@@ -30,7 +30,7 @@ def child(mode: str, url: str, dest: Path) -> None:
     started = time.perf_counter()
     with httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=False) as http:
         if mode == "pipeline":
-            from worker.files.fetch import fetch_to_file
+            from vidgo_stems.files.fetch import fetch_to_file
 
             fetch_to_file(http, url, dest, max_bytes=4 * 1024 * MB)
         else:
@@ -68,7 +68,7 @@ def main() -> None:
         return
     size_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    from worker.devstack.local import FileServer
+    from vidgo_stems.devstack.local import FileServer
 
     with tempfile.TemporaryDirectory(prefix="vidgo-bench-") as folder:
         root = Path(folder)

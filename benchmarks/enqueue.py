@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Bench, table
-from emulator import EmulatorConfig
+from vidgo_stems.emulator import EmulatorConfig
 
 
 def write_catalog(path: Path, rows: int) -> None:
@@ -32,9 +32,9 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="vidgo-bench-") as folder,
         Bench(Path(folder), EmulatorConfig()) as bench,
     ):
-        from worker.batch.catalog import check_catalog
-        from worker.batch.runner import BatchOptions, BatchRunner
-        from worker.celery_app import app
+        from vidgo_stems.batch.catalog import check_catalog
+        from vidgo_stems.batch.runner import BatchOptions, BatchRunner
+        from vidgo_stems.celery_app import app
 
         catalog = Path(folder) / "catalog.csv"
         write_catalog(catalog, rows)

@@ -1,6 +1,6 @@
 """A private stack for a benchmark: Redis, the emulator, worker processes, measurements.
 
-Environment variables are set before ``worker.celery_app`` is imported, so the benchmark process
+Environment variables are set before ``vidgo_stems.celery_app`` is imported, so the benchmark process
 (which enqueues) and the workers it starts share one configuration.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import redis
 
-from emulator import EmulatorConfig
-from emulator.server import BackgroundEmulator
-from worker.devstack.local import WorkerProcess, wait_for
-from worker.devstack.redis_server import RedisServer, free_port
+from vidgo_stems.emulator import EmulatorConfig
+from vidgo_stems.emulator.server import BackgroundEmulator
+from vidgo_stems.devstack.local import WorkerProcess, wait_for
+from vidgo_stems.devstack.redis_server import RedisServer, free_port
 
 #: Limits out of the way: a benchmark measures the pipeline, not the brakes.
 UNLIMITED = {
@@ -62,7 +62,7 @@ class Bench:
             **self.extra_env,
         }
         os.environ.update(self.env)
-        from worker.settings import get_settings
+        from vidgo_stems.settings import get_settings
 
         get_settings.cache_clear()
         self.redis = redis.Redis.from_url(self.redis_server.url)
@@ -75,7 +75,7 @@ class Bench:
         self._stack.close()
 
     def start_worker(self, concurrency: int, name: str = "bench") -> WorkerProcess:
-        from worker.heartbeat import workers_seen
+        from vidgo_stems.heartbeat import workers_seen
 
         log = self._stack.enter_context((self.folder / f"{name}.log").open("wb"))
         worker = WorkerProcess(self.env, concurrency=concurrency, name=name, log=log).start()
@@ -91,7 +91,7 @@ class Bench:
 
     @property
     def producer(self) -> Any:
-        from worker.celery_app import producer
+        from vidgo_stems.celery_app import producer
 
         return producer()
 
@@ -102,7 +102,7 @@ class Bench:
     def wait_all_ended(self, job_ids: list[str], timeout_s: float) -> float:
         """Wait until no job is active (one cheap command per look); returns when, after
         checking that every job ended DONE."""
-        from worker.batch.store import job_states
+        from vidgo_stems.batch.store import job_states
 
         active = self.ledger.keys.active
         wait_for(

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Bench, table
-from worker.devstack.local import FileServer, WorkerProcess, wait_for
-from worker.devstack.redis_server import free_port
+from vidgo_stems.devstack.local import FileServer, WorkerProcess, wait_for
+from vidgo_stems.devstack.redis_server import free_port
 
 CASES = [("general", "flac"), ("general", "original"), ("vocals", "flac"), ("vocals", "original")]
 AIMS = {"first_link_over_floor_s": 0.5, "general_done_s": 6.0, "single_done_s": 2.0}
@@ -65,7 +65,16 @@ def gateway(env: dict[str, str], folder: Path) -> Iterator[str]:
     port = free_port()
     log = (folder / f"gateway-{port}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "gateway", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "vidgo_stems.cli",
+            "gateway",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         env={**os.environ, **env, "VIDGO_STEMS_GATEWAY_API_KEYS": secrets.token_hex(24)},
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -93,8 +102,8 @@ def floor_s(bench: Bench, job: Any) -> tuple[float, float]:
     into the same storage, one after the other, nothing else."""
     import httpx
 
-    from worker.files.fetch import fetch_to_file
-    from worker.files.links import open_configured_storage
+    from vidgo_stems.files.fetch import fetch_to_file
+    from vidgo_stems.files.links import open_configured_storage
 
     storage = open_configured_storage(bench.producer.settings)
     scratch = bench.folder / "floor" / secrets.token_hex(4)
@@ -118,7 +127,7 @@ def floor_s(bench: Bench, job: Any) -> tuple[float, float]:
 def run_case(
     bench: Bench, workers: list[WorkerProcess], source_url: str, output: str, fmt: str
 ) -> dict[str, float]:
-    from worker.producer import enqueue
+    from vidgo_stems.producer import enqueue
 
     pids = [w.process.pid for w in workers if w.process is not None]
     cpu_before = sum(cpu_seconds(p) for p in pids)
@@ -144,16 +153,16 @@ def run_case(
 def run_setup(
     name: str, folder: Path, source_url: str, runs: int, hosts: int, env: dict[str, str]
 ) -> list[tuple[str, dict[str, float]]]:
-    from emulator import EmulatorConfig
+    from vidgo_stems.emulator import EmulatorConfig
 
     config = EmulatorConfig(api_key="bench-key", queue_s=0.2, run_s=1.0, sample_rate=44_100)
     post_queue = f"post-{secrets.token_hex(3)}"
     # The source is served on loopback: let the workers fetch it, so every stem is checked.
     env = {**env, "VIDGO_STEMS_ALLOW_PRIVATE_SOURCE_HOSTS": "true"}
     results = []
-    import worker.celery_app
+    import vidgo_stems.celery_app
 
-    worker.celery_app._default = None  # the producer of this setup's Redis, not the last one's
+    vidgo_stems.celery_app._default = None  # the producer of this setup's Redis, not the last one's
     with contextlib.ExitStack() as stack:
         bench = stack.enter_context(
             Bench(folder / name, config, VIDGO_STEMS_POSTPROCESS_QUEUE=post_queue, **env)
@@ -177,7 +186,7 @@ def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 240.0
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     from tests.s3server import S3Server
-    from worker.devstack import tracks
+    from vidgo_stems.devstack import tracks
 
     with tempfile.TemporaryDirectory(prefix="vidgo-bench-latency-") as tmp:
         folder = Path(tmp)

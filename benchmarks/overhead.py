@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Bench, table
-from emulator import EmulatorConfig
+from vidgo_stems.emulator import EmulatorConfig
 
 CONCURRENCY = 4
 
@@ -25,7 +25,7 @@ def redis_calls(bench: Bench) -> int:
 
 
 def pipeline(bench: Bench, n: int) -> float:
-    from worker.producer import enqueue
+    from vidgo_stems.producer import enqueue
 
     bench.start_worker(CONCURRENCY, "pipeline")
     start = time.perf_counter()

@@ -31,8 +31,8 @@ def make_job(folder: Path, seconds: float) -> tuple[Path, list[Path]]:
     """A source track and its six MP3 stems, as the emulator makes them."""
     import soundfile as sf
 
-    from emulator import audio
-    from worker.devstack import tracks
+    from vidgo_stems.emulator import audio
+    from vidgo_stems.devstack import tracks
 
     source = tracks.write_track(folder / "source.wav", "groove", seconds=seconds, rate=44_100)
     samples, rate = sf.read(str(source), dtype="float32", always_2d=True)
@@ -46,9 +46,9 @@ def make_job(folder: Path, seconds: float) -> tuple[Path, list[Path]]:
 
 
 def ours(source: Path, stems: list[Path], out: Path) -> None:
-    from worker.sound.deliver import Delivery
-    from worker.sound.process import process_stem, read_source
-    from worker.sound.validate import remix_residual_db
+    from vidgo_stems.sound.deliver import Delivery
+    from vidgo_stems.sound.process import process_stem, read_source
+    from vidgo_stems.sound.validate import remix_residual_db
 
     checked = read_source(source, source.stat().st_size, "")
     mixes = []

@@ -19,13 +19,13 @@ from pathlib import Path
 import httpx
 
 from benchmarks.harness import Bench, table
-from emulator import EmulatorConfig
-from worker.devstack.local import wait_for
-from worker.devstack.redis_server import free_port
+from vidgo_stems.emulator import EmulatorConfig
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.devstack.redis_server import free_port
 
 
 def run_jobs(bench: Bench, label: str, n: int) -> dict[str, float]:
-    from worker.producer import enqueue, get_job
+    from vidgo_stems.producer import enqueue, get_job
 
     since = time.time()
     ids = [
@@ -70,7 +70,7 @@ def main() -> None:
         gateway_env = {**bench.env, "VIDGO_STEMS_GATEWAY_API_KEYS": secrets.token_hex(16)}
         log = (Path(folder) / "gateway.log").open("wb")
         gateway = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "gateway", "--port", str(port)],
+            [sys.executable, "-m", "vidgo_stems.cli", "gateway", "--port", str(port)],
             env={**os.environ, **gateway_env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import Bench, percentile, table, tree_rss_bytes
-from emulator import EmulatorConfig
-from worker.devstack.local import wait_for
+from vidgo_stems.emulator import EmulatorConfig
+from vidgo_stems.devstack.local import wait_for
 
 MB = 1024 * 1024
 PROMOTE_N = 100_000
@@ -38,8 +38,8 @@ SEED_ABOVE = 20_000
 
 def promoter_throughput(bench: Bench) -> tuple[float, float]:
     """(entries promoted per second, bare LPUSH per second), same messages, same Redis."""
-    from worker.celery_app import encode_message
-    from worker.pipeline.schedule import Schedule
+    from vidgo_stems.celery_app import encode_message
+    from vidgo_stems.pipeline.schedule import Schedule
 
     prefix, queue = f"{bench.prefix}-promote", f"{bench.prefix}-promote-q"
     message = encode_message("vidgo.poll", {"job_id": "j" * 32, "token": "t" * 16}, queue=queue)
@@ -68,9 +68,9 @@ def promoter_throughput(bench: Bench) -> tuple[float, float]:
 
 def enqueue_all(bench: Bench, n: int) -> list[str]:
     """Create N jobs with their submit messages, pipelined (the batch feed's own path)."""
-    from worker.models import parse_request
-    from worker.pipeline.record import NewJob
-    from worker.pipeline.states import Step, TaskName, new_token
+    from vidgo_stems.models import parse_request
+    from vidgo_stems.pipeline.record import NewJob
+    from vidgo_stems.pipeline.states import Step, TaskName, new_token
 
     jobs = []
     for i in range(n):
@@ -89,11 +89,11 @@ def seed_submitted(bench: Bench, n: int, query_rate: float) -> list[str]:
     spacing the query budget allows (see the module docstring)."""
     import random
 
-    from emulator.state import EmuTask
-    from worker.models import parse_request
-    from worker.pipeline.pacing import HEADROOM
-    from worker.pipeline.record import NewJob
-    from worker.pipeline.states import JobState, Step, TaskName, new_token
+    from vidgo_stems.emulator.state import EmuTask
+    from vidgo_stems.models import parse_request
+    from vidgo_stems.pipeline.pacing import HEADROOM
+    from vidgo_stems.pipeline.record import NewJob
+    from vidgo_stems.pipeline.states import JobState, Step, TaskName, new_token
 
     state = bench.emulator.server.config.app.state.emulator
     ledger, rng = bench.ledger, random.Random(7)

@@ -41,8 +41,8 @@ def _rss_mb() -> float:
 def child(mode: str, path: Path, key: str, sha256: str) -> None:
     import obstore
 
-    from worker.files.objects import PUT_CHUNK_BYTES, PUT_MAX_CONCURRENCY
-    from worker.files.storage import S3Storage
+    from vidgo_stems.files.objects import PUT_CHUNK_BYTES, PUT_MAX_CONCURRENCY
+    from vidgo_stems.files.storage import S3Storage
 
     bucket, prefix = os.environ["BENCH_BUCKET"], os.environ["BENCH_PREFIX"]
     storage = S3Storage(bucket, prefix)
@@ -100,7 +100,7 @@ def main() -> None:
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     sizes = sorted({max(1, size_mb // 5), size_mb})
     from tests.s3server import S3Server
-    from worker.files.objects import PUT_CHUNK_BYTES, PUT_MAX_CONCURRENCY
+    from vidgo_stems.files.objects import PUT_CHUNK_BYTES, PUT_MAX_CONCURRENCY
 
     results: dict[tuple[int, str], list[dict[str, float]]] = {}
     # moto's object bodies go to RAM when /dev/shm exists, so its disk writes do not add noise.

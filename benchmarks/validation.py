@@ -65,8 +65,8 @@ def decode(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def render_track(style: str, seconds: float, *, seed: int = 7) -> np.ndarray:
-    """A track as :mod:`worker.devstack.tracks` makes it."""
-    from worker.devstack import tracks
+    """A track as :mod:`vidgo_stems.devstack.tracks` makes it."""
+    from vidgo_stems.devstack import tracks
 
     return tracks.render(style, seconds=seconds, rate=RATE, seed=seed)
 
@@ -75,7 +75,7 @@ def other_track(style: str, seconds: float, seed: int) -> np.ndarray:
     """Another track with the same instruments and notes as ``style``: its own tempo, from its
     own place in the song, with its own noise. The hard case: the same pitches as the source
     at other times."""
-    from worker.devstack import tracks
+    from vidgo_stems.devstack import tracks
 
     rng = np.random.default_rng(seed)
     tempo = float(rng.uniform(0.8, 1.25))
@@ -93,14 +93,14 @@ def other_track(style: str, seconds: float, seed: int) -> np.ndarray:
 
 
 def split(samples: np.ndarray, fmt: str, model: str = "base") -> dict[str, np.ndarray]:
-    from emulator import audio
+    from vidgo_stems.emulator import audio
 
     stems = audio.split(samples, RATE, list(STEMS), model, fmt)
     return {name: decode(data)[0] for name, data in stems.items()}
 
 
 def synthesised(seed: str, seconds: float) -> dict[str, np.ndarray]:
-    from emulator import audio
+    from vidgo_stems.emulator import audio
 
     stems = audio.synthesise(seed, list(STEMS), sample_rate=RATE, duration_s=seconds, fmt="mp3")
     return {name: decode(data)[0] for name, data in stems.items()}
@@ -184,7 +184,7 @@ OLD_MATCH_SCORE = 0.3
 
 
 def old_offset_of(stem: np.ndarray, source: np.ndarray) -> tuple[int, float]:
-    from worker.sound.validate import ANALYSIS_RATE, MAX_OFFSET_S
+    from vidgo_stems.sound.validate import ANALYSIS_RATE, MAX_OFFSET_S
 
     window = int(OLD_WINDOW_S * ANALYSIS_RATE)
     a, b = stem[:window], source[:window]
@@ -206,7 +206,7 @@ def old_compare(
     stem: np.ndarray, rate: int, source: np.ndarray, source_s: float
 ) -> tuple[list[str], float | None]:
     """(problems, match score) as the old check found them."""
-    from worker.sound.validate import ANALYSIS_RATE, QUIET_DB, duration_tolerance_s
+    from vidgo_stems.sound.validate import ANALYSIS_RATE, QUIET_DB, duration_tolerance_s
 
     energy = float(np.mean(np.square(stem, dtype=np.float64)))
     source_energy = float(np.mean(np.square(source, dtype=np.float64)))
@@ -231,7 +231,7 @@ def expected(label: str) -> list[str]:
 
 
 def main() -> None:
-    from worker.sound.validate import MATCH_SCORE, analysis_signal, compare
+    from vidgo_stems.sound.validate import MATCH_SCORE, analysis_signal, compare
 
     long_s = float(sys.argv[1]) if len(sys.argv) > 1 else 240.0
     verbose = os.environ.get("VALIDATION_VERBOSE") == "1"

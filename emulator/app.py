@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from emulator import audio, callbacks
-from emulator.config import EmulatorConfig
-from emulator.faults import FaultMiddleware
-from emulator.payloads import hostile_detail, task_data
-from emulator.state import EmulatorState, EmuTask
+from vidgo_stems.emulator import audio, callbacks
+from vidgo_stems.emulator.config import EmulatorConfig
+from vidgo_stems.emulator.faults import FaultMiddleware
+from vidgo_stems.emulator.payloads import hostile_detail, task_data
+from vidgo_stems.emulator.state import EmulatorState, EmuTask
 
 MODEL = "upload-and-separate-vocals"
 MODEL_NAMES = ("base", "enhanced", "instrumental")

@@ -4,7 +4,7 @@ Splitting and encoding a 240 s track into six MP3 stems costs tens of CPU second
 benchmarks submit the same source again and again. An entry is keyed by everything that
 changes the bytes: the SHA-256 of the fetched source, how much of it is decoded
 (``max_input_s``), the stem names in order, the model (its gain), the format, the stems lost
-to fault injection, and the renderer's own version (:data:`emulator.audio.RENDER_ID`).
+to fault injection, and the renderer's own version (:data:`vidgo_stems.emulator.audio.RENDER_ID`).
 
 The cache lives in memory, or in the folder ``stem_cache_dir`` (one file per entry, written
 under a temporary name and renamed into place, so processes may share it), bounded by
@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from emulator import audio
-from emulator.config import EmulatorConfig
+from vidgo_stems.emulator import audio
+from vidgo_stems.emulator.config import EmulatorConfig
 
 _SUFFIX = ".stems"
 

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 import httpx
 from starlette.applications import Starlette
 
-from emulator import audio
-from emulator.cache import RenderKey
-from emulator.payloads import callback_body, stems_for
-from emulator.state import EmulatorState, EmuTask
+from vidgo_stems.emulator import audio
+from vidgo_stems.emulator.cache import RenderKey
+from vidgo_stems.emulator.payloads import callback_body, stems_for
+from vidgo_stems.emulator.state import EmulatorState, EmuTask
 
 log = logging.getLogger(__name__)
 SCHEDULES = {"old": [1.0, 2.0, 4.0], "new": [2.0, 4.0, 8.0, 16.0, 32.0], "none": []}

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emulator.state import EmulatorState
+from vidgo_stems.emulator.state import EmulatorState
 
 _ENDPOINTS = {
     "/api/generate/submit": "submit",

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-from emulator.state import EmulatorState, EmuTask
+from vidgo_stems.emulator.state import EmulatorState, EmuTask
 
 ALL_STEMS = ["bass", "drums", "piano", "guitar", "vocals", "other"]
 

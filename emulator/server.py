@@ -7,8 +7,8 @@ import time
 
 import uvicorn
 
-from emulator.app import create_app
-from emulator.config import EmulatorConfig
+from vidgo_stems.emulator.app import create_app
+from vidgo_stems.emulator.config import EmulatorConfig
 
 
 def build_server(config: EmulatorConfig, host: str, port: int) -> uvicorn.Server:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from emulator.cache import StemCache
-from emulator.config import EmulatorConfig
+from vidgo_stems.emulator.cache import StemCache
+from vidgo_stems.emulator.config import EmulatorConfig
 
 _ALPHABET = string.ascii_lowercase + string.digits
 

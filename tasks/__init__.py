@@ -1,1 +1,1 @@
-"""Celery task wrappers; the work lives in ``worker.pipeline.stages``."""
+"""Celery task wrappers; the work lives in ``vidgo_stems.pipeline.stages``."""

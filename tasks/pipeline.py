@@ -1,6 +1,6 @@
-"""The Celery tasks of the pipeline: thin wrappers around ``worker.pipeline.stages``.
+"""The Celery tasks of the pipeline: thin wrappers around ``vidgo_stems.pipeline.stages``.
 
-Names are a wire format and come from :class:`worker.pipeline.states.TaskName`
+Names are a wire format and come from :class:`vidgo_stems.pipeline.states.TaskName`
 (``vidgo.submit``, ``vidgo.poll``, ``vidgo.download``, ``vidgo.postprocess``, plus
 ``vidgo.webhook`` for completion webhooks); kwargs are ``job_id`` and ``token``, and unknown
 kwargs are ignored so rolling deploys work. Retries follow the exception type, in
@@ -8,7 +8,7 @@ kwargs are ignored so rolling deploys work. Retries follow the exception type, i
 
 ``vidgo.enqueue`` is an enqueue by name, for backends that cannot import this package:
 ``send_task("vidgo.enqueue", kwargs={"audio_url": ..., "job_id": ...})`` creates the job in the
-ledger exactly as :func:`worker.producer.enqueue` does and returns its id. ``vidgo.submit`` sent
+ledger exactly as :func:`vidgo_stems.producer.enqueue` does and returns its id. ``vidgo.submit`` sent
 *without* a token does the same, so senders written before ``vidgo.enqueue`` keep working.
 """
 
@@ -24,22 +24,22 @@ from celery import Task
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 from celery.result import AsyncResult
 
-from worker.backoff import backoff_s
-from worker.celery_app import app, dispatch_webhook, producer, record_done, record_end
-from worker.errors import (
+from vidgo_stems.backoff import backoff_s
+from vidgo_stems.celery_app import app, dispatch_webhook, producer, record_done, record_end
+from vidgo_stems.errors import (
     InvalidTaskInput,
     PermanentError,
     RetryableError,
     VidgoRateLimited,
     VidgoStemsError,
 )
-from worker.files.links import ORIGINALS
-from worker.models import TRACK_FIELDS, parse_request
-from worker.observe.logs import mask_tokens
-from worker.pipeline.outbox import announce, announce_stems_stored
-from worker.pipeline.retention import purge, remove_originals
-from worker.pipeline.schedule import Schedule
-from worker.pipeline.stages import (
+from vidgo_stems.files.links import ORIGINALS
+from vidgo_stems.models import TRACK_FIELDS, parse_request
+from vidgo_stems.observe.logs import mask_tokens
+from vidgo_stems.pipeline.outbox import announce, announce_stems_stored
+from vidgo_stems.pipeline.retention import purge, remove_originals
+from vidgo_stems.pipeline.schedule import Schedule
+from vidgo_stems.pipeline.stages import (
     Outcome,
     StageContext,
     run_download,
@@ -48,10 +48,10 @@ from worker.pipeline.stages import (
     run_postprocess,
     run_submit,
 )
-from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
-from worker.producer import enqueue_request
-from worker.runtime import runtime
-from worker.text import neutralise
+from vidgo_stems.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
+from vidgo_stems.producer import enqueue_request
+from vidgo_stems.runtime import runtime
+from vidgo_stems.text import neutralise
 
 log = logging.getLogger(__name__)
 

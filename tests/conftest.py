@@ -8,10 +8,10 @@ import pytest
 import redis
 
 from tests.s3server import S3Server
-from worker.devstack import tracks
-from worker.devstack.local import FileServer
-from worker.devstack.redis_server import RedisServer
-from worker.settings import Settings, get_settings
+from vidgo_stems.devstack import tracks
+from vidgo_stems.devstack.local import FileServer
+from vidgo_stems.devstack.redis_server import RedisServer
+from vidgo_stems.settings import Settings, get_settings
 
 _OURS = ("VIDGO_", "REDIS_URL", "STEMS_DIR", "AWS_")
 

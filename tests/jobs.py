@@ -12,8 +12,8 @@ from collections import deque
 from typing import Any
 
 from tests import steps
-from worker.models import JobRequest, parse_request
-from worker.pipeline.states import TRANSITIONS, JobState
+from vidgo_stems.models import JobRequest, parse_request
+from vidgo_stems.pipeline.states import TRANSITIONS, JobState
 
 REQUEST = parse_request({"audio_url": "https://cdn.example/a.mp3"})
 

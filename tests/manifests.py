@@ -11,7 +11,9 @@ import jsonschema
 
 @cache
 def schema() -> dict:
-    return json.loads(resources.files("worker.sound").joinpath("manifest.schema.json").read_text())
+    return json.loads(
+        resources.files("vidgo_stems.sound").joinpath("manifest.schema.json").read_text()
+    )
 
 
 def assert_valid_manifest(manifest: dict) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 
 from tests.waiting import wait_until
-from worker.devstack.redis_server import free_port
+from vidgo_stems.devstack.redis_server import free_port
 
 
 class S3Server:

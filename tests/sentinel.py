@@ -18,7 +18,7 @@ from pathlib import Path
 import redis
 
 from tests.waiting import wait_until
-from worker.devstack.redis_server import find_redis_server, free_port
+from vidgo_stems.devstack.redis_server import find_redis_server, free_port
 
 MASTER = "vidgo-test"
 #: Sentinels call the primary down after this long without an answer.

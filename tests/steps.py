@@ -9,11 +9,11 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from worker.keys import Keys
-from worker.models import JobRequest
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.record import JobRecord, Subscription
-from worker.pipeline.states import Step, TaskName
+from vidgo_stems.keys import Keys
+from vidgo_stems.models import JobRequest
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.record import JobRecord, Subscription
+from vidgo_stems.pipeline.states import Step, TaskName
 
 QUEUE = "test-steps"
 

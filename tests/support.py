@@ -19,11 +19,11 @@ from pathlib import Path
 
 import httpx
 
-from worker.celery_app import Producer, app, make_ledger
-from worker.devstack.local import WorkerProcess, wait_for
-from worker.devstack.redis_server import free_port
-from worker.producer import enqueue, get_job
-from worker.settings import Settings
+from vidgo_stems.celery_app import Producer, app, make_ledger
+from vidgo_stems.devstack.local import WorkerProcess, wait_for
+from vidgo_stems.devstack.redis_server import free_port
+from vidgo_stems.producer import enqueue, get_job
+from vidgo_stems.settings import Settings
 
 API_KEY = "sk-test-" + secrets.token_hex(8)
 #: The bearer key of gateways the tests build in process.
@@ -190,7 +190,7 @@ class Stack:
             "VIDGO_STEMS_REDIS_KEY_PREFIX": self.prefix,
         }
         return subprocess.run(
-            [sys.executable, "-m", "worker.cli", *args],
+            [sys.executable, "-m", "vidgo_stems.cli", *args],
             env=env,
             capture_output=True,
             text=True,
@@ -201,7 +201,7 @@ class Stack:
         """``vidgo-stems worker`` with this stack's environment plus ``env``, for a start that
         is expected to be refused (it must exit by itself)."""
         return subprocess.run(
-            [sys.executable, "-m", "worker.cli", "worker", "--concurrency", "1"],
+            [sys.executable, "-m", "vidgo_stems.cli", "worker", "--concurrency", "1"],
             env={**os.environ, **self.env, **env},
             capture_output=True,
             text=True,
@@ -261,7 +261,7 @@ class GatewayProcess:
             [
                 sys.executable,
                 "-m",
-                "worker.cli",
+                "vidgo_stems.cli",
                 "--log-level",
                 "INFO",
                 "gateway",

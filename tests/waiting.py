@@ -1,6 +1,6 @@
 """Waiting for a condition with a deadline, instead of sleeping a fixed time.
 
-``wait_until`` polls like :func:`worker.devstack.local.wait_for` (which the stack helpers in
+``wait_until`` polls like :func:`vidgo_stems.devstack.local.wait_for` (which the stack helpers in
 :mod:`tests.support` use) and, when it gives up, says what it waited for and what it saw last.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from worker.devstack.local import wait_for
+from vidgo_stems.devstack.local import wait_for
 
 
 def wait_until(

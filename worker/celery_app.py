@@ -1,11 +1,11 @@
 """The Celery app and message encoding: all that producers (api, gateway, batch) need.
 
 Importing this module reads no setting and opens no connection: Celery's configuration is a
-promise resolved from :func:`worker.settings.get_settings` on first use. :class:`Producer`
+promise resolved from :func:`vidgo_stems.settings.get_settings` on first use. :class:`Producer`
 bundles what the producer side works with (settings, Redis, the ledger, which sends each job's
 messages itself, and the webhook dispatch); code that enqueues takes one as an argument, and
 :func:`producer` gives the process's default one. The consumer side (stage clients, worker
-signals, the sweep) lives in :mod:`worker.runtime`, which producers never import.
+signals, the sweep) lives in :mod:`vidgo_stems.runtime`, which producers never import.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from typing import Any
 import redis
 from celery import Celery, signals
 
-from celeryconfig import celery_config
-from worker.errors import JobCancelled, JobFailed
-from worker.files.links import open_configured_storage
-from worker.files.storage import Storage
-from worker.observe import tasks as _task_metrics  # noqa: F401  (connects the task signals)
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.schedule import Schedule
-from worker.pipeline.states import Step, TaskName
-from worker.redisconn import connect
-from worker.settings import Settings, get_settings
+from vidgo_stems.celeryconfig import celery_config
+from vidgo_stems.errors import JobCancelled, JobFailed
+from vidgo_stems.files.links import open_configured_storage
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.observe import tasks as _task_metrics  # noqa: F401  (connects the task signals)
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.schedule import Schedule
+from vidgo_stems.pipeline.states import Step, TaskName
+from vidgo_stems.redisconn import connect
+from vidgo_stems.settings import Settings, get_settings
 
 app = Celery("vidgo_stems")
 app.add_defaults(lambda: celery_config(get_settings()))

@@ -334,7 +334,7 @@ class UrlExpired(UrlRefused):
 
 
 class WebhookVerificationError(ValueError):
-    """Raised by :func:`worker.webhooks.verify` when a webhook is not authentic, or too old
+    """Raised by :func:`vidgo_stems.webhooks.verify` when a webhook is not authentic, or too old
     or too new."""
 
 

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys, text
+from vidgo_stems.keys import Keys, text
 
 log = logging.getLogger(__name__)
 

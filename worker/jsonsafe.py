@@ -15,8 +15,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from worker.errors import shown
-from worker.text import has_lone_surrogate, may_hold_surrogate
+from vidgo_stems.errors import shown
+from vidgo_stems.text import has_lone_surrogate, may_hold_surrogate
 
 #: Defaults; ``VIDGO_STEMS_MAX_JSON_DEPTH`` and ``VIDGO_STEMS_MAX_JSON_INT_DIGITS`` change them.
 MAX_DEPTH = 32

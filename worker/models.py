@@ -16,9 +16,9 @@ from urllib.parse import urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from worker.errors import InvalidRequest, shown
-from worker.text import check_tree, problem_in
-from worker.urlsafety import BadUrl, parse_url
+from vidgo_stems.errors import InvalidRequest, shown
+from vidgo_stems.text import check_tree, problem_in
+from vidgo_stems.urlsafety import BadUrl, parse_url
 
 VIDGO_MODEL = "upload-and-separate-vocals"
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

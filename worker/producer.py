@@ -20,9 +20,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from worker.celery_app import Producer, producer
-from worker.errors import InvalidRequest, JobConflict, shown
-from worker.models import (
+from vidgo_stems.celery_app import Producer, producer
+from vidgo_stems.errors import InvalidRequest, JobConflict, shown
+from vidgo_stems.models import (
     ENDED_EVENTS,
     JobRequest,
     parse_request,
@@ -30,13 +30,13 @@ from worker.models import (
     validate_metadata,
     validate_webhook_events,
 )
-from worker.pipeline.listing import list_jobs as list_ledger_jobs
-from worker.pipeline.outbox import Outbox, announce, deliveries
-from worker.pipeline.record import OTHER_REQUEST, Subscription
-from worker.pipeline.retry import RETRYABLE, RetryPlan, plan_retry, retry_job
-from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName, new_token
-from worker.urlsafety import check_source_url, check_webhook_url, source_policy, webhook_policy
-from worker.views import JobError, JobPage, JobSummary, JobView, StemLink, WebhookView
+from vidgo_stems.pipeline.listing import list_jobs as list_ledger_jobs
+from vidgo_stems.pipeline.outbox import Outbox, announce, deliveries
+from vidgo_stems.pipeline.record import OTHER_REQUEST, Subscription
+from vidgo_stems.pipeline.retry import RETRYABLE, RetryPlan, plan_retry, retry_job
+from vidgo_stems.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName, new_token
+from vidgo_stems.urlsafety import check_source_url, check_webhook_url, source_policy, webhook_policy
+from vidgo_stems.views import JobError, JobPage, JobSummary, JobView, StemLink, WebhookView
 
 __all__ = [
     "Enqueued",

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import text
+from vidgo_stems.keys import text
 
 log = logging.getLogger(__name__)
 

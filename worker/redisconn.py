@@ -24,10 +24,10 @@ from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from worker import redisurl
-from worker.errors import ConfigError
-from worker.redisurl import SentinelService, is_sentinel
-from worker.settings import Settings
+from vidgo_stems import redisurl
+from vidgo_stems.errors import ConfigError
+from vidgo_stems.redisurl import SentinelService, is_sentinel
+from vidgo_stems.settings import Settings
 
 __all__ = [
     "SentinelService",
@@ -41,7 +41,7 @@ __all__ = [
 
 def parse_sentinel_url(url: str) -> SentinelService:
     """The sentinels, login and database of a ``sentinel://`` URL (see
-    :func:`worker.redisurl.parse_sentinel_url`); a ConfigError saying what to write."""
+    :func:`vidgo_stems.redisurl.parse_sentinel_url`); a ConfigError saying what to write."""
     try:
         return redisurl.parse_sentinel_url(url)
     except ValueError as exc:

@@ -2,7 +2,7 @@
 
 Clients are built lazily, once per process, and rebuilt after a fork (``worker_process_init``),
 never at import. Only worker processes import this module (through ``tasks/``); producers use
-:mod:`worker.celery_app` alone.
+:mod:`vidgo_stems.celery_app` alone.
 """
 
 from __future__ import annotations
@@ -23,30 +23,30 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from worker.celery_app import (
+from vidgo_stems.celery_app import (
     dispatch_purge,
     dispatch_webhook,
     make_ledger,
     redis_client,
     worker_queues,
 )
-from worker.files.links import open_configured_storage
-from worker.files.scratch import StemStore
-from worker.files.storage import Storage
-from worker.monitor.serve import mark_process_dead, serve_worker_metrics
-from worker.observe import metrics
-from worker.observe.tracing import init_tracing, shutdown_tracing
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.pacing import PollPacing
-from worker.pipeline.recovery import SweepThread
-from worker.pipeline.schedule import Promoter
-from worker.pipeline.stages.context import StageContext
-from worker.settings import Settings, get_settings
-from worker.vidgo import VidgoClient
-from worker.vidgo.client import http_timeout
-from worker.vidgo.gate import VidgoGate
-from worker.vidgo.limits import VidgoLimits
-from worker.webhooks import WebhookSender
+from vidgo_stems.files.links import open_configured_storage
+from vidgo_stems.files.scratch import StemStore
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.monitor.serve import mark_process_dead, serve_worker_metrics
+from vidgo_stems.observe import metrics
+from vidgo_stems.observe.tracing import init_tracing, shutdown_tracing
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.pacing import PollPacing
+from vidgo_stems.pipeline.recovery import SweepThread
+from vidgo_stems.pipeline.schedule import Promoter
+from vidgo_stems.pipeline.stages.context import StageContext
+from vidgo_stems.settings import Settings, get_settings
+from vidgo_stems.vidgo import VidgoClient
+from vidgo_stems.vidgo.client import http_timeout
+from vidgo_stems.vidgo.gate import VidgoGate
+from vidgo_stems.vidgo.limits import VidgoLimits
+from vidgo_stems.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from worker.errors import ConfigError
-from worker.jsonsafe import JsonLimits
-from worker.models import DeliveryFormat
-from worker.redisurl import check_redis_url
+from vidgo_stems.errors import ConfigError
+from vidgo_stems.jsonsafe import JsonLimits
+from vidgo_stems.models import DeliveryFormat
+from vidgo_stems.redisurl import check_redis_url
 
 #: The bitrates of MPEG-1 Layer III (kbps): what ``mp3_bitrate_kbps`` may be.
 MP3_BITRATES_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
@@ -233,7 +233,7 @@ class Settings(BaseSettings):
     # choose the exporter).
     tracing: bool = False
     # Redis high availability: with REDIS_URL=sentinel://..., the service name the sentinels
-    # monitor, and their own password if they ask for one (see worker.redisconn).
+    # monitor, and their own password if they ask for one (see vidgo_stems.redisconn).
     redis_sentinel_master: str | None = None
     redis_sentinel_password: SecretStr | None = None
     # Every Redis command gives up after this long without an answer, and a failed one is

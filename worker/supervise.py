@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from worker.backoff import backoff_s
+from vidgo_stems.backoff import backoff_s
 
 log = logging.getLogger(__name__)
 

@@ -34,11 +34,11 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, urlsplit
 
-from worker.errors import InvalidRequest, StemHostNotAllowed, shown
-from worker.text import problem_in
+from vidgo_stems.errors import InvalidRequest, StemHostNotAllowed, shown
+from vidgo_stems.text import problem_in
 
 if TYPE_CHECKING:
-    from worker.settings import Settings
+    from vidgo_stems.settings import Settings
 
 MAX_URL_LENGTH = 2048
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".localdomain")

@@ -8,12 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.celery_app import Producer
-from worker.files.links import link, stem_links
-from worker.files.storage import Storage
-from worker.pipeline.outbox import Outbox
-from worker.pipeline.record import JobRecord
-from worker.pipeline.states import STATES, JobState
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.files.links import link, stem_links
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.pipeline.outbox import Outbox
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.states import STATES, JobState
 
 
 class JobError(BaseModel):

@@ -29,14 +29,14 @@ import httpx
 import standardwebhooks
 from pydantic import SecretStr
 
-from worker.backoff import backoff_s
-from worker.errors import ConfigError, WebhookVerificationError
-from worker.files.links import link, open_configured_storage, stem_links
-from worker.files.storage import Storage
-from worker.models import STEMS_STORED
-from worker.observe import metrics
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.outbox import (
+from vidgo_stems.backoff import backoff_s
+from vidgo_stems.errors import ConfigError, WebhookVerificationError
+from vidgo_stems.files.links import link, open_configured_storage, stem_links
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.models import STEMS_STORED
+from vidgo_stems.observe import metrics
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.outbox import (
     PROGRESS,
     Outbox,
     announce,
@@ -44,10 +44,10 @@ from worker.pipeline.outbox import (
     entry_of,
     redispatch_overdue,
 )
-from worker.pipeline.record import JobRecord, Subscription
-from worker.pipeline.states import JobState
-from worker.settings import Settings, secret_bytes
-from worker.urlsafety import BlockedAddress, connectable, webhook_policy
+from vidgo_stems.pipeline.record import JobRecord, Subscription
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.settings import Settings, secret_bytes
+from vidgo_stems.urlsafety import BlockedAddress, connectable, webhook_policy
 
 __all__ = [
     "WebhookSender",
@@ -234,7 +234,7 @@ class WebhookSender:
         return outcome
 
     def _deliver_locked(self, job_id: str, entry: str) -> str:
-        """Deliver one outbox entry (``entry``: an entry id, see :mod:`worker.pipeline.outbox`)
+        """Deliver one outbox entry (``entry``: an entry id, see :mod:`vidgo_stems.pipeline.outbox`)
         if it is due and still wanted."""
         due_at = self._outbox.due_at(job_id, entry)
         if due_at is None:

@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 from tests.manifests import assert_valid_manifest
 from tests.support import fetch
-from worker.pipeline.states import JobState
+from vidgo_stems.pipeline.states import JobState
 
 
 def audit(stack, views) -> dict[str, int]:

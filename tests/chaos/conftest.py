@@ -6,10 +6,10 @@ import contextlib
 
 import pytest
 
-from emulator import EmulatorConfig
-from emulator.server import BackgroundEmulator
+from vidgo_stems.emulator import EmulatorConfig
+from vidgo_stems.emulator.server import BackgroundEmulator
 from tests.support import API_KEY, Emulator, Stack
-from worker.devstack.redis_server import free_port
+from vidgo_stems.devstack.redis_server import free_port
 
 #: Workers recover quickly: short sweeps and time limits, patient retries.
 CHAOS = {

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.chaos.audit import audit
-from worker.devstack.local import wait_for
+from vidgo_stems.devstack.local import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -30,7 +30,16 @@ FAULTS = {
 def start_batch(stack, catalog, *args):
     log = open(catalog.with_suffix(".log"), "a")  # noqa: SIM115 - closed by the caller
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "batch", str(catalog), "--bad-rows", "skip", *args],
+        [
+            sys.executable,
+            "-m",
+            "vidgo_stems.cli",
+            "batch",
+            str(catalog),
+            "--bad-rows",
+            "skip",
+            *args,
+        ],
         env={**stack.env, "PATH": os.environ["PATH"]},
         stdout=log,
         stderr=subprocess.STDOUT,

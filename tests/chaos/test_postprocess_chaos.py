@@ -10,9 +10,9 @@ from collections import Counter
 import pytest
 
 from tests.chaos.audit import audit
-from worker.devstack.local import wait_for
-from worker.pipeline.parts import SOURCE, Parts
-from worker.pipeline.states import JobState
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.pipeline.parts import SOURCE, Parts
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

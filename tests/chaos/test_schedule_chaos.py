@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from tests.chaos.audit import audit
-from worker.devstack.local import wait_for
-from worker.devstack.redis_server import RedisServer
-from worker.pipeline.states import JobState
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.devstack.redis_server import RedisServer
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 

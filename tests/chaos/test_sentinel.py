@@ -19,11 +19,11 @@ from tests.chaos.audit import audit
 from tests.chaos.test_chaos import enqueue_many
 from tests.sentinel import SentinelSet
 from tests.waiting import wait_until
-from worker.celery_app import app
-from worker.devstack.local import wait_for
-from worker.pipeline.states import JobState
-from worker.redisconn import connect
-from worker.settings import Settings
+from vidgo_stems.celery_app import app
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.redisconn import connect
+from vidgo_stems.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 

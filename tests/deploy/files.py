@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from celeryconfig import celery_config
-from worker.settings import Settings
+from vidgo_stems.celeryconfig import celery_config
+from vidgo_stems.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

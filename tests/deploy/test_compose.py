@@ -16,8 +16,8 @@ import jsonschema
 import pytest
 
 from tests.deploy.files import COMPOSE_FILE, _image_env, _load_yaml, _needed_stop_s, _seconds
-from worker.heartbeat import HEARTBEAT_INTERVAL_S
-from worker.settings import Settings, load_settings
+from vidgo_stems.heartbeat import HEARTBEAT_INTERVAL_S
+from vidgo_stems.settings import Settings, load_settings
 
 # Long-running compose services restart by themselves; these run once and exit.
 COMPOSE_ONE_SHOT = {"buckets"}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.files import DEPLOY, _load_yaml, _workload
-from worker.settings import Settings
+from vidgo_stems.settings import Settings
 
 GRAFANA_DASHBOARD = DEPLOY / "grafana" / "vidgo-stems.json"
 PROMETHEUS_ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
@@ -191,10 +191,10 @@ def _exported_by_the_code(make_settings: Any) -> dict[str, tuple[str, str, froze
     import fakeredis
     from prometheus_client.metrics import MetricWrapperBase
 
-    from worker.monitor.cluster import ClusterCollector
-    from worker.observe import metrics
-    from worker.pipeline.ledger import Ledger
-    from worker.vidgo.gate import VidgoGate
+    from vidgo_stems.monitor.cluster import ClusterCollector
+    from vidgo_stems.observe import metrics
+    from vidgo_stems.pipeline.ledger import Ledger
+    from vidgo_stems.vidgo.gate import VidgoGate
 
     found: dict[str, tuple[str, str, frozenset[str]]] = {}
     for value in vars(metrics).values():
@@ -218,7 +218,7 @@ def _exported_by_the_code(make_settings: Any) -> dict[str, tuple[str, str, froze
 
 def _cli_commands() -> dict[str, set[str]]:
     """`vidgo-stems` subcommands and the options each takes."""
-    from worker.cli import main
+    from vidgo_stems.cli import main
 
     return {
         name: {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
@@ -363,7 +363,7 @@ def test_the_expression_checks_catch_the_usual_mistakes():
 
 
 def test_scrape_example_matches_the_ports_and_the_rule_file():
-    from worker.cli import main
+    from vidgo_stems.cli import main
 
     config = _load_yaml(PROMETHEUS_SCRAPE.read_text())
     assert config["rule_files"]

@@ -9,7 +9,7 @@ import shlex
 from pathlib import PurePosixPath
 
 from tests.deploy.files import DOCKERIGNORE, IMAGE_UID, ROOT, _dockerfile_instructions, _image_env
-from worker.heartbeat import HEARTBEAT_INTERVAL_S
+from vidgo_stems.heartbeat import HEARTBEAT_INTERVAL_S
 
 # --- .dockerignore ----------------------------------------------------------------------------
 

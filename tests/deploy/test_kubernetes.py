@@ -25,7 +25,7 @@ from tests.deploy.files import (
     _workload,
     _workloads,
 )
-from worker.heartbeat import HEARTBEAT_INTERVAL_S
+from vidgo_stems.heartbeat import HEARTBEAT_INTERVAL_S
 
 # The oldest Kubernetes minor the manifests support, and the newest one the package knows.
 K8S_VERSIONS = ["1.29", kubernetes_validate.latest_version()]

@@ -6,15 +6,15 @@ import secrets
 
 import pytest
 
-from emulator import EmulatorConfig
-from emulator.server import BackgroundEmulator
+from vidgo_stems.emulator import EmulatorConfig
+from vidgo_stems.emulator.server import BackgroundEmulator
 from tests.steps import StepLog
 from tests.support import API_KEY, GATEWAY_KEY, Emulator, Stack
-from worker.celery_app import Producer
-from worker.devstack.redis_server import free_port
-from worker.pipeline.ledger import Ledger
-from worker.settings import Settings
-from worker.web.gateway import create_app
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.devstack.redis_server import free_port
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.settings import Settings
+from vidgo_stems.web.gateway import create_app
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def batch_stack(redis_server, redis_client, emulator, tracks_url, tmp_path_facto
 
 def run_batch(stack, *args, timeout=300, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "batch", *args],
+        [sys.executable, "-m", "vidgo_stems.cli", "batch", *args],
         env={**stack.env, "PATH": os.environ["PATH"], **(env or {})},
         capture_output=True,
         text=True,

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from tests.support import Stack
-from worker.models import ALL_STEMS
-from worker.pipeline.states import JobState
+from vidgo_stems.models import ALL_STEMS
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
         },
     }
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "vidgo_stems.cli", *args],
         env=env,
         capture_output=True,
         text=True,

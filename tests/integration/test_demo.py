@@ -21,7 +21,7 @@ def test_demo_runs_without_redis_on_path_and_leaves_verified_manifests(tmp_path)
     env["PATH"] = str(Path(sys.executable).parent)
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "demo", "--out", str(out)],
+        [sys.executable, "-m", "vidgo_stems.cli", "demo", "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,

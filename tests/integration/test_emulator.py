@@ -11,13 +11,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from emulator import EmulatorConfig, audio
-from emulator.server import BackgroundEmulator
-from worker.devstack import tracks
-from worker.devstack.local import FileServer, wait_for
-from worker.devstack.redis_server import free_port
-from worker.models import ALL_STEMS
-from worker.vidgo.parse import extract_stem_urls, parse_detail
+from vidgo_stems.emulator import EmulatorConfig, audio
+from vidgo_stems.emulator.server import BackgroundEmulator
+from vidgo_stems.devstack import tracks
+from vidgo_stems.devstack.local import FileServer, wait_for
+from vidgo_stems.devstack.redis_server import free_port
+from vidgo_stems.models import ALL_STEMS
+from vidgo_stems.vidgo.parse import extract_stem_urls, parse_detail
 
 AUTH = {"Authorization": "Bearer k"}
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support import GatewayProcess
-from worker.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 

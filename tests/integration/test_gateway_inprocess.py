@@ -11,12 +11,12 @@ import asyncio
 import pytest
 
 from tests.support import GATEWAY_KEY, call
-from worker.celery_app import Producer
-from worker.heartbeat import beat
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.states import JobState, TaskName
-from worker.settings import Settings
-from worker.web.gateway import create_app
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.heartbeat import beat
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.states import JobState, TaskName
+from vidgo_stems.settings import Settings
+from vidgo_stems.web.gateway import create_app
 
 pytestmark = pytest.mark.integration
 

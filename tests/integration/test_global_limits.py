@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.support import Stack
-from worker.pipeline.states import JobState
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

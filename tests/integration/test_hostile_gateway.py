@@ -10,7 +10,7 @@ import pytest
 
 from tests.jobs import move_to
 from tests.support import GATEWAY_KEY, call
-from worker.pipeline.states import JobState
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -9,12 +9,12 @@ import secrets
 import pytest
 
 from tests.steps import create_job
-from worker.batch.store import BatchStore
-from worker.errors import InvalidRequest
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.listing import list_jobs
-from worker.pipeline.states import JobState
+from vidgo_stems.batch.store import BatchStore
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.listing import list_jobs
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

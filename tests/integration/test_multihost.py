@@ -17,8 +17,8 @@ import pytest
 
 from tests.manifests import assert_valid_manifest
 from tests.support import Stack, fetch, host
-from worker.devstack.local import wait_for
-from worker.pipeline.states import JobState
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from emulator import EmulatorConfig
-from emulator.server import BackgroundEmulator
+from vidgo_stems.emulator import EmulatorConfig
+from vidgo_stems.emulator.server import BackgroundEmulator
 from tests.support import API_KEY, Emulator, Receiver, Stack
-from worker.devstack.local import wait_for
-from worker.devstack.redis_server import free_port
-from worker.pipeline.states import JobState
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.devstack.redis_server import free_port
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 
@@ -255,7 +255,7 @@ def test_no_secret_reaches_either_log(run):
 
 def healthcheck(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "healthcheck", *args],
+        [sys.executable, "-m", "vidgo_stems.cli", "healthcheck", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from worker.devstack.redis_server import free_port
+from vidgo_stems.devstack.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def run(*args: str, env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("VIDGO_", "REDIS_URL"))}
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "vidgo_stems.cli", *args],
         env={**clean, **env},
         capture_output=True,
         text=True,

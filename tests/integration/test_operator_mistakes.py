@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.integration.test_operator_errors import assert_one_line, run
-from worker.devstack.redis_server import free_port
+from vidgo_stems.devstack.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -166,7 +166,7 @@ def test_a_client_that_trickles_its_headers_is_cut(redis_server, tmp_path):
         "VIDGO_STEMS_GATEWAY_HEADER_TIMEOUT_S": "1",
     }
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "gateway", "--port", str(port)],
+        [sys.executable, "-m", "vidgo_stems.cli", "gateway", "--port", str(port)],
         env={**_clean_env(), **env},
         stderr=subprocess.PIPE,
         text=True,

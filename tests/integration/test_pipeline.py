@@ -9,14 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from celery.result import AsyncResult
 
-from emulator.audio import MODEL_GAIN
+from vidgo_stems.emulator.audio import MODEL_GAIN
 from tests.manifests import assert_valid_manifest
 from tests.support import fetch
-from worker.celery_app import app
-from worker.errors import InvalidRequest
-from worker.models import ALL_STEMS
-from worker.pipeline.recovery import active_job_ids
-from worker.pipeline.states import JobState
+from vidgo_stems.celery_app import app
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.models import ALL_STEMS
+from vidgo_stems.pipeline.recovery import active_job_ids
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from tests.support import API_KEY, FAST
-from worker.devstack.local import WorkerProcess, wait_for
-from worker.devstack.redis_server import RedisServer
-from worker.redisconfig import warn_if_not_durable
+from vidgo_stems.devstack.local import WorkerProcess, wait_for
+from vidgo_stems.devstack.redis_server import RedisServer
+from vidgo_stems.redisconfig import warn_if_not_durable
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_a_redis_that_refuses_config_get_is_said_to_be_unchecked_and_the_worker_
         client = redis.Redis.from_url(server.url)
         with pytest.raises(redis.ResponseError):
             client.config_get("appendonly")  # as managed Redis answers
-        with caplog.at_level(logging.DEBUG, logger="worker.redisconfig"):
+        with caplog.at_level(logging.DEBUG, logger="vidgo_stems.redisconfig"):
             assert warn_if_not_durable(client) == []
         client.close()
         [record] = caplog.records

@@ -6,8 +6,8 @@ import shutil
 
 import redis
 
-from worker.devstack import redis_server
-from worker.devstack.redis_server import RedisServer, find_redis_server
+from vidgo_stems.devstack import redis_server
+from vidgo_stems.devstack.redis_server import RedisServer, find_redis_server
 
 
 def test_private_redis_starts_answers_and_cleans_up():

@@ -13,11 +13,11 @@ import redis
 
 from tests.steps import StepLog, create_job
 from tests.waiting import wait_until
-from worker.devstack.redis_server import RedisServer
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.schedule import Promoter, Schedule
-from worker.pipeline.states import ACTIVE_STATES, Step, TaskName
+from vidgo_stems.devstack.redis_server import RedisServer
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.schedule import Promoter, Schedule
+from vidgo_stems.pipeline.states import ACTIVE_STATES, Step, TaskName
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ import pytest
 from obstore.store import S3Store
 
 from tests.s3server import S3Server
-from worker.devstack.redis_server import free_port
-from worker.errors import StemCorrupt, StemMissing, StorageError, StorageUnavailable
-from worker.files.objects import PUT_CHUNK_BYTES
-from worker.files.storage import S3Storage, StoredObject, open_storage
+from vidgo_stems.devstack.redis_server import free_port
+from vidgo_stems.errors import StemCorrupt, StemMissing, StorageError, StorageUnavailable
+from vidgo_stems.files.objects import PUT_CHUNK_BYTES
+from vidgo_stems.files.storage import S3Storage, StoredObject, open_storage
 
 pytestmark = pytest.mark.integration
 

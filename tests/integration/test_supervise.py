@@ -6,8 +6,8 @@ import signal
 import subprocess
 import sys
 
-from worker.devstack.local import wait_for
-from worker.supervise import restart_delay_s
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.supervise import restart_delay_s
 
 # A child that dies with status 3 the first time (no marker file yet), then exits 0.
 FLAKY = """
@@ -18,9 +18,7 @@ marker.write_text(str(runs + 1))
 sys.exit(3 if runs == 0 else 0)
 """
 
-SUPERVISE = (
-    "import sys; from worker.supervise import Supervisor; sys.exit(Supervisor(sys.argv[1:]).run())"
-)
+SUPERVISE = "import sys; from vidgo_stems.supervise import Supervisor; sys.exit(Supervisor(sys.argv[1:]).run())"
 
 
 def test_a_child_that_dies_is_started_again(tmp_path):

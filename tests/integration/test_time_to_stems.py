@@ -11,10 +11,10 @@ import secrets
 import pytest
 
 from tests.support import Receiver, fetch
-from worker import producer as api
-from worker.devstack.local import wait_for
-from worker.pipeline.states import JobState
-from worker.webhooks import verify
+from vidgo_stems import producer as api
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.webhooks import verify
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def test_a_stem_is_linkable_in_the_job_view_as_soon_as_it_is_stored(hooked):
 
 
 def test_an_unknown_webhook_event_is_refused_with_the_known_ones(hooked):
-    from worker.errors import InvalidRequest
+    from vidgo_stems.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest, match=r"job\.stems_stored, job\.done"):
         api.enqueue(

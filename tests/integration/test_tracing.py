@@ -8,8 +8,8 @@ import json
 import pytest
 
 from tests.support import Stack
-from worker.devstack.local import wait_for
-from worker.pipeline.states import JobState
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.pipeline.states import JobState
 
 pytestmark = pytest.mark.integration
 

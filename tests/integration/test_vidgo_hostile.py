@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from tests.support import API_KEY, Stack
-from worker.devstack.local import wait_for
-from worker.models import parse_request
-from worker.pipeline.states import JobState
-from worker.producer import enqueue_request
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.producer import enqueue_request
 
 pytestmark = pytest.mark.integration
 

@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from tests.support import API_KEY, GatewayProcess, Receiver, Stack
-from worker.devstack.local import wait_for
-from worker.devstack.redis_server import free_port
-from worker.pipeline.states import JobState
-from worker.webhooks import WebhookVerificationError, verify
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.devstack.redis_server import free_port
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.webhooks import WebhookVerificationError, verify
 
 pytestmark = pytest.mark.integration
 

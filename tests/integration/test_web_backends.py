@@ -11,12 +11,12 @@ import pytest
 from celery.result import AsyncResult
 
 from tests.support import Receiver, Stack
-from worker import producer as api
-from worker.celery_app import app
-from worker.devstack.local import wait_for
-from worker.errors import JobCancelled, JobFailed
-from worker.pipeline.states import JobState
-from worker.webhooks import verify
+from vidgo_stems import producer as api
+from vidgo_stems.celery_app import app
+from vidgo_stems.devstack.local import wait_for
+from vidgo_stems.errors import JobCancelled, JobFailed
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.webhooks import verify
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import fakeredis
 import pytest
 
 from tests.steps import StepLog
-from worker.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.ledger import Ledger
 
 #: The key prefix of the unit tests' ledger.
 PREFIX = "t"

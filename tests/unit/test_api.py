@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from worker import producer as api
-from worker.celery_app import Producer
-from worker.errors import ConfigError, InvalidRequest
-from worker.pipeline.recovery import active_job_ids
-from worker.pipeline.states import JobState, TaskName
+from vidgo_stems import producer as api
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.errors import ConfigError, InvalidRequest
+from vidgo_stems.pipeline.recovery import active_job_ids
+from vidgo_stems.pipeline.states import JobState, TaskName
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 URL = "https://cdn.example/a.mp3"

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from tests.jobs import job_in
-from worker.pipeline.states import JobState, TaskName
-from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
+from vidgo_stems.pipeline.states import JobState, TaskName
+from vidgo_stems.web.callbacks import CallbackOutcome, callback_hint, handle_callback
 
 EVIL = json.dumps(
     {

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from worker.batch.catalog import (
+from vidgo_stems.batch.catalog import (
     CatalogError,
     CatalogRow,
     RowProblem,
@@ -165,7 +165,7 @@ def test_the_batch_id_is_the_content(tmp_path):
 
 
 def test_a_row_is_held_to_the_same_source_policy_as_every_other_path(tmp_path):
-    from worker.urlsafety import AddressPolicy
+    from vidgo_stems.urlsafety import AddressPolicy
 
     catalog = tmp_path / "c.csv"
     catalog.write_text(

@@ -10,9 +10,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.batch.catalog import RowProblem, check_catalog, read_catalog
-from worker.errors import CatalogError
-from worker.text import check_tree, problem_in
+from vidgo_stems.batch.catalog import RowProblem, check_catalog, read_catalog
+from vidgo_stems.errors import CatalogError
+from vidgo_stems.text import check_tree, problem_in
 
 json_lines = st.one_of(
     st.just('{"audio_url": "https://cdn.example.com/a.mp3"}'),

@@ -9,7 +9,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from worker.cli import main
+from vidgo_stems.cli import main
 
 #: reStructuredText as docstrings write it: literals and interpreted text (any backtick),
 #: roles (:func:, :mod:, :class:, ...), directives, hyperlink targets, section underlines.

@@ -8,9 +8,9 @@ import logging
 import httpx
 import pytest
 
-from worker import errors
-from worker.models import parse_request
-from worker.vidgo import VidgoClient, VidgoStatus
+from vidgo_stems import errors
+from vidgo_stems.models import parse_request
+from vidgo_stems.vidgo import VidgoClient, VidgoStatus
 
 
 def client_for(make_settings, handler):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from redis.exceptions import NoScriptError
 
 from tests.jobs import create_job
-from worker.pipeline.durable import Durability
-from worker.pipeline.states import JobState, new_token
+from vidgo_stems.pipeline.durable import Durability
+from vidgo_stems.pipeline.states import JobState, new_token
 
 
 class Pipe:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from emulator import EmulatorConfig
-from emulator.cache import RenderKey, StemCache
-from emulator.state import EmulatorState
+from vidgo_stems.emulator import EmulatorConfig
+from vidgo_stems.emulator.cache import RenderKey, StemCache
+from vidgo_stems.emulator.state import EmulatorState
 
 
 def config(**changes) -> EmulatorConfig:

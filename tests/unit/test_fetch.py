@@ -9,8 +9,8 @@ import os
 import httpx
 import pytest
 
-from worker import errors
-from worker.files.fetch import fetch_to_file, part_path
+from vidgo_stems import errors
+from vidgo_stems.files.fetch import fetch_to_file, part_path
 
 BODY = bytes(range(256)) * 64  # 16 KiB
 

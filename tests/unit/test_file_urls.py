@@ -16,9 +16,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from worker.errors import ConfigError, UrlExpired, UrlRefused
-from worker.files import signing
-from worker.files.signing import (
+from vidgo_stems.errors import ConfigError, UrlExpired, UrlRefused
+from vidgo_stems.files import signing
+from vidgo_stems.files.signing import (
     check_key,
     check_secret,
     file_url,
@@ -26,8 +26,8 @@ from worker.files.signing import (
     sign_key,
     verify,
 )
-from worker.web import files as web_files
-from worker.web.files import add_file_routes, media_type
+from vidgo_stems.web import files as web_files
+from vidgo_stems.web.files import add_file_routes, media_type
 
 SECRET = b"s" * 16 + os.urandom(16)
 OTHER_SECRET = os.urandom(32)

@@ -6,12 +6,12 @@ import pytest
 
 from tests.jobs import ManualClock, create_job, move_to
 from tests.steps import StepLog
-from worker.models import parse_request
-from worker.pipeline.recovery import STEP_FOR_STATE, overdue_by, sweep
-from worker.pipeline.stages.context import TaskName
-from worker.pipeline.states import JobState
-from worker.vidgo.failures import is_permanent_failure
-from worker.vidgo.gate import VidgoGate
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.recovery import STEP_FOR_STATE, overdue_by, sweep
+from vidgo_stems.pipeline.stages.context import TaskName
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.vidgo.failures import is_permanent_failure
+from vidgo_stems.vidgo.gate import VidgoGate
 
 S = JobState
 

@@ -9,14 +9,14 @@ import pytest
 
 from tests.jobs import job_in
 from tests.steps import StepLog
-from worker.batch.catalog import check_catalog
-from worker.errors import CatalogError, ConfigError, InvalidRequest, StemHostNotAllowed
-from worker.jsonsafe import JsonLimits, JsonRefused, loads, nesting_depth
-from worker.models import parse_request
-from worker.pipeline.states import JobState
-from worker.settings import Settings, load_settings
-from worker.urlsafety import AddressPolicy, check_stem_url, check_webhook_url, is_public
-from worker.web.callbacks import CallbackOutcome, callback_hint, handle_callback
+from vidgo_stems.batch.catalog import check_catalog
+from vidgo_stems.errors import CatalogError, ConfigError, InvalidRequest, StemHostNotAllowed
+from vidgo_stems.jsonsafe import JsonLimits, JsonRefused, loads, nesting_depth
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.settings import Settings, load_settings
+from vidgo_stems.urlsafety import AddressPolicy, check_stem_url, check_webhook_url, is_public
+from vidgo_stems.web.callbacks import CallbackOutcome, callback_hint, handle_callback
 
 DEEP = b"[" * 1000 + b"]" * 1000
 DEEPER = "[" * 100_000 + "]" * 100_000
@@ -154,7 +154,7 @@ def test_empty_gateway_keys_are_dropped_by_the_settings_model(keys):
 
 
 def test_a_gateway_whose_only_key_is_empty_refuses_to_start():
-    from worker.web.gateway import create_app
+    from vidgo_stems.web.gateway import create_app
 
     with pytest.raises(ConfigError, match="VIDGO_STEMS_GATEWAY_API_KEYS is not set"):
         create_app(Settings(redis_url="redis://127.0.0.1:1/0", gateway_api_keys=[""]))
@@ -228,7 +228,7 @@ def test_titles_keep_their_ordinary_whitespace_normalised():
 
 
 def test_an_echoed_value_is_cut(tmp_path):
-    from worker.models import validate_job_id
+    from vidgo_stems.models import validate_job_id
 
     with pytest.raises(InvalidRequest) as refused:
         validate_job_id("x" * 70_000)

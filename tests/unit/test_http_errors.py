@@ -8,8 +8,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from worker import errors
-from worker.vidgo.http_errors import error_for_status, error_for_transport, parse_retry_after
+from vidgo_stems import errors
+from vidgo_stems.vidgo.http_errors import error_for_status, error_for_transport, parse_retry_after
 
 STATUS_TABLE = [
     (400, errors.VidgoBadRequest, False),

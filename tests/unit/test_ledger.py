@@ -6,9 +6,9 @@ import pytest
 
 from tests.jobs import REQUEST, job_in
 from tests.steps import create_job
-from worker.errors import IllegalTransition
-from worker.pipeline.recovery import active_job_ids
-from worker.pipeline.states import ACTIVE_STATES, TRANSITIONS, JobState
+from vidgo_stems.errors import IllegalTransition
+from vidgo_stems.pipeline.recovery import active_job_ids
+from vidgo_stems.pipeline.states import ACTIVE_STATES, TRANSITIONS, JobState
 
 S = JobState
 

@@ -9,13 +9,13 @@ import pytest
 
 from tests.jobs import ManualClock, create_job, move_to
 from tests.steps import StepLog
-from worker.files.scratch import StemStore
-from worker.files.storage import FileStorage
-from worker.pipeline.stages import Outcome, StageContext, TaskName, run_submit
-from worker.pipeline.states import JobState
-from worker.vidgo import VidgoClient
-from worker.vidgo.gate import VidgoGate
-from worker.vidgo.limits import VidgoLimits
+from vidgo_stems.files.scratch import StemStore
+from vidgo_stems.files.storage import FileStorage
+from vidgo_stems.pipeline.stages import Outcome, StageContext, TaskName, run_submit
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.vidgo import VidgoClient
+from vidgo_stems.vidgo.gate import VidgoGate
+from vidgo_stems.vidgo.limits import VidgoLimits
 
 
 @pytest.fixture

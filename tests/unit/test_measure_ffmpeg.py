@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emulator import audio as emulator_audio
-from worker.devstack import tracks
-from worker.sound.decode import read_audio
-from worker.sound.deliver import Delivery, convert, pcm24
-from worker.sound.measure import _lanes, _true_peak, interpolator, measure
-from worker.sound.peaks import peaks, peaks_of_mono
+from vidgo_stems.emulator import audio as emulator_audio
+from vidgo_stems.devstack import tracks
+from vidgo_stems.sound.decode import read_audio
+from vidgo_stems.sound.deliver import Delivery, convert, pcm24
+from vidgo_stems.sound.measure import _lanes, _true_peak, interpolator, measure
+from vidgo_stems.sound.peaks import peaks, peaks_of_mono
 
 RATE = 48_000
 STEMS = ["bass", "drums", "piano", "guitar", "vocals", "other"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import ConfigError, InvalidRequest
-from worker.models import parse_request, validate_job_id
-from worker.settings import load_settings
+from vidgo_stems.errors import ConfigError, InvalidRequest
+from vidgo_stems.models import parse_request, validate_job_id
+from vidgo_stems.settings import load_settings
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from worker.errors import InvalidRequest
-from worker.urlsafety import (
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.urlsafety import (
     LINK_LOCAL_SETTING,
     AddressPolicy,
     BadUrl,

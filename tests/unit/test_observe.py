@@ -10,10 +10,10 @@ import time
 import pytest
 
 from tests.jobs import create_job, job_in
-from worker.keys import Keys
-from worker.monitor.cluster import OVERDUE_AFTER_S, take_snapshot
-from worker.observe import logs
-from worker.pipeline.states import JobState, new_token
+from vidgo_stems.keys import Keys
+from vidgo_stems.monitor.cluster import OVERDUE_AFTER_S, take_snapshot
+from vidgo_stems.observe import logs
+from vidgo_stems.pipeline.states import JobState, new_token
 
 SECRET_KEY = "sk-live-" + "q" * 24
 HOOK_SECRET = "whsec_" + "A/b+" * 10  # '/' and '+' survive JSON; the quote below does not
@@ -142,9 +142,9 @@ def test_the_snapshot_counts_states_slots_overdue_polls_and_buckets(
 def test_one_worker_reads_the_balance_once_per_period_and_a_failure_is_logged(
     make_settings, fake_redis, make_fake_ledger, caplog
 ):
-    from worker.errors import VidgoUnavailable
-    from worker.pipeline.recovery import SweepThread
-    from worker.vidgo.gate import VidgoGate
+    from vidgo_stems.errors import VidgoUnavailable
+    from vidgo_stems.pipeline.recovery import SweepThread
+    from vidgo_stems.vidgo.gate import VidgoGate
 
     client = fake_redis
     settings = make_settings(redis_key_prefix="bal", balance_check_s=300)
@@ -178,7 +178,7 @@ def test_the_metrics_folder_is_one_per_port_and_left_alone_when_the_port_is_serv
 ):
     import socket
 
-    from worker.observe import multiproc
+    from vidgo_stems.observe import multiproc
 
     monkeypatch.setenv(multiproc.ENV, "set-here")  # so the variable is restored afterwards
     monkeypatch.delenv(multiproc.ENV)
@@ -205,7 +205,7 @@ def test_the_metrics_folder_is_one_per_port_and_left_alone_when_the_port_is_serv
 def test_a_metrics_folder_name_taken_by_a_link_is_not_used(monkeypatch, tmp_path):
     import socket
 
-    from worker.observe import multiproc
+    from vidgo_stems.observe import multiproc
 
     monkeypatch.setenv(multiproc.ENV, "set-here")
     monkeypatch.delenv(multiproc.ENV)

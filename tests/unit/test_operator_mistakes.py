@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from worker.batch.catalog import batch_id_of, check_catalog
-from worker.errors import CatalogError, ConfigError, StorageError
-from worker.files.localfs import FileStorage
-from worker.files.shared import check_shared_storage
-from worker.keys import Keys
+from vidgo_stems.batch.catalog import batch_id_of, check_catalog
+from vidgo_stems.errors import CatalogError, ConfigError, StorageError
+from vidgo_stems.files.localfs import FileStorage
+from vidgo_stems.files.shared import check_shared_storage
+from vidgo_stems.keys import Keys
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from tests.jobs import ManualClock
-from worker.keys import Keys
-from worker.pipeline.pacing import HEADROOM, MIN_SAMPLES, PollPacing, bucket_of
+from vidgo_stems.keys import Keys
+from vidgo_stems.pipeline.pacing import HEADROOM, MIN_SAMPLES, PollPacing, bucket_of
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.errors import VidgoOutputError, VidgoProtocolError
-from worker.models import ALL_STEMS
-from worker.vidgo.parse import (
+from vidgo_stems.errors import VidgoOutputError, VidgoProtocolError
+from vidgo_stems.models import ALL_STEMS
+from vidgo_stems.vidgo.parse import (
     VidgoStatus,
     body_code,
     error_message_of,

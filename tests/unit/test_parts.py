@@ -7,11 +7,11 @@ import fakeredis
 import pytest
 
 from tests.steps import StepLog, create_job
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.parts import SOURCE, PartOutcome, Parts
-from worker.pipeline.recovery import kick
-from worker.pipeline.states import JobState, TaskName
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.parts import SOURCE, PartOutcome, Parts
+from vidgo_stems.pipeline.recovery import kick
+from vidgo_stems.pipeline.states import JobState, TaskName
 
 PARTS = ["bass", "vocals", SOURCE]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.batch.preflight import Estimate, number
-from worker.errors import ConfigError
+from vidgo_stems.batch.preflight import Estimate, number
+from vidgo_stems.errors import ConfigError
 
 
 @pytest.mark.parametrize(

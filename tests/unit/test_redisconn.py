@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from celeryconfig import celery_config
-from worker.errors import ConfigError
-from worker.redisconn import client_options, connect, is_sentinel, parse_sentinel_url
-from worker.settings import Settings
+from vidgo_stems.celeryconfig import celery_config
+from vidgo_stems.errors import ConfigError
+from vidgo_stems.redisconn import client_options, connect, is_sentinel, parse_sentinel_url
+from vidgo_stems.settings import Settings
 
 URL = "sentinel://:p%40ss@s1:26379/2;sentinel://s2:26380;sentinel://s3"
 

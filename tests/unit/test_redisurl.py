@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import ConfigError
-from worker.redisconn import BoundedHandshakeSSLConnection, connect
-from worker.settings import Settings, load_settings
+from vidgo_stems.errors import ConfigError
+from vidgo_stems.redisconn import BoundedHandshakeSSLConnection, connect
+from vidgo_stems.settings import Settings, load_settings
 
 SECRET = "s3cr3t-pw-77"
 

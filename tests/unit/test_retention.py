@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tests.jobs import ManualClock, create_job, move_to
-from worker.errors import InvalidRequest
-from worker.files.storage import FileStorage
-from worker.models import parse_request
-from worker.pipeline.retention import ended_before, parse_duration, purge, remove_originals
-from worker.pipeline.states import JobState
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.files.storage import FileStorage
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.retention import ended_before, parse_duration, purge, remove_originals
+from vidgo_stems.pipeline.states import JobState
 
 DAY = 86400.0
 
@@ -96,7 +96,7 @@ def test_a_bad_duration_says_how_to_write_one(text):
 def test_scratch_folders_left_by_jobs_finished_elsewhere_are_removed_after_their_ttl(tmp_path):
     import os
 
-    from worker.files.scratch import StemStore
+    from vidgo_stems.files.scratch import StemStore
 
     scratch = StemStore(tmp_path / "scratch")
     old, fresh = scratch.job_dir("old-job"), scratch.job_dir("fresh-job")

@@ -10,8 +10,8 @@ import pytest
 
 from tests.jobs import ManualClock, create_job, move_to
 from tests.steps import StepLog
-from worker.pipeline.schedule import Promoter, Schedule
-from worker.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
+from vidgo_stems.pipeline.schedule import Promoter, Schedule
+from vidgo_stems.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
 
 
 @pytest.fixture

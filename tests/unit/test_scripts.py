@@ -1,4 +1,4 @@
-"""Each Lua script's header against its spec in worker.pipeline.scripts: the names, in order,
+"""Each Lua script's header against its spec in vidgo_stems.pipeline.scripts: the names, in order,
 and no KEYS or ARGV read beyond what the header declares."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import re
 import fakeredis
 import pytest
 
-from worker.pipeline import scripts
-from worker.pipeline.scripts import ALL, LuaSpec
+from vidgo_stems.pipeline import scripts
+from vidgo_stems.pipeline.scripts import ALL, LuaSpec
 
 HEADER = re.compile(r"^-- (KEYS|ARGV)\[(\d+)(\.\.)?\] (\w+):", re.M)
 

@@ -12,12 +12,12 @@ import pytest
 import soundfile as sf
 from scipy.signal import lfilter
 
-from worker.errors import InvalidRequest
-from worker.sound.decode import read_audio
-from worker.sound.deliver import Delivery, convert, file_name, read_tags, write_tags
-from worker.sound.measure import measure
-from worker.sound.peaks import DAT_HEADER, peaks, to_dat, to_json
-from worker.sound.validate import analysis_signal, compare, remix_residual_db
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.sound.decode import read_audio
+from vidgo_stems.sound.deliver import Delivery, convert, file_name, read_tags, write_tags
+from vidgo_stems.sound.measure import measure
+from vidgo_stems.sound.peaks import DAT_HEADER, peaks, to_dat, to_json
+from vidgo_stems.sound.validate import analysis_signal, compare, remix_residual_db
 
 RATE = 48_000
 

@@ -13,11 +13,11 @@ import pytest
 import redis.exceptions
 from celery.exceptions import Ignore, Retry, SoftTimeLimitExceeded
 
-import tasks.pipeline as pipeline
+import vidgo_stems.tasks.pipeline as pipeline
 from tests.jobs import create_job
-from worker import errors
-from worker.pipeline.states import JobState, TaskName
-from worker.vidgo.gate import VidgoGate
+from vidgo_stems import errors
+from vidgo_stems.pipeline.states import JobState, TaskName
+from vidgo_stems.vidgo.gate import VidgoGate
 
 
 class FakeRuntime:
@@ -246,7 +246,7 @@ def test_a_part_retry_carries_its_part_in_an_entry_beside_its_siblings(monkeypat
 def test_the_purge_message_of_one_job_removes_only_its_files_as_vidgo_served_them(
     monkeypatch, rt, job, tmp_path
 ):
-    from worker.files.storage import FileStorage
+    from vidgo_stems.files.storage import FileStorage
 
     rt.storage = FileStorage(tmp_path / "stored")
     rt.storage.put_bytes("j1/original/vocals.mp3", b"vidgo's", content_type="audio/mpeg")

@@ -19,14 +19,14 @@ import soundfile as sf
 from tests.jobs import create_job, move_to
 from tests.manifests import assert_valid_manifest
 from tests.steps import StepLog
-from worker import errors
-from worker.files.scratch import StemStore
-from worker.files.storage import FileStorage
-from worker.models import parse_request
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.retention import remove_originals
-from worker.pipeline.schedule import Schedule
-from worker.pipeline.stages import (
+from vidgo_stems import errors
+from vidgo_stems.files.scratch import StemStore
+from vidgo_stems.files.storage import FileStorage
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.retention import remove_originals
+from vidgo_stems.pipeline.schedule import Schedule
+from vidgo_stems.pipeline.stages import (
     Outcome,
     StageContext,
     TaskName,
@@ -37,10 +37,10 @@ from worker.pipeline.stages import (
     run_postprocess,
     run_submit,
 )
-from worker.pipeline.states import JobState
-from worker.sound.deliver import read_tags
-from worker.vidgo import VidgoClient
-from worker.vidgo.gate import VidgoGate
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.sound.deliver import read_tags
+from vidgo_stems.vidgo import VidgoClient
+from vidgo_stems.vidgo.gate import VidgoGate
 
 S = JobState
 

@@ -8,9 +8,9 @@ import os
 
 import pytest
 
-from worker.errors import ConfigError, StemCorrupt, StemMissing, StorageError
-from worker.files import localfs as storage_module
-from worker.files.storage import (
+from vidgo_stems.errors import ConfigError, StemCorrupt, StemMissing, StorageError
+from vidgo_stems.files import localfs as storage_module
+from vidgo_stems.files.storage import (
     FileStorage,
     S3Storage,
     StoredObject,

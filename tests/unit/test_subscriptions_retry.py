@@ -10,13 +10,13 @@ import pytest
 
 from tests.jobs import ManualClock, move_to
 from tests.steps import StepLog
-from worker import producer as api
-from worker.celery_app import Producer
-from worker.errors import InvalidRequest, JobConflict
-from worker.files.storage import FileStorage
-from worker.pipeline.outbox import Outbox
-from worker.pipeline.retry import plan_retry
-from worker.pipeline.states import JobState, TaskName
+from vidgo_stems import producer as api
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.errors import InvalidRequest, JobConflict
+from vidgo_stems.files.storage import FileStorage
+from vidgo_stems.pipeline.outbox import Outbox
+from vidgo_stems.pipeline.retry import plan_retry
+from vidgo_stems.pipeline.states import JobState, TaskName
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 URL = "https://cdn.example/shared.mp3"

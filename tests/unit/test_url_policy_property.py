@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from worker.errors import InvalidRequest, StemHostNotAllowed
-from worker.models import parse_request
-from worker.urlsafety import (
+from vidgo_stems.errors import InvalidRequest, StemHostNotAllowed
+from vidgo_stems.models import parse_request
+from vidgo_stems.urlsafety import (
     AddressPolicy,
     BlockedAddress,
     Kind,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import validation as bench
-from worker.sound.validate import (
+from vidgo_stems.sound.validate import (
     ANALYSIS_RATE,
     AnalysisPrint,
     analysis_print,

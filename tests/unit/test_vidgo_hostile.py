@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from emulator.audio import encode
+from vidgo_stems.emulator.audio import encode
 from tests.jobs import create_job
 from tests.unit.test_stages import (
     Harness,
@@ -24,17 +24,17 @@ from tests.unit.test_stages import (
     to_polling,
     wav_bytes,
 )
-from worker import errors
-from worker.files.sniff import audio_suffix
-from worker.models import parse_request
-from worker.observe.logs import JsonLineFormatter, PlainFormatter, mask_tokens
-from worker.pipeline.stages import run_download, run_poll, run_submit
-from worker.pipeline.stages.stem import fetch_source
-from worker.pipeline.states import JobState
-from worker.text import MAX_TEXT_CHARS, is_plain, neutralise
-from worker.vidgo import VidgoClient
-from worker.vidgo.client import encode_body, submit_payload
-from worker.vidgo.parse import extract_stem_urls, parse_detail
+from vidgo_stems import errors
+from vidgo_stems.files.sniff import audio_suffix
+from vidgo_stems.models import parse_request
+from vidgo_stems.observe.logs import JsonLineFormatter, PlainFormatter, mask_tokens
+from vidgo_stems.pipeline.stages import run_download, run_poll, run_submit
+from vidgo_stems.pipeline.stages.stem import fetch_source
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.text import MAX_TEXT_CHARS, is_plain, neutralise
+from vidgo_stems.vidgo import VidgoClient
+from vidgo_stems.vidgo.client import encode_body, submit_payload
+from vidgo_stems.vidgo.parse import extract_stem_urls, parse_detail
 
 HUGE = "9" * 5000
 DEEP = "[" * 100_000 + "]" * 100_000

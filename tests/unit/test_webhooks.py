@@ -14,12 +14,12 @@ import standardwebhooks
 from pydantic import SecretStr
 
 from tests.jobs import ManualClock, job_in, move_to
-from worker.files.storage import FileStorage
-from worker.models import parse_request
-from worker.pipeline.outbox import Outbox
-from worker.pipeline.states import JobState
-from worker.urlsafety import BlockedAddress
-from worker.webhooks import (
+from vidgo_stems.files.storage import FileStorage
+from vidgo_stems.models import parse_request
+from vidgo_stems.pipeline.outbox import Outbox
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.urlsafety import BlockedAddress
+from vidgo_stems.webhooks import (
     WebhookSender,
     WebhookVerificationError,
     announce,

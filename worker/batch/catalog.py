@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker import jsonsafe
-from worker.errors import CatalogError, InvalidRequest
-from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
-from worker.models import TRACK_FIELDS, JobRequest, parse_request, validate_metadata
-from worker.text import neutralise, problem_in
-from worker.urlsafety import SOURCE_SETTING, AddressPolicy, check_source_url
+from vidgo_stems import jsonsafe
+from vidgo_stems.errors import CatalogError, InvalidRequest
+from vidgo_stems.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
+from vidgo_stems.models import TRACK_FIELDS, JobRequest, parse_request, validate_metadata
+from vidgo_stems.text import neutralise, problem_in
+from vidgo_stems.urlsafety import SOURCE_SETTING, AddressPolicy, check_source_url
 
 #: Columns read as the request (the rest of a row is its metadata): the row id and the track.
 KNOWN = ("id", *TRACK_FIELDS)

@@ -8,9 +8,9 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from worker.batch.results import FINAL_STATES
-from worker.batch.runner import Progress as BatchProgress
-from worker.pipeline.states import JobState
+from vidgo_stems.batch.results import FINAL_STATES
+from vidgo_stems.batch.runner import Progress as BatchProgress
+from vidgo_stems.pipeline.states import JobState
 
 _ORDER = [s.value for s in JobState if not s.is_terminal] + list(FINAL_STATES)
 

@@ -12,14 +12,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from worker.backoff import backoff_s
-from worker.batch.catalog import CatalogCheck
-from worker.batch.runner import jobs_to_submit
-from worker.errors import ConfigError, RetryableError
-from worker.pipeline.ledger import Ledger
-from worker.settings import Settings
-from worker.vidgo import VidgoClient
-from worker.vidgo.gate import VidgoGate
+from vidgo_stems.backoff import backoff_s
+from vidgo_stems.batch.catalog import CatalogCheck
+from vidgo_stems.batch.runner import jobs_to_submit
+from vidgo_stems.errors import ConfigError, RetryableError
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.settings import Settings
+from vidgo_stems.vidgo import VidgoClient
+from vidgo_stems.vidgo.gate import VidgoGate
 
 BALANCE_TRIES = 5
 

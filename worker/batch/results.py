@@ -10,13 +10,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from worker.batch.catalog import CatalogRow, RowProblem
-from worker.errors import BatchError
-from worker.files.links import link, stem_links
-from worker.files.scratch import atomic_writer, storage_error, write_json
-from worker.files.storage import Storage
-from worker.pipeline.record import JobRecord
-from worker.pipeline.states import JobState
+from vidgo_stems.batch.catalog import CatalogRow, RowProblem
+from vidgo_stems.errors import BatchError
+from vidgo_stems.files.links import link, stem_links
+from vidgo_stems.files.scratch import atomic_writer, storage_error, write_json
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.states import JobState
 
 INVALID = "INVALID"  # the manifest state of a catalog row that was skipped as bad
 FINAL_STATES = (*(s.value for s in JobState if s.is_terminal), INVALID)

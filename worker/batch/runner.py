@@ -11,8 +11,8 @@ request's fingerprint, so a row whose job exists (finished, or still running fro
 interrupted run) is re-attached, never submitted again. Ctrl-C stops feeding at the next row
 boundary and leaves the ledger, the manifest and the jobs in flight consistent.
 
-Results go to a JSONL manifest (:mod:`worker.batch.results`), one line per row, and to a failure
-report grouped by reason; the batch's record lives in Redis (:mod:`worker.batch.store`).
+Results go to a JSONL manifest (:mod:`vidgo_stems.batch.results`), one line per row, and to a failure
+report grouped by reason; the batch's record lives in Redis (:mod:`vidgo_stems.batch.store`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from worker.batch.catalog import CatalogCheck, CatalogRow, RowProblem, check_catalog, read_catalog
-from worker.batch.results import (
+from vidgo_stems.batch.catalog import (
+    CatalogCheck,
+    CatalogRow,
+    RowProblem,
+    check_catalog,
+    read_catalog,
+)
+from vidgo_stems.batch.results import (
     FINAL_STATES,
     INVALID,
     FailureReport,
@@ -37,15 +43,15 @@ from worker.batch.results import (
     manifest_entry,
     write_json_atomically,
 )
-from worker.batch.store import BatchStore, job_states
-from worker.celery_app import Producer
-from worker.errors import BatchError, JobConflict
-from worker.models import validate_metadata
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.record import NewJob, Subscription
-from worker.pipeline.states import JobState, Step, TaskName, new_token
-from worker.producer import Enqueued, enqueue_request
-from worker.urlsafety import source_policy
+from vidgo_stems.batch.store import BatchStore, job_states
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.errors import BatchError, JobConflict
+from vidgo_stems.models import validate_metadata
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.record import NewJob, Subscription
+from vidgo_stems.pipeline.states import JobState, Step, TaskName, new_token
+from vidgo_stems.producer import Enqueued, enqueue_request
+from vidgo_stems.urlsafety import source_policy
 
 __all__ = ["INVALID", "BatchError", "BatchOptions", "BatchRunner", "Progress", "jobs_to_submit"]
 

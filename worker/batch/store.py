@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, cast
 
-from worker.keys import text
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.states import JobState
+from vidgo_stems.keys import text
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.states import JobState
 
 
 class BatchStore:

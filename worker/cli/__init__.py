@@ -1,6 +1,6 @@
 """``vidgo-stems``, the command line. ``main`` is the entry point."""
 
-from worker.cli import batch, jobs, manage, ops
-from worker.cli.app import main
+from vidgo_stems.cli import batch, jobs, manage, ops
+from vidgo_stems.cli.app import main
 
 __all__ = ["batch", "jobs", "main", "manage", "ops"]

@@ -1,5 +1,5 @@
-"""``python -m worker.cli``."""
+"""``python -m vidgo_stems.cli``."""
 
-from worker.cli import main
+from vidgo_stems.cli import main
 
 main()

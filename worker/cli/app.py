@@ -2,7 +2,7 @@
 
 Errors the user can fix (configuration, bad input, an unreachable Redis) print one line that
 says what to do and exit with status 2; they never print a traceback. The commands live in
-:mod:`worker.cli.jobs`, :mod:`worker.cli.batch` and :mod:`worker.cli.ops`; they parse and
+:mod:`vidgo_stems.cli.jobs`, :mod:`vidgo_stems.cli.batch` and :mod:`vidgo_stems.cli.ops`; they parse and
 print, and the work is done by the library.
 """
 
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from worker.errors import VidgoStemsError
+from vidgo_stems.errors import VidgoStemsError
 
 if TYPE_CHECKING:
-    from worker.celery_app import Producer
+    from vidgo_stems.celery_app import Producer
 
 
 def _fail(exc: VidgoStemsError) -> None:
@@ -27,7 +27,7 @@ def _fail(exc: VidgoStemsError) -> None:
 
 def _unreachable(exc: Exception) -> str:
     """What to say when Redis does not answer; over TLS, the likely fix is the scheme."""
-    from worker.settings import get_settings
+    from vidgo_stems.settings import get_settings
 
     try:
         tls = (get_settings().redis_url or "").lower().startswith("rediss://")
@@ -73,8 +73,8 @@ class _Group(click.Group):
 @click.option("--log-level", default="WARNING", show_default=True)
 def main(log_level: str) -> None:
     """Turn audio URLs into stems through Vidgo, on Celery and Redis."""
-    from worker.observe import logs
-    from worker.settings import get_settings
+    from vidgo_stems.observe import logs
+    from vidgo_stems.settings import get_settings
 
     try:
         logs.configure(get_settings(), level=log_level.upper())
@@ -87,6 +87,6 @@ def main(log_level: str) -> None:
 
 def producer() -> Producer:
     """The process's default collaborators (Redis, ledger, storage), built on first use."""
-    from worker.celery_app import producer as default
+    from vidgo_stems.celery_app import producer as default
 
     return default()

@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
-from worker.cli.app import main, producer
-from worker.settings import load_settings
+from vidgo_stems.cli.app import main, producer
+from vidgo_stems.settings import load_settings
 
 
 @main.command()
@@ -63,11 +63,11 @@ def batch(
     """
     from rich.console import Console
 
-    from worker.batch.catalog import check_catalog
-    from worker.batch.liveview import summary_line
-    from worker.batch.preflight import estimate
-    from worker.batch.runner import BatchOptions, BatchRunner
-    from worker.urlsafety import source_policy
+    from vidgo_stems.batch.catalog import check_catalog
+    from vidgo_stems.batch.liveview import summary_line
+    from vidgo_stems.batch.preflight import estimate
+    from vidgo_stems.batch.runner import BatchOptions, BatchRunner
+    from vidgo_stems.urlsafety import source_policy
 
     settings = load_settings()
     err = Console(stderr=True)
@@ -101,7 +101,7 @@ def batch(
 
 def _run_with_live_view(runner: Any, err: Any, rows: int) -> Any:
     """Run the batch with its live view; the first Ctrl-C stops it at a row boundary."""
-    from worker.batch.liveview import LiveView
+    from vidgo_stems.batch.liveview import LiveView
 
     stop = threading.Event()
     with LiveView(err, rows) as view:
@@ -156,8 +156,8 @@ def batch_status(batch_id: str, as_json: bool) -> None:
     """Show a batch's progress from any machine (needs REDIS_URL)."""
     from dataclasses import asdict
 
-    from worker.batch.liveview import describe_states
-    from worker.batch.store import batch_view
+    from vidgo_stems.batch.liveview import describe_states
+    from vidgo_stems.batch.store import batch_view
 
     view = batch_view(producer().ledger, batch_id)
     if view is None:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from worker.cli.app import main, producer
+from vidgo_stems.cli.app import main, producer
 
 if TYPE_CHECKING:
-    from worker.views import JobView
+    from vidgo_stems.views import JobView
 
 
 @main.command()
@@ -58,7 +58,7 @@ def separate(
 ) -> None:
     """Enqueue AUDIO_URL and print its job id (needs REDIS_URL); with --wait, follow the job and
     print each stem's link and the manifest's when it is DONE."""
-    from worker.producer import enqueue
+    from vidgo_stems.producer import enqueue
 
     job_id = enqueue(
         audio_url,
@@ -77,7 +77,7 @@ def separate(
 
 
 def _wait(job_id: str, timeout_s: float) -> int:
-    from worker.producer import get_job
+    from vidgo_stems.producer import get_job
 
     deadline = time.monotonic() + timeout_s
     last = None
@@ -115,7 +115,7 @@ def _echo_links(view: JobView) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole job as JSON.")
 def status(job_id: str, as_json: bool) -> None:
     """Show a job's state, attempts, history and last error (needs REDIS_URL)."""
-    from worker.producer import get_job
+    from vidgo_stems.producer import get_job
 
     view = get_job(job_id)
     if view is None:
@@ -158,7 +158,7 @@ def status(job_id: str, as_json: bool) -> None:
 def cancel(job_id: str) -> None:
     """Stop a job on our side (needs REDIS_URL). Vidgo has no cancel: a task it already has
     finishes there and is billed; nothing more is polled or downloaded."""
-    from worker.producer import cancel as cancel_job
+    from vidgo_stems.producer import cancel as cancel_job
 
     view = cancel_job(job_id)
     if view is None:
@@ -183,10 +183,10 @@ def purge(older_than: str | None, dry_run: bool) -> None:
     """Remove ended jobs' stored files and ledger entries, together (needs REDIS_URL)."""
     from celery.result import AsyncResult
 
-    from worker.celery_app import app
-    from worker.errors import InvalidRequest
-    from worker.pipeline.retention import parse_duration
-    from worker.pipeline.retention import purge as purge_jobs
+    from vidgo_stems.celery_app import app
+    from vidgo_stems.errors import InvalidRequest
+    from vidgo_stems.pipeline.retention import parse_duration
+    from vidgo_stems.pipeline.retention import purge as purge_jobs
 
     if older_than is None and not dry_run:
         raise InvalidRequest(

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from worker.cli.app import main, producer
+from vidgo_stems.cli.app import main, producer
 
 
 @main.command("jobs")
@@ -27,8 +27,8 @@ def jobs(
     as_json: bool,
 ) -> None:
     """List jobs, oldest first, a page at a time (needs REDIS_URL)."""
-    from worker.pipeline.retention import parse_duration
-    from worker.producer import list_jobs
+    from vidgo_stems.pipeline.retention import parse_duration
+    from vidgo_stems.producer import list_jobs
 
     start = time.time() - parse_duration(since) if since else None
     page = list_jobs(
@@ -57,9 +57,9 @@ def retry(
 ) -> None:
     """Start FAILED or CANCELLED jobs again from the first step that still needs doing: the
     JOB_IDS given, or all selected by --code and --batch (needs REDIS_URL)."""
-    from worker import producer as api
-    from worker.errors import InvalidRequest, JobConflict
-    from worker.pipeline.retry import plan_retry
+    from vidgo_stems import producer as api
+    from vidgo_stems.errors import InvalidRequest, JobConflict
+    from vidgo_stems.pipeline.retry import plan_retry
 
     p = producer()
     if job_ids:

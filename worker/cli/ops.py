@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from worker.cli.app import main, producer
+from vidgo_stems.cli.app import main, producer
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -51,8 +51,8 @@ def worker(
     when Redis runs without AOF or with an evicting maxmemory-policy.
     Further arguments go to celery worker as they are (e.g. --hostname w1@%h).
     """
-    from worker.observe.multiproc import prepare_multiproc_dir
-    from worker.settings import get_settings
+    from vidgo_stems.observe.multiproc import prepare_multiproc_dir
+    from vidgo_stems.settings import get_settings
 
     settings = get_settings()
     settings.require_redis_url()
@@ -60,9 +60,9 @@ def worker(
     if settings.metrics_port:
         prepare_multiproc_dir(settings.metrics_port)  # before anything imports prometheus_client
 
-    from worker.celery_app import producer, worker_queues
-    from worker.files.shared import check_shared_storage
-    from worker.redisconfig import warn_if_not_durable
+    from vidgo_stems.celery_app import producer, worker_queues
+    from vidgo_stems.files.shared import check_shared_storage
+    from vidgo_stems.redisconfig import warn_if_not_durable
 
     p = producer()
     check_shared_storage(p.storage, p.redis, p.ledger.keys)
@@ -72,7 +72,7 @@ def worker(
         "-m",
         "celery",
         "-A",
-        "worker.celery_app",
+        "vidgo_stems.celery_app",
         "worker",
         "--queues",
         queues or ",".join(worker_queues(settings)),
@@ -86,7 +86,7 @@ def worker(
     ]
     if not supervise:
         os.execv(sys.executable, argv)
-    from worker.supervise import Supervisor
+    from vidgo_stems.supervise import Supervisor
 
     sys.exit(Supervisor(argv).run())
 
@@ -104,9 +104,9 @@ def gateway(host: str, port: int, workers: int) -> None:
     """
     import uvicorn
 
-    from worker.celery_app import producer as default_producer
-    from worker.web.gateway import create_app
-    from worker.web.serve import HeaderDeadlineProtocol, listen, serve
+    from vidgo_stems.celery_app import producer as default_producer
+    from vidgo_stems.web.gateway import create_app
+    from vidgo_stems.web.serve import HeaderDeadlineProtocol, listen, serve
 
     create_app()  # fail here, with the fix, when the configuration is incomplete
     p = default_producer()
@@ -122,7 +122,7 @@ def gateway(host: str, port: int, workers: int) -> None:
     )
     logging.getLogger("vidgo_stems.gateway").setLevel(logging.INFO)
     config = uvicorn.Config(
-        "worker.web.gateway:create_app",
+        "vidgo_stems.web.gateway:create_app",
         factory=True,
         workers=workers,
         http=HeaderDeadlineProtocol,
@@ -150,8 +150,8 @@ def stats(as_json: bool) -> None:
     (needs REDIS_URL)."""
     import json
 
-    from worker.celery_app import worker_queues
-    from worker.monitor.cluster import take_snapshot
+    from vidgo_stems.celery_app import worker_queues
+    from vidgo_stems.monitor.cluster import take_snapshot
 
     p = producer()
     snap = take_snapshot(p.redis, p.ledger, p.settings, worker_queues(p.settings))
@@ -213,8 +213,8 @@ def healthcheck(max_age: float, ready: bool, path: Path | None) -> None:
     (liveness); with --ready, also when Redis answered then (readiness). Exit 1 otherwise."""
     import time
 
-    from worker.heartbeat import read_heartbeat
-    from worker.settings import get_settings
+    from vidgo_stems.heartbeat import read_heartbeat
+    from vidgo_stems.settings import get_settings
 
     path = path or get_settings().heartbeat_file
     if path is None:
@@ -243,8 +243,8 @@ def healthcheck(max_age: float, ready: bool, path: Path | None) -> None:
 @main.command("resume-submits")
 def resume_submits() -> None:
     """Lift a credits pause at once, after topping up the Vidgo account (needs REDIS_URL)."""
-    from worker.pipeline.recovery import wake_waiting_submits
-    from worker.vidgo.gate import VidgoGate
+    from vidgo_stems.pipeline.recovery import wake_waiting_submits
+    from vidgo_stems.vidgo.gate import VidgoGate
 
     p = producer()
     VidgoGate(p.redis, prefix=p.settings.redis_key_prefix).resume_submits()
@@ -272,8 +272,8 @@ def emulator(
     seed: int,
 ) -> None:
     """Serve the bundled Vidgo emulator (admin API under /_emulator/)."""
-    from emulator import EmulatorConfig
-    from emulator.server import serve
+    from vidgo_stems.emulator import EmulatorConfig
+    from vidgo_stems.emulator.server import serve
 
     config = EmulatorConfig(
         api_key=api_key,
@@ -303,6 +303,6 @@ def emulator(
 @click.option("--timeout", "timeout_s", default=300.0, show_default=True)
 def demo(out: Path, timeout_s: float) -> None:
     """Separate a few generated tracks end to end on a private Redis and the emulator."""
-    from worker.devstack.demo import run_demo
+    from vidgo_stems.devstack.demo import run_demo
 
     sys.exit(run_demo(out, timeout_s=timeout_s))

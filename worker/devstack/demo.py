@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from worker.devstack import tracks
-from worker.devstack.local import FileServer, WorkerProcess
-from worker.devstack.redis_server import RedisServer, free_port
-from worker.pipeline.states import JobState
+from vidgo_stems.devstack import tracks
+from vidgo_stems.devstack.local import FileServer, WorkerProcess
+from vidgo_stems.devstack.redis_server import RedisServer, free_port
+from vidgo_stems.pipeline.states import JobState
 
 if TYPE_CHECKING:
-    from worker.views import ManifestStem
+    from vidgo_stems.views import ManifestStem
 
 #: (track, model name, output type, delivery: format, sample rate, loudness target)
 JOBS = [
@@ -50,8 +50,8 @@ def _say(text: str) -> None:
 
 def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
     """Run the demo; returns the process exit code."""
-    from emulator import EmulatorConfig
-    from emulator.server import BackgroundEmulator
+    from vidgo_stems.emulator import EmulatorConfig
+    from vidgo_stems.emulator.server import BackgroundEmulator
 
     out = out.resolve()
     track_dir = out / "tracks"
@@ -78,7 +78,7 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
             "VIDGO_STEMS_METRICS_ADDR": "127.0.0.1",
         }
         os.environ.update(env)
-        from worker.settings import get_settings
+        from vidgo_stems.settings import get_settings
 
         get_settings.cache_clear()
         _say(f"redis {redis_url}, emulator {emu.url}, stems -> {out / 'stems'}")
@@ -94,7 +94,7 @@ def run_demo(out: Path, *, timeout_s: float = 300.0) -> int:
 
 
 def _separate(files_url: str, timeout_s: float) -> int:
-    from worker.producer import enqueue, get_job
+    from vidgo_stems.producer import enqueue, get_job
 
     job_ids = []
     for name, model_name, output_type, (fmt, rate, lufs) in JOBS:
@@ -131,7 +131,7 @@ def _separate(files_url: str, timeout_s: float) -> int:
 
 
 def _report(job_ids: list[str]) -> int:
-    from worker.producer import get_job
+    from vidgo_stems.producer import get_job
 
     ok = True
     _say("")

@@ -1,8 +1,8 @@
 """Pieces of a whole local stack, shared by the demo and the integration tests.
 
 A static file server for input tracks, and a Celery worker run as a real subprocess with an
-explicit environment. (The private Redis is :mod:`worker.devstack.redis_server`; the emulator is
-:mod:`emulator.server`.)
+explicit environment. (The private Redis is :mod:`vidgo_stems.devstack.redis_server`; the emulator is
+:mod:`vidgo_stems.emulator.server`.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from worker.devstack.redis_server import free_port
+from vidgo_stems.devstack.redis_server import free_port
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -64,7 +64,7 @@ class WorkerProcess:
         self.args = [
             sys.executable,
             "-m",
-            "worker.cli",
+            "vidgo_stems.cli",
             "worker",
             "--pool",
             pool,

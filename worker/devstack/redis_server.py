@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from worker.errors import ConfigError
+from vidgo_stems.errors import ConfigError
 
 
 def find_redis_server() -> str:

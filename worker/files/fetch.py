@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from worker.errors import PermanentError, StemDownloadError, StemUrlExpired, StorageError
-from worker.files.scratch import storage_error
+from vidgo_stems.errors import PermanentError, StemDownloadError, StemUrlExpired, StorageError
+from vidgo_stems.files.scratch import storage_error
 
 CHUNK_BYTES = 1 << 16
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from worker.errors import ConfigError, StorageError, StorageUnavailable
-from worker.files.signing import make_signer
-from worker.files.stems import StemFile
-from worker.files.storage import Storage, open_storage
-from worker.settings import Settings
+from vidgo_stems.errors import ConfigError, StorageError, StorageUnavailable
+from vidgo_stems.files.signing import make_signer
+from vidgo_stems.files.stems import StemFile
+from vidgo_stems.files.storage import Storage, open_storage
+from vidgo_stems.settings import Settings
 
 MANIFEST_NAME = "manifest.json"
 #: Under a job's folder: stems as Vidgo served them (until the job is done), and waveforms.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from worker.errors import (
+from vidgo_stems.errors import (
     ConfigError,
     StemCorrupt,
     StemMissing,
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     pass
 
 
-from worker.files.objects import (
+from vidgo_stems.files.objects import (
     _URL_EXAMPLE,
     COPY_CHUNK_BYTES,
     MAX_SMALL_OBJECT_BYTES,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
 
-from worker.errors import (
+from vidgo_stems.errors import (
     StemCorrupt,
     StorageError,
     StorageUnavailable,

@@ -25,7 +25,7 @@ from obstore.exceptions import (
 )
 from obstore.store import S3Store
 
-from worker.errors import (
+from vidgo_stems.errors import (
     ConfigError,
     StemCorrupt,
     StemMissing,
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from obstore.store import ClientConfig, RetryConfig
 
 
-from worker.files.objects import (
+from vidgo_stems.files.objects import (
     _BUCKET,
     _HTTP_KIND,
     _HTTP_KIND_REASONS,

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from worker.errors import StorageError
-from worker.models import validate_job_id
+from vidgo_stems.errors import StorageError
+from vidgo_stems.models import validate_job_id
 
 _SAFE_NAME = re.compile(r"[^a-z0-9_-]+")
 AUDIO_SUFFIXES = frozenset({".mp3", ".wav", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".aiff"})

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import redis
 
-from worker.errors import ConfigError
-from worker.files.storage import Storage
-from worker.keys import Keys
+from vidgo_stems.errors import ConfigError
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.keys import Keys
 
 log = logging.getLogger(__name__)
 

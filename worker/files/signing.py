@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
-from worker.errors import ConfigError, UrlExpired, UrlRefused
+from vidgo_stems.errors import ConfigError, UrlExpired, UrlRefused
 
 # Bumping the tag invalidates every link made under the old scheme.
 SIGNATURE_VERSION = "vidgo-stems-file-url/v1"

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Self, TypeVar
 
-from worker.files.objects import Storage
+from vidgo_stems.files.objects import Storage
 
 _UNKNOWN: dict[str, Any] = {
     "key": "",

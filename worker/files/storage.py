@@ -18,16 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from worker.errors import ConfigError
-from worker.files.localfs import FileStorage
-from worker.files.objects import (
+from vidgo_stems.errors import ConfigError
+from vidgo_stems.files.localfs import FileStorage
+from vidgo_stems.files.objects import (
     _URL_EXAMPLE,
     Storage,
     StoredObject,
     content_type_for,
     validate_key,
 )
-from worker.files.s3 import S3Storage
+from vidgo_stems.files.s3 import S3Storage
 
 __all__ = [
     "FileStorage",

@@ -16,13 +16,13 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from worker.heartbeat import workers_seen
-from worker.keys import Keys
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.states import POLLING_STATES, JobState
-from worker.settings import Settings
-from worker.vidgo.gate import VidgoGate
-from worker.vidgo.limits import Kind, configured_rate
+from vidgo_stems.heartbeat import workers_seen
+from vidgo_stems.keys import Keys
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.states import POLLING_STATES, JobState
+from vidgo_stems.settings import Settings
+from vidgo_stems.vidgo.gate import VidgoGate
+from vidgo_stems.vidgo.limits import Kind, configured_rate
 
 #: Jobs waiting for their next poll.
 #: At most this many polling jobs are read to find overdue polls (the oldest created first).

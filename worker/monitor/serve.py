@@ -17,10 +17,10 @@ import redis
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server
 from prometheus_client.registry import Collector
 
-from worker.monitor.cluster import ClusterCollector
-from worker.observe.multiproc import ENV, multiproc_enabled
-from worker.pipeline.ledger import Ledger
-from worker.settings import Settings
+from vidgo_stems.monitor.cluster import ClusterCollector
+from vidgo_stems.observe.multiproc import ENV, multiproc_enabled
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.settings import Settings
 
 log = logging.getLogger(__name__)
 

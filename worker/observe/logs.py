@@ -30,7 +30,7 @@ from urllib.parse import unquote, urlsplit
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
-from worker.settings import Settings
+from vidgo_stems.settings import Settings
 
 #: The fields of a transition line, in the order plain text shows them.
 CONTEXT_FIELDS = (

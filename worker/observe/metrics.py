@@ -4,9 +4,9 @@ Names follow two conventions operators already alert on: celery-exporter's ``cel
 families for tasks (labels ``name`` and ``hostname``), and ``vidgo_stems_*`` for the pipeline.
 Counters and histograms here are counted where the thing happens, in whichever process it
 happens; under the prefork pool every child writes its own file in ``PROMETHEUS_MULTIPROC_DIR``
-and the host's endpoint (:mod:`worker.monitor.serve`) adds them up. What describes the whole
+and the host's endpoint (:mod:`vidgo_stems.monitor.serve`) adds them up. What describes the whole
 cluster rather than one process (jobs by state, queue depths, pending polls, in-flight slots,
-bucket levels) is read from Redis at scrape time by :mod:`worker.monitor.cluster`.
+bucket levels) is read from Redis at scrape time by :mod:`vidgo_stems.monitor.cluster`.
 
 Every call here is cheap and never raises into the caller: a metric must not fail a stage.
 """

@@ -1,6 +1,6 @@
 """Celery signals that count tasks the way celery-exporter does, from inside the worker.
 
-Connected by importing this module: :mod:`worker.celery_app` imports it, so publishing counts in
+Connected by importing this module: :mod:`vidgo_stems.celery_app` imports it, so publishing counts in
 every process that sends (gateway, batch feeder, pool children), and the worker's own signals
 count in the processes that receive (the main process) and run (the pool children) tasks.
 """
@@ -24,10 +24,10 @@ from celery.signals import (
     task_success,
 )
 
-from worker.errors import ConfigError
-from worker.observe import logs
-from worker.observe import metrics as m
-from worker.settings import get_settings
+from vidgo_stems.errors import ConfigError
+from vidgo_stems.observe import logs
+from vidgo_stems.observe import metrics as m
+from vidgo_stems.settings import get_settings
 
 #: Start times of the tasks running in this process, by task id.
 _started: dict[str, float] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker.settings import Settings
+from vidgo_stems.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -23,21 +23,21 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys, text
-from worker.models import JobRequest
-from worker.observe import metrics
-from worker.observe.logs import transition_fields
-from worker.pipeline.durable import Durability
-from worker.pipeline.move import Move
-from worker.pipeline.record import Enqueue, JobRecord, NewJob, Subscription
-from worker.pipeline.scripts import ADVANCE, ANNOTATE, CREATE
-from worker.pipeline.states import (
+from vidgo_stems.keys import Keys, text
+from vidgo_stems.models import JobRequest
+from vidgo_stems.observe import metrics
+from vidgo_stems.observe.logs import transition_fields
+from vidgo_stems.pipeline.durable import Durability
+from vidgo_stems.pipeline.move import Move
+from vidgo_stems.pipeline.record import Enqueue, JobRecord, NewJob, Subscription
+from vidgo_stems.pipeline.scripts import ADVANCE, ANNOTATE, CREATE
+from vidgo_stems.pipeline.states import (
     TERMINAL_STATES,
     JobState,
     Step,
     state_list,
 )
-from worker.text import loads_stored
+from vidgo_stems.text import loads_stored
 
 log = logging.getLogger(__name__)
 
@@ -253,9 +253,9 @@ class Ledger:
         (for operator actions). ``fields`` and ``incr`` name fields of :class:`JobRecord`
         (another name is a ValueError). ``unless_subscribed`` applies the move only while the
         job has no subscriber left. ``durable`` waits for replicas (see
-        :mod:`worker.pipeline.durable`). ``step`` is the job's next message, sent by the same
+        :mod:`vidgo_stems.pipeline.durable`). ``step`` is the job's next message, sent by the same
         step: onto its queue when due now, else into the schedule
-        (:mod:`worker.pipeline.schedule`). Raises IllegalTransition for a move the machine
+        (:mod:`vidgo_stems.pipeline.schedule`). Raises IllegalTransition for a move the machine
         does not have.
         """
         move = Move(

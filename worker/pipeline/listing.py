@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from worker.errors import InvalidRequest, shown
-from worker.keys import text
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.record import JobRecord
-from worker.pipeline.states import JobState
+from vidgo_stems.errors import InvalidRequest, shown
+from vidgo_stems.keys import text
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.states import JobState
 
 MAX_LIMIT = 1000
 _CHUNK = 200

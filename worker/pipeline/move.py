@@ -1,6 +1,6 @@
 """One compare-and-set of a job, as ``lua/advance.lua`` takes it.
 
-:meth:`worker.pipeline.ledger.Ledger.advance` builds a :class:`Move` from its arguments, which
+:meth:`vidgo_stems.pipeline.ledger.Ledger.advance` builds a :class:`Move` from its arguments, which
 checks them (a move the state machine does not have, a field the job record does not have),
 and sends what the move says as the script's ARGV::
 
@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.errors import IllegalTransition
-from worker.files.stems import record_json
-from worker.pipeline.record import JobRecord
-from worker.pipeline.states import (
+from vidgo_stems.errors import IllegalTransition
+from vidgo_stems.files.stems import record_json
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.states import (
     SLOT_FREE_STATES,
     TERMINAL_STATES,
     TRANSITIONS,

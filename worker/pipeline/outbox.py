@@ -6,7 +6,7 @@ one outbox entry per subscription with a webhook (``<job key>#<subscription id>`
 when it is due) in the same step, so no completion webhook can be lost between the end and
 the send. A subscription that asked for ``job.stems_stored`` gets a second entry when the
 stems are stored (``<job key>#<subscription id>|stems_stored``); its end waits behind it, so
-the events arrive in order. The sending is :mod:`worker.webhooks`, run by the
+the events arrive in order. The sending is :mod:`vidgo_stems.webhooks`, run by the
 ``vidgo.webhook`` task; a message for a job delivers every entry of that job that is due.
 
 An entry is named by an *entry id*: the subscription id for the end, the subscription id
@@ -19,11 +19,11 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 
-from worker.keys import text
-from worker.models import STEMS_STORED
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.record import Subscription
-from worker.text import loads_stored
+from vidgo_stems.keys import text
+from vidgo_stems.models import STEMS_STORED
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.record import Subscription
+from vidgo_stems.text import loads_stored
 
 #: What an entry id adds to its subscription id for the stems-stored event.
 PROGRESS = "|stems_stored"

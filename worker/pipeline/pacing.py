@@ -24,9 +24,9 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys
-from worker.pipeline.states import POLLING_STATES, JobState
-from worker.settings import Settings
+from vidgo_stems.keys import Keys
+from vidgo_stems.pipeline.states import POLLING_STATES, JobState
+from vidgo_stems.settings import Settings
 
 #: The share of the query budget polls may plan to use (the rest: balance reads, status
 #: calls, retries).

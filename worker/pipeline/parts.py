@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
 
-from worker.keys import text
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.scripts import FANOUT, PART_DONE
-from worker.pipeline.states import JobState, Step, TaskName, new_token
+from vidgo_stems.keys import text
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.scripts import FANOUT, PART_DONE
+from vidgo_stems.pipeline.states import JobState, Step, TaskName, new_token
 
 #: The part that fetches and analyses the source track (every other part is a stem).
 SOURCE = "source"

@@ -1,5 +1,5 @@
 """What the ledger hands out: a job as it stands, a caller subscribed to it, and what an
-enqueue found. Plain data; the ledger (:mod:`worker.pipeline.ledger`) reads and writes them."""
+enqueue found. Plain data; the ledger (:mod:`vidgo_stems.pipeline.ledger`) reads and writes them."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.files.stems import DeliveredStem, StoredStem, stems_from_json
-from worker.keys import text
-from worker.models import ENDED_EVENTS, JobRequest
-from worker.pipeline.states import JobState, Step
-from worker.text import loads_stored
+from vidgo_stems.files.stems import DeliveredStem, StoredStem, stems_from_json
+from vidgo_stems.keys import text
+from vidgo_stems.models import ENDED_EVENTS, JobRequest
+from vidgo_stems.pipeline.states import JobState, Step
+from vidgo_stems.text import loads_stored
 
 
 @dataclass(frozen=True)

@@ -27,18 +27,18 @@ from typing import Any, cast
 
 import redis
 
-from worker.errors import VidgoStemsError
-from worker.files.scratch import StemStore
-from worker.heartbeat import HEARTBEAT_INTERVAL_S, beat, write_heartbeat
-from worker.keys import Keys
-from worker.observe import metrics
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.outbox import redispatch_overdue
-from worker.pipeline.record import JobRecord
-from worker.pipeline.schedule import Schedule
-from worker.pipeline.states import STATES, JobState, Step, new_token
-from worker.settings import Settings
-from worker.vidgo.gate import VidgoGate
+from vidgo_stems.errors import VidgoStemsError
+from vidgo_stems.files.scratch import StemStore
+from vidgo_stems.heartbeat import HEARTBEAT_INTERVAL_S, beat, write_heartbeat
+from vidgo_stems.keys import Keys
+from vidgo_stems.observe import metrics
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.outbox import redispatch_overdue
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.schedule import Schedule
+from vidgo_stems.pipeline.states import STATES, JobState, Step, new_token
+from vidgo_stems.settings import Settings
+from vidgo_stems.vidgo.gate import VidgoGate
 
 log = logging.getLogger(__name__)
 

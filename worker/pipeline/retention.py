@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from worker.errors import InvalidRequest
-from worker.files.links import ORIGINALS, job_key
-from worker.files.storage import Storage
-from worker.keys import text
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.outbox import PROGRESS
-from worker.pipeline.states import JobState
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.files.links import ORIGINALS, job_key
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.keys import text
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.outbox import PROGRESS
+from vidgo_stems.pipeline.states import JobState
 
 log = logging.getLogger(__name__)
 

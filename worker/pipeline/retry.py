@@ -15,15 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.errors import InvalidRequest, JobConflict
-from worker.files.stems import still_stored
-from worker.files.storage import Storage
-from worker.models import expected_stems, validate_job_id
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.outbox import Outbox
-from worker.pipeline.parts import Parts
-from worker.pipeline.record import JobRecord
-from worker.pipeline.states import STATES, JobState, Step, TaskName, new_token
+from vidgo_stems.errors import InvalidRequest, JobConflict
+from vidgo_stems.files.stems import still_stored
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.models import expected_stems, validate_job_id
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.outbox import Outbox
+from vidgo_stems.pipeline.parts import Parts
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.states import STATES, JobState, Step, TaskName, new_token
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys
-from worker.observe import metrics
+from vidgo_stems.keys import Keys
+from vidgo_stems.observe import metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ Encoder = Callable[[Any], tuple[str, str]]
 
 
 def _lua(name: str) -> str:
-    return resources.files("worker.pipeline").joinpath("lua", f"{name}.lua").read_text()
+    return resources.files("vidgo_stems.pipeline").joinpath("lua", f"{name}.lua").read_text()
 
 
 @dataclass(frozen=True)

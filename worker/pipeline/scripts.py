@@ -36,7 +36,9 @@ class LuaSpec:
     rest: str | None = None
 
     def source(self) -> str:
-        return resources.files("worker.pipeline").joinpath("lua", f"{self.name}.lua").read_text()
+        return (
+            resources.files("vidgo_stems.pipeline").joinpath("lua", f"{self.name}.lua").read_text()
+        )
 
     def bind(self, client: redis.Redis) -> BoundScript:
         """Register the script with ``client`` (EVALSHA, loaded again after a script flush)."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from worker.errors import StemUndecodable
+from vidgo_stems.errors import StemUndecodable
 
 
 @dataclass(frozen=True)

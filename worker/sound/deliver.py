@@ -19,9 +19,9 @@ import soxr
 from mutagen.id3 import ID3, TIT2, TXXX
 from mutagen.wave import WAVE
 
-from worker.errors import InvalidRequest, StemUndecodable
-from worker.files.sniff import sniff_file
-from worker.sound.measure import measure, true_peak
+from vidgo_stems.errors import InvalidRequest, StemUndecodable
+from vidgo_stems.files.sniff import sniff_file
+from vidgo_stems.sound.measure import measure, true_peak
 
 #: format -> (file extension, libsndfile major format, subtype)
 FORMATS: dict[str, tuple[str, str, str]] = {

@@ -16,7 +16,7 @@ import struct
 
 import numpy as np
 
-from worker.sound.decode import mono as mono_of
+from vidgo_stems.sound.decode import mono as mono_of
 
 DAT_HEADER = struct.Struct("<iIiiIi")
 FLAG_8_BIT = 1

@@ -1,6 +1,6 @@
 """Post-processing of one stem and of the source, as plain functions over local files.
 
-The stage (:mod:`worker.pipeline.stages.postprocess`) fetches the files and stores what comes
+The stage (:mod:`vidgo_stems.pipeline.stages.postprocess`) fetches the files and stores what comes
 out; this module decodes, measures, checks against the source, converts, tags and draws the
 waveform, and says what it found as manifest entries.
 """
@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from worker.files.objects import content_type_for
-from worker.sound.decode import Audio, read_audio
-from worker.sound.decode import mono as mono_of
-from worker.sound.deliver import FORMATS, ORIGINAL, Delivery, convert, file_name, write_tags
-from worker.sound.measure import DC_OFFSET_LIMIT, Levels, measure
-from worker.sound.peaks import peaks_of_mono, to_dat, to_json
-from worker.sound.validate import AnalysisPrint, analysis_signal, compare, print_of_analysis
+from vidgo_stems.files.objects import content_type_for
+from vidgo_stems.sound.decode import Audio, read_audio
+from vidgo_stems.sound.decode import mono as mono_of
+from vidgo_stems.sound.deliver import FORMATS, ORIGINAL, Delivery, convert, file_name, write_tags
+from vidgo_stems.sound.measure import DC_OFFSET_LIMIT, Levels, measure
+from vidgo_stems.sound.peaks import peaks_of_mono, to_dat, to_json
+from vidgo_stems.sound.validate import AnalysisPrint, analysis_signal, compare, print_of_analysis
 
 #: libsndfile's major format -> what we call it in the manifest.
 FORMAT_NAMES = {"MPEG": "mp3", "WAV": "wav", "FLAC": "flac", "OGG": "ogg", "AIFF": "aiff"}

@@ -46,7 +46,7 @@ import numpy as np
 import soxr
 from scipy.optimize import minimize_scalar
 
-from worker.sound.decode import mono as mono_of
+from vidgo_stems.sound.decode import mono as mono_of
 
 #: High enough to keep a drums band (5 kHz and up) in view, low enough to keep six stems of a
 #: long track in memory as float32.

@@ -1,6 +1,6 @@
 """Vidgo's HTTP API: the typed client, its answer parsers and its error mapping."""
 
-from worker.vidgo.client import VidgoClient, submit_payload
-from worker.vidgo.parse import StemUrls, SubmitResult, TaskDetail, VidgoStatus
+from vidgo_stems.vidgo.client import VidgoClient, submit_payload
+from vidgo_stems.vidgo.parse import StemUrls, SubmitResult, TaskDetail, VidgoStatus
 
 __all__ = ["StemUrls", "SubmitResult", "TaskDetail", "VidgoClient", "VidgoStatus", "submit_payload"]

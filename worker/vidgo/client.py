@@ -2,7 +2,7 @@
 
 The client owns one ``httpx.Client`` built over an injectable transport, so tests pass an
 ``httpx.MockTransport`` and production gets connection pooling. Every answer goes through
-:mod:`worker.vidgo.http_errors` (errors) and :mod:`worker.vidgo.parse` (success shapes).
+:mod:`vidgo_stems.vidgo.http_errors` (errors) and :mod:`vidgo_stems.vidgo.parse` (success shapes).
 The API key lives in a ``SecretStr`` and only ever leaves it for the Authorization header.
 """
 
@@ -16,16 +16,16 @@ from urllib.parse import quote
 import httpx
 from pydantic import SecretStr
 
-from worker import jsonsafe
-from worker.errors import PermanentError, VidgoProtocolError, VidgoStemsError
-from worker.jsonsafe import JsonLimits, JsonRefused
-from worker.models import VIDGO_MODEL, JobRequest
-from worker.observe import metrics
-from worker.settings import Settings
-from worker.text import neutralise
-from worker.vidgo.http_errors import error_for_status, error_for_transport
-from worker.vidgo.limits import VidgoLimits
-from worker.vidgo.parse import SubmitResult, TaskDetail, body_code, parse_detail, parse_submit
+from vidgo_stems import jsonsafe
+from vidgo_stems.errors import PermanentError, VidgoProtocolError, VidgoStemsError
+from vidgo_stems.jsonsafe import JsonLimits, JsonRefused
+from vidgo_stems.models import VIDGO_MODEL, JobRequest
+from vidgo_stems.observe import metrics
+from vidgo_stems.settings import Settings
+from vidgo_stems.text import neutralise
+from vidgo_stems.vidgo.http_errors import error_for_status, error_for_transport
+from vidgo_stems.vidgo.limits import VidgoLimits
+from vidgo_stems.vidgo.parse import SubmitResult, TaskDetail, body_code, parse_detail, parse_submit
 
 USER_AGENT = "vidgo-stems/0.1"
 

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys
+from vidgo_stems.keys import Keys
 
 # KEYS[1]: key. ARGV: milliseconds, value. Sets the key unless it already lives longer.
 _EXTEND = """

@@ -1,4 +1,4 @@
-"""The one place where HTTP outcomes become errors of the tree in :mod:`worker.errors`.
+"""The one place where HTTP outcomes become errors of the tree in :mod:`vidgo_stems.errors`.
 
 ``error_for_status`` maps a Vidgo answer (HTTP status, or HTTP 200 with a business ``code``
 that is not 200/0); ``error_for_transport`` maps an httpx exception. Both are table-tested.
@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from worker.errors import (
+from vidgo_stems.errors import (
     RetryableError,
     VidgoAuthError,
     VidgoBadRequest,
@@ -26,7 +26,7 @@ from worker.errors import (
     VidgoTransportError,
     VidgoUnavailable,
 )
-from worker.vidgo.parse import error_message_of
+from vidgo_stems.vidgo.parse import error_message_of
 
 #: Errors by status code for the 4xx answers that have one of their own.
 _BY_STATUS: dict[int, type[VidgoStemsError]] = {

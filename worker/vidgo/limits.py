@@ -20,8 +20,8 @@ from typing import Literal, cast
 
 import redis
 
-from worker.keys import Keys
-from worker.settings import Settings
+from vidgo_stems.keys import Keys
+from vidgo_stems.settings import Settings
 
 Kind = Literal["submit", "query"]
 

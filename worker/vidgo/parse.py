@@ -7,9 +7,9 @@ object, single-quoted JSON, keys with stray spaces, empty values, every element 
 and wrapped or flat callback bodies.
 
 Hostile answers are held to the same rule: ``vocal_removal`` is decoded within the JSON limits
-(:mod:`worker.jsonsafe`), a task id or status holding a control character or a lone surrogate
+(:mod:`vidgo_stems.jsonsafe`), a task id or status holding a control character or a lone surrogate
 is refused, ``progress`` outside 0-100 is ignored, and ``error_message`` is stored bounded and
-neutralised (:mod:`worker.text`), so nothing Vidgo sends can crash a job or reach a
+neutralised (:mod:`vidgo_stems.text`), so nothing Vidgo sends can crash a job or reach a
 log line or a terminal raw.
 """
 
@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from worker import jsonsafe
-from worker.errors import VidgoOutputError, VidgoProtocolError
-from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
-from worker.text import MAX_ID_CHARS, is_plain, neutralise
+from vidgo_stems import jsonsafe
+from vidgo_stems.errors import VidgoOutputError, VidgoProtocolError
+from vidgo_stems.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
+from vidgo_stems.text import MAX_ID_CHARS, is_plain, neutralise
 
 log = logging.getLogger(__name__)
 

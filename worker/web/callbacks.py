@@ -16,15 +16,15 @@ import time
 from enum import StrEnum
 from typing import Any
 
-from worker import jsonsafe
-from worker.errors import InvalidRequest
-from worker.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
-from worker.models import validate_job_id
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.recovery import kick
-from worker.pipeline.states import TaskName, states_of
-from worker.text import neutralise
-from worker.vidgo.parse import unwrap_data
+from vidgo_stems import jsonsafe
+from vidgo_stems.errors import InvalidRequest
+from vidgo_stems.jsonsafe import DEFAULT_LIMITS, JsonLimits, JsonRefused
+from vidgo_stems.models import validate_job_id
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.recovery import kick
+from vidgo_stems.pipeline.states import TaskName, states_of
+from vidgo_stems.text import neutralise
+from vidgo_stems.vidgo.parse import unwrap_data
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The link is the credential (no bearer key), so it can go straight into an ``<audio>`` tag. The
 signature is checked first: a missing, tampered, foreign or expired link gets 403 and touches
-no file. Then the key (:func:`worker.files.signing.check_key`) and the path: it must resolve,
+no file. Then the key (:func:`vidgo_stems.files.signing.check_key`) and the path: it must resolve,
 symlinks included, to a regular file under the root, and no part of it may be hidden (temp
 files, sidecars); anything else is 404, the same as a file that does not exist.
 
@@ -30,8 +30,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
-from worker.errors import UrlExpired, UrlRefused
-from worker.files.signing import check_key, check_secret, verify
+from vidgo_stems.errors import UrlExpired, UrlRefused
+from vidgo_stems.files.signing import check_key, check_secret, verify
 
 log = logging.getLogger("vidgo_stems.files")
 

@@ -7,9 +7,9 @@ make it answer 5xx (only an unreachable Redis does: 503).
 
 - ``POST /v1/jobs``, ``GET /v1/jobs/{id}``, ``DELETE /v1/jobs/{id}``: bearer keys from
   ``VIDGO_STEMS_GATEWAY_API_KEYS``.
-- ``POST /v1/vidgo/callback/{id}?token=...``: Vidgo's callbacks (see :mod:`worker.web.callbacks`).
+- ``POST /v1/vidgo/callback/{id}?token=...``: Vidgo's callbacks (see :mod:`vidgo_stems.web.callbacks`).
 - ``GET /v1/files/{key}?expires=...&sig=...``: stored stems and manifests for ``file://``
-  storage, behind signed, expiring links (see :mod:`worker.web.files`); no bearer key.
+  storage, behind signed, expiring links (see :mod:`vidgo_stems.web.files`); no bearer key.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
 - ``GET /metrics``: Prometheus metrics, the gateway's own and the cluster's gauges (no key).
 - ``GET /openapi.json``, ``GET /docs`` and ``GET /redoc`` (assets served locally, no CDN).
@@ -36,21 +36,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from worker.celery_app import Producer, worker_queues
-from worker.errors import ConfigError, InvalidRequest, JobConflict
-from worker.files.links import file_root
-from worker.heartbeat import workers_seen
-from worker.monitor.serve import build_registry
-from worker.settings import Settings, get_settings
-from worker.web.callbacks import handle_callback
-from worker.web.docs import add_docs_routes
-from worker.web.files import add_file_routes
-from worker.web.replies import (
+from vidgo_stems.celery_app import Producer, worker_queues
+from vidgo_stems.errors import ConfigError, InvalidRequest, JobConflict
+from vidgo_stems.files.links import file_root
+from vidgo_stems.heartbeat import workers_seen
+from vidgo_stems.monitor.serve import build_registry
+from vidgo_stems.settings import Settings, get_settings
+from vidgo_stems.web.callbacks import handle_callback
+from vidgo_stems.web.docs import add_docs_routes
+from vidgo_stems.web.files import add_file_routes
+from vidgo_stems.web.replies import (
     ErrorResponse,
     describe_validation,
     error_response,
 )
-from worker.web.routes import add_job_routes
+from vidgo_stems.web.routes import add_job_routes
 
 log = logging.getLogger("vidgo_stems.gateway")
 
@@ -159,7 +159,7 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
         version="1",
         description="Enqueue tracks for stem separation, read and cancel jobs, receive "
         "Vidgo's callbacks. Completion webhooks are signed per Standard Webhooks.",
-        docs_url=None,  # served from the package's own assets: worker.web.docs
+        docs_url=None,  # served from the package's own assets: vidgo_stems.web.docs
         redoc_url=None,
         responses={
             401: {"model": ErrorResponse},

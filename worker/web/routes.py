@@ -15,12 +15,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from worker import jsonsafe
-from worker import producer as api
-from worker.celery_app import Producer
-from worker.errors import InvalidRequest, shown
-from worker.jsonsafe import JsonRefused
-from worker.models import (
+from vidgo_stems import jsonsafe
+from vidgo_stems import producer as api
+from vidgo_stems.celery_app import Producer
+from vidgo_stems.errors import InvalidRequest, shown
+from vidgo_stems.jsonsafe import JsonRefused
+from vidgo_stems.models import (
     ENDED_EVENTS,
     JOB_ID_PATTERN,
     MAX_METADATA_BYTES,
@@ -31,9 +31,9 @@ from worker.models import (
     OutputType,
     parse_request,
 )
-from worker.pipeline.states import JobState
-from worker.settings import Settings
-from worker.web.replies import ErrorResponse, describe_errors
+from vidgo_stems.pipeline.states import JobState
+from vidgo_stems.settings import Settings
+from vidgo_stems.web.replies import ErrorResponse, describe_errors
 
 ID_PATTERN = JOB_ID_PATTERN.pattern
 JobId = Annotated[str, Path(pattern=ID_PATTERN, description="the job id")]

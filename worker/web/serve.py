@@ -6,7 +6,7 @@ failure. Every connection must finish sending its request headers within
 ``VIDGO_STEMS_GATEWAY_HEADER_TIMEOUT_S`` of opening (or of the previous response on a kept-alive
 connection): uvicorn has no such limit, so a client trickling header bytes would hold a
 connection for as long as it likes. The body has its own deadline, in
-:class:`worker.web.gateway.BodyLimit`.
+:class:`vidgo_stems.web.gateway.BodyLimit`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import Multiprocess
 
-from worker.errors import ConfigError
-from worker.settings import get_settings
+from vidgo_stems.errors import ConfigError
+from vidgo_stems.settings import get_settings
 
 #: uvicorn's exit status when the server could not start.
 STARTUP_FAILURE = 3

@@ -20,16 +20,16 @@ from typing import Any
 
 import httpx
 
-from worker.files.scratch import StemStore
-from worker.files.storage import Storage
-from worker.pipeline.ledger import Ledger
-from worker.pipeline.pacing import PollPacing
-from worker.pipeline.record import JobRecord
-from worker.pipeline.states import JobState, Step, TaskName, new_token
-from worker.settings import Settings
-from worker.vidgo import VidgoClient
-from worker.vidgo.gate import VidgoGate
-from worker.vidgo.limits import VidgoLimits
+from vidgo_stems.files.scratch import StemStore
+from vidgo_stems.files.storage import Storage
+from vidgo_stems.pipeline.ledger import Ledger
+from vidgo_stems.pipeline.pacing import PollPacing
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.states import JobState, Step, TaskName, new_token
+from vidgo_stems.settings import Settings
+from vidgo_stems.vidgo import VidgoClient
+from vidgo_stems.vidgo.gate import VidgoGate
+from vidgo_stems.vidgo.limits import VidgoLimits
 
 __all__ = [
     "Outcome",
@@ -137,7 +137,7 @@ def hand_off(
 
 def paced(ctx: StageContext, job: JobRecord, own_s: float, *, live_tasks: int = 1) -> float:
     """``own_s``, or later when the shared query budget cannot poll every job that often
-    (see :mod:`worker.pipeline.pacing`)."""
+    (see :mod:`vidgo_stems.pipeline.pacing`)."""
     if ctx.pacing is None:
         return own_s
     elapsed = ctx.clock() - (job.submitted_at or job.created_at)

@@ -2,7 +2,7 @@
 
 Stem URLs come from a remote party, so each is checked against the allowed origins before any
 request; the download client carries no Vidgo credentials. The transfer itself (resume, length
-and checksum checks, atomic rename) is :func:`worker.files.fetch.fetch_to_file`; the verified
+and checksum checks, atomic rename) is :func:`vidgo_stems.files.fetch.fetch_to_file`; the verified
 file then goes to the storage layer as Vidgo served it, under ``<job_id>/original/``, where
 every worker host can reach it until post-processing has delivered the job's own files. A stem
 already stored with the recorded checksum is not fetched again, so a retried or duplicated
@@ -11,7 +11,7 @@ task is queried again for fresh URLs, up to ``max_url_refreshes`` times per job,
 is retried with them.
 
 A stem's file name, and so the format every later step reads and tags it as, comes from its
-bytes (:mod:`worker.files.sniff`), not from its URL: a ``.wav`` URL serving MP3 is stored as
+bytes (:mod:`vidgo_stems.files.sniff`), not from its URL: a ``.wav`` URL serving MP3 is stored as
 ``.mp3``. Bytes of no audio format we know fail the job with ``stem_not_audio``.
 """
 
@@ -22,21 +22,21 @@ from pathlib import Path, PurePosixPath
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from worker.errors import StemUndecodable, StemUrlExpired, StemUrlsRefreshed
-from worker.files.fetch import fetch_to_file
-from worker.files.links import ORIGINALS, job_key
-from worker.files.scratch import AUDIO_SUFFIXES, safe_stem_name
-from worker.files.sniff import sniff_file
-from worker.files.stems import StoredStem, still_stored
-from worker.files.storage import content_type_for
-from worker.models import expected_stems
-from worker.observe import metrics
-from worker.pipeline.parts import Parts
-from worker.pipeline.record import JobRecord
-from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
-from worker.pipeline.states import JobState, TaskName, states_of
-from worker.urlsafety import check_stem_url
-from worker.vidgo.parse import extract_stem_urls
+from vidgo_stems.errors import StemUndecodable, StemUrlExpired, StemUrlsRefreshed
+from vidgo_stems.files.fetch import fetch_to_file
+from vidgo_stems.files.links import ORIGINALS, job_key
+from vidgo_stems.files.scratch import AUDIO_SUFFIXES, safe_stem_name
+from vidgo_stems.files.sniff import sniff_file
+from vidgo_stems.files.stems import StoredStem, still_stored
+from vidgo_stems.files.storage import content_type_for
+from vidgo_stems.models import expected_stems
+from vidgo_stems.observe import metrics
+from vidgo_stems.pipeline.parts import Parts
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
+from vidgo_stems.pipeline.states import JobState, TaskName, states_of
+from vidgo_stems.urlsafety import check_stem_url
+from vidgo_stems.vidgo.parse import extract_stem_urls
 
 log = logging.getLogger(__name__)
 

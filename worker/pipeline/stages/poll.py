@@ -19,23 +19,23 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.backoff import backoff_s
-from worker.errors import PermanentError, TaskStalled, VidgoOutputError, VidgoTaskFailed
-from worker.models import expected_stems
-from worker.observe import metrics
-from worker.pipeline.record import JobRecord
-from worker.pipeline.stages.context import (
+from vidgo_stems.backoff import backoff_s
+from vidgo_stems.errors import PermanentError, TaskStalled, VidgoOutputError, VidgoTaskFailed
+from vidgo_stems.models import expected_stems
+from vidgo_stems.observe import metrics
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.stages.context import (
     Outcome,
     StageContext,
     hand_off,
     load_current,
     paced,
 )
-from worker.pipeline.states import JobState, TaskName, states_of
-from worker.settings import Settings
-from worker.vidgo import StemUrls, VidgoStatus
-from worker.vidgo.failures import is_permanent_failure
-from worker.vidgo.parse import extract_stem_urls
+from vidgo_stems.pipeline.states import JobState, TaskName, states_of
+from vidgo_stems.settings import Settings
+from vidgo_stems.vidgo import StemUrls, VidgoStatus
+from vidgo_stems.vidgo.failures import is_permanent_failure
+from vidgo_stems.vidgo.parse import extract_stem_urls
 
 STATES = states_of(TaskName.POLL)
 

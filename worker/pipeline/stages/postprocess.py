@@ -1,8 +1,8 @@
 """Stage 4: post-processing, fanned out per stem, and its join.
 
 A job's ``vidgo.postprocess`` message fans out: one ``vidgo.postprocess_stem`` step per part
-(each stem, and the source track: :mod:`worker.pipeline.stages.stem`) that is not done yet,
-all in one Lua step (:mod:`worker.pipeline.parts`). The part that finishes the set sends the
+(each stem, and the source track: :mod:`vidgo_stems.pipeline.stages.stem`) that is not done yet,
+all in one Lua step (:mod:`vidgo_stems.pipeline.parts`). The part that finishes the set sends the
 same message again under a fresh token, and this time it joins: each stem is checked against
 the source (same track, same length) from the small analysis prints the parts stored, a full
 split's stems are summed and compared with the source (the remix check, over the first 30 s
@@ -23,19 +23,19 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from worker import __version__
-from worker.errors import StemInvalid
-from worker.files.links import MANIFEST_NAME, ORIGINALS, job_key
-from worker.files.stems import DeliveredStem
-from worker.models import OutputType
-from worker.pipeline.parts import SOURCE, Parts
-from worker.pipeline.record import JobRecord
-from worker.pipeline.schedule import Schedule
-from worker.pipeline.stages.context import StageContext, load_current
-from worker.pipeline.stages.stem import WORK, load_print, parts_of
-from worker.pipeline.states import JobState, Step, TaskName, states_of
-from worker.sound.process import Source
-from worker.sound.validate import compare_prints, remix_residual_db_of_prints
+from vidgo_stems import __version__
+from vidgo_stems.errors import StemInvalid
+from vidgo_stems.files.links import MANIFEST_NAME, ORIGINALS, job_key
+from vidgo_stems.files.stems import DeliveredStem
+from vidgo_stems.models import OutputType
+from vidgo_stems.pipeline.parts import SOURCE, Parts
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.schedule import Schedule
+from vidgo_stems.pipeline.stages.context import StageContext, load_current
+from vidgo_stems.pipeline.stages.stem import WORK, load_print, parts_of
+from vidgo_stems.pipeline.states import JobState, Step, TaskName, states_of
+from vidgo_stems.sound.process import Source
+from vidgo_stems.sound.validate import compare_prints, remix_residual_db_of_prints
 
 log = logging.getLogger(__name__)
 MANIFEST_VERSION = 2

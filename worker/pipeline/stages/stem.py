@@ -5,7 +5,7 @@ measures, converts, tags and draws it, stores the delivered file and its wavefor
 keeps what the join needs to check it against the source: its analysis print, small and
 stored. The source part fetches the source track once per job (streamed, size-capped, from a
 public host only), measures it, and stores its print. Each records its result in the ledger
-(:mod:`worker.pipeline.parts`); the last one sends the join.
+(:mod:`vidgo_stems.pipeline.parts`); the last one sends the join.
 
 A stem that storage no longer holds (or holds changed) is not a reason to fail: the job goes
 back to DOWNLOADING for it, which fetches it again from Vidgo while its URLs live.
@@ -17,24 +17,24 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from worker.errors import (
+from vidgo_stems.errors import (
     PermanentError,
     StemCorrupt,
     StemDownloadError,
     StemMissing,
 )
-from worker.files.fetch import fetch_to_file
-from worker.files.links import PEAKS, job_key
-from worker.files.stems import DeliveredStem, StoredStem
-from worker.pipeline.parts import SOURCE, PartOutcome, Parts
-from worker.pipeline.record import JobRecord
-from worker.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
-from worker.pipeline.states import JobState, TaskName
-from worker.settings import Settings
-from worker.sound.deliver import Delivery
-from worker.sound.process import Source, file_sha256, process_stem, read_source
-from worker.sound.validate import AnalysisPrint
-from worker.urlsafety import BlockedAddress, connectable, source_policy
+from vidgo_stems.files.fetch import fetch_to_file
+from vidgo_stems.files.links import PEAKS, job_key
+from vidgo_stems.files.stems import DeliveredStem, StoredStem
+from vidgo_stems.pipeline.parts import SOURCE, PartOutcome, Parts
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.stages.context import Outcome, StageContext, hand_off, load_current
+from vidgo_stems.pipeline.states import JobState, TaskName
+from vidgo_stems.settings import Settings
+from vidgo_stems.sound.deliver import Delivery
+from vidgo_stems.sound.process import Source, file_sha256, process_stem, read_source
+from vidgo_stems.sound.validate import AnalysisPrint
+from vidgo_stems.urlsafety import BlockedAddress, connectable, source_policy
 
 log = logging.getLogger(__name__)
 

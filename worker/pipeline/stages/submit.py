@@ -19,19 +19,19 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from worker.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
-from worker.observe import metrics
-from worker.pipeline.record import JobRecord
-from worker.pipeline.stages.context import (
+from vidgo_stems.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
+from vidgo_stems.observe import metrics
+from vidgo_stems.pipeline.record import JobRecord
+from vidgo_stems.pipeline.stages.context import (
     Outcome,
     StageContext,
     hand_off,
     load_current,
     paced,
 )
-from worker.pipeline.states import JobState, TaskName, states_of
-from worker.settings import Settings
-from worker.vidgo.gate import Hold
+from vidgo_stems.pipeline.states import JobState, TaskName, states_of
+from vidgo_stems.settings import Settings
+from vidgo_stems.vidgo.gate import Hold
 
 log = logging.getLogger(__name__)
 
