@@ -31,6 +31,9 @@ from vidgo_stems.jsonsafe import JsonLimits
 from vidgo_stems.models import DeliveryFormat
 from vidgo_stems.redisurl import check_redis_url
 
+#: The bitrates of MPEG-1 Layer III (kbps): what ``mp3_bitrate_kbps`` may be.
+MP3_BITRATES_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+
 DEFAULT_VIDGO_BASE_URL = "https://api.vidgo.ai"
 
 
@@ -95,7 +98,11 @@ class Settings(BaseSettings):
     # bitrate; loudness normalisation to a target LUFS with a true-peak ceiling (off unset).
     delivery_format: DeliveryFormat = DeliveryFormat.ORIGINAL
     delivery_sample_rate: int | None = Field(default=None, ge=8000, le=192_000)
-    mp3_bitrate_kbps: int = Field(default=256, ge=32, le=320)
+    # Constant bitrate of `mp3` delivery (an MPEG-1 bitrate, MP3_BITRATES_KBPS).
+    mp3_bitrate_kbps: int = 256
+    # `original` stems are Vidgo's bytes untouched; with this they carry our tags too (and so
+    # are no longer byte for byte what Vidgo served).
+    tag_originals: bool = False
     normalize_lufs: float | None = Field(default=None, ge=-40, le=-5)
     true_peak_ceiling_dbtp: float = Field(default=-1.0, ge=-20, le=0)
     # Stored stem names: fields {stem}, {title}, {job_id}, {ext}, each sanitised.
@@ -346,6 +353,14 @@ class Settings(BaseSettings):
                 "Make one with `vidgo-stems webhook-secret` and give it to workers and receivers"
             )
         return self.webhook_secret
+
+    @field_validator("mp3_bitrate_kbps")
+    @classmethod
+    def _check_mp3_bitrate(cls, value: int) -> int:
+        if value not in MP3_BITRATES_KBPS:
+            known = ", ".join(map(str, MP3_BITRATES_KBPS))
+            raise ValueError(f"is a constant MP3 bitrate, one of {known} (kbps), not {value}")
+        return value
 
     @field_validator("name_template")
     @classmethod

@@ -65,9 +65,11 @@ def test_a_small_catalog_runs_to_a_complete_manifest_and_report(batch_stack, tmp
 
     done = run_batch(batch_stack, str(catalog), "--bad-rows", "skip")
     assert done.returncode == 1, done.stderr  # complete, with two invalid rows
-    # Not a terminal: the live view is plain summary lines, the last one complete.
-    summaries = [line for line in done.stderr.splitlines() if " rows final · " in line]
-    assert summaries and summaries[-1].startswith("15/15 rows final")
+    # Not a terminal: the live view is plain summary lines, the last one complete; none says
+    # "final" of rows that are only ended so far.
+    summaries = [line for line in done.stderr.splitlines() if " rows ended · " in line]
+    assert summaries and summaries[-1].startswith("15/15 rows ended")
+    assert "rows final" not in done.stderr
     assert "failures 2" in summaries[-1] and "DONE 13" in summaries[-1]
     manifest = read_manifest(tmp_path / "tracks.csv.manifest.jsonl")
     assert [e["line"] for e in manifest] == list(range(2, 17))
@@ -98,6 +100,16 @@ def test_a_small_catalog_runs_to_a_complete_manifest_and_report(batch_stack, tmp
         == 12
     )
 
+    # A run that finds every job already ended (a resume after the manifest was lost) did no
+    # work of its own: no rate, no ETA, however fast it records the rows.
+    resumed = run_batch(
+        batch_stack, str(catalog), "--bad-rows", "skip", "--manifest", str(tmp_path / "m.jsonl")
+    )
+    assert resumed.returncode == 1, resumed.stderr
+    summaries = [line for line in resumed.stderr.splitlines() if " rows ended · " in line]
+    assert summaries and all(" · 0.0 rows/s · ETA - · " in line for line in summaries), summaries
+    assert summaries[-1].startswith("15/15 rows ended")
+
     batch_id = done.stderr.split()[1].rstrip(":")
     status = batch_stack.cli("batch-status", batch_id, "--json")
     assert status.returncode == 0, status.stderr
@@ -115,11 +127,11 @@ def test_dry_run_estimates_and_submits_nothing(batch_stack, tmp_path):
     )
     before = len(batch_stack.emulator.record("submit"))
     result = run_batch(
-        batch_stack, str(catalog), "--dry-run", env={"VIDGO_STEMS_CREDITS_PER_TASK": "3"}
+        batch_stack, str(catalog), "--dry-run", env={"VIDGO_STEMS_CREDITS_PER_TASK": "400000"}
     )
     assert result.returncode == 0, result.stderr
-    assert "5 new Vidgo task(s) x 3 credits = 15 credits" in result.stderr
-    assert re.search(r"balance: \d+\n", result.stderr)  # read from the emulator
+    assert "5 new Vidgo tasks x 400,000 credits = 2,000,000 credits" in result.stderr
+    assert re.search(r"balance: \d{1,3}(,\d{3})*\n", result.stderr)  # read from the emulator
     assert len(batch_stack.emulator.record("submit")) == before
     assert not (tmp_path / "c.jsonl.manifest.jsonl").exists()
 

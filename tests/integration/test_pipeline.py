@@ -35,7 +35,7 @@ def assert_done_and_verified(stack, job_id, expected_stems):
     assert manifest["source"]["checked"] and manifest["source"]["duration_s"] == pytest.approx(2.0)
     for stem, entry in manifest["stems"].items():
         delivered = hashlib.sha256(fetch(view.stems[stem].url)).hexdigest()
-        assert delivered == entry["sha256"]  # the delivered (tagged) file
+        assert delivered == entry["sha256"]  # the delivered file
         assert entry["original"]["sha256"] == task["sha256"][stem]  # what Vidgo served
         assert entry["sample_rate"] == 22050 and entry["channels"] == 2
         # MP3 stems start late by LAME's delay (576 + 529 samples): reported within a frame.
@@ -92,6 +92,21 @@ def test_pipeline_completes_each_model_name(stack, model_name):
     assert_done_and_verified(stack, job_id, ALL_STEMS)
     [submitted] = submissions_for(stack, url)
     assert submitted["model_name"] == model_name
+
+
+def test_original_format_delivers_the_bytes_vidgo_served(stack):
+    job_id = stack.enqueue(stack.track_url(), format="original", title="as served")
+    view = stack.wait_terminal(job_id)
+    assert view.state is JobState.DONE, view.error
+    served = {
+        e["stem"]: e["sha256"]
+        for e in stack.emulator.record("download")
+        if e["task_id"] == view.vidgo_task_id and e["status"] == 200
+    }
+    assert set(served) == set(ALL_STEMS)
+    for stem in ALL_STEMS:
+        assert hashlib.sha256(fetch(view.stems[stem].url)).hexdigest() == served[stem], stem
+        assert view.manifest.stems[stem].tags == {}
 
 
 def test_same_request_enqueued_many_times_is_one_job_and_one_submission(stack):

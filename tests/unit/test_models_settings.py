@@ -83,6 +83,12 @@ def test_malformed_setting_names_the_environment_variable(monkeypatch):
         load_settings()
 
 
+def test_an_mp3_bitrate_mp3_cannot_write_constant_is_refused_with_the_ones_it_can(monkeypatch):
+    monkeypatch.setenv("VIDGO_STEMS_MP3_BITRATE_KBPS", "250")
+    with pytest.raises(ConfigError, match=r"VIDGO_STEMS_MP3_BITRATE_KBPS.*224, 256, 320.*not 250"):
+        load_settings()
+
+
 def test_malformed_base_url_names_the_environment_variable(monkeypatch):
     monkeypatch.setenv("VIDGO_BASE_URL", "api.vidgo.ai")
     with pytest.raises(ConfigError, match="VIDGO_BASE_URL"):

@@ -237,6 +237,53 @@ def test_each_format_decodes_back_with_the_right_rate_channels_duration_and_tags
     assert read_tags(dest) == tags
 
 
+_MPEG1_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+_MPEG2_KBPS = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_MPEG_RATES = {3: (44_100, 48_000, 32_000), 2: (22_050, 24_000, 16_000), 0: (11_025, 12_000, 8_000)}
+
+
+def mp3_frames(data: bytes) -> list[tuple[int, int]]:
+    """(bitrate kbps, sample rate) of every MPEG audio frame, read from the frame headers; the
+    frames must run to the end of the file."""
+    at, frames = 0, []
+    if data[:3] == b"ID3":
+        at = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(data[6:10]))
+    while at < len(data):
+        (header,) = struct.unpack(">I", data[at : at + 4])
+        assert header >> 21 == 0x7FF, f"no frame header at byte {at}"
+        version, index = (header >> 19) & 3, (header >> 12) & 0xF
+        kbps = (_MPEG1_KBPS if version == 3 else _MPEG2_KBPS)[index]
+        rate = _MPEG_RATES[version][(header >> 10) & 3]
+        frames.append((kbps, rate))
+        at += (144 if version == 3 else 72) * kbps * 1000 // rate + ((header >> 9) & 1)
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("rate", "kbps", "rate_out"),
+    [
+        (44_100, 256, 44_100),
+        (48_000, 320, 48_000),
+        (44_100, 32, 44_100),
+        (32_000, 128, 32_000),
+        (22_050, 128, 22_050),
+        (22_050, 256, 44_100),  # MPEG-2 carries at most 160 kbps: written at 44.1 kHz
+        (24_000, 192, 48_000),
+        (96_000, 256, 48_000),
+    ],
+)
+def test_mp3_is_written_at_the_constant_bitrate_asked(tmp_path, rate, kbps, rate_out):
+    dest = tmp_path / "vocals.mp3"
+    noise = np.random.default_rng(3).standard_normal((rate * 2, 2)) * 0.2
+    written_rate, _, _ = convert(noise, rate, Delivery(format="mp3", mp3_bitrate_kbps=kbps), dest)
+    frames = mp3_frames(dest.read_bytes())
+    assert written_rate == rate_out and len(frames) > 50
+    assert set(frames) == {(kbps, rate_out)}
+    # Within the encoder's delay and last frame (a decoder trims them only when LAME's header
+    # frame has room for the gapless figures, which it lacks at the lowest bitrates).
+    assert read_audio(dest).duration_s == pytest.approx(2.0, abs=0.06)
+
+
 def test_a_chosen_sample_rate_and_loudness_target_with_a_true_peak_ceiling(tmp_path):
     dest = tmp_path / "x.flac"
     rate, gain, written = convert(

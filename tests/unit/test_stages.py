@@ -505,6 +505,19 @@ def test_download_on_a_full_disk_fails_clearly_and_leaves_nothing(h, monkeypatch
     assert not (h.ctx.storage.root / job_id).exists()
 
 
+def test_postprocess_tags_originals_only_when_asked(make_settings, tmp_path):
+    h = Harness(make_settings(tag_originals=True), tmp_path)
+    h.stems["vocals.wav"] = wav_bytes()
+    job_id = to_downloading(h)
+    run_download(h.ctx, job_id, h.last_token())
+    manifest = postprocess(h, job_id)
+    delivered = h.ctx.storage.root / job_id / "vocals.wav"
+    assert read_tags(delivered)["stem"] == "vocals" == manifest["stems"]["vocals"]["tags"]["stem"]
+    assert delivered.read_bytes() != h.stems["vocals.wav"]
+    for close in h.closers:
+        close()
+
+
 def postprocess(h, job_id):
     """Run a job's post-processing as workers would: the fan-out, every part it sent, and the
     join the last part sent. The manifest, or None when a part sent the job back."""
@@ -548,9 +561,10 @@ def test_postprocess_measures_stems_and_writes_the_manifest(h):
     assert timings["done_at"].endswith("Z")
     job = h.ledger.get(job_id)
     assert job.state is S.DONE and job.manifest == manifest
-    # Delivered (tagged) beside the manifest; waveforms beside them; Vidgo's files stay
-    # until every link to them has expired, then go.
-    assert (root / "vocals.wav").is_file() and read_tags(root / "vocals.wav")["stem"] == "vocals"
+    # Delivered as Vidgo's bytes (``original``, untagged) beside the manifest; waveforms beside
+    # them; Vidgo's files stay until every link to them has expired, then go.
+    assert (root / "vocals.wav").read_bytes() == h.stems["vocals.wav"]
+    assert read_tags(root / "vocals.wav") == {} and vocals["tags"] == {}
     assert (root / "peaks" / "vocals.json").is_file() and (root / "peaks" / "vocals.dat").is_file()
     assert set(job.outputs) == set(manifest["stems"])
     assert (root / "original" / "vocals.wav").is_file() and not (root / "work").exists()

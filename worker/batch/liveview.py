@@ -29,8 +29,9 @@ def describe_eta(seconds: float | None) -> str:
 
 
 def summary_line(p: BatchProgress) -> str:
+    """One plain line of progress: rows ended so far, this run's rate and ETA, failures, states."""
     return (
-        f"{p.rows_final}/{p.rows} rows final · {p.rate:.1f} rows/s · {describe_eta(p.eta_s)} · "
+        f"{p.rows_final}/{p.rows} rows ended · {p.rate:.1f} rows/s · {describe_eta(p.eta_s)} · "
         f"failures {p.failures} · {describe_states(dict(p.by_state))}"
     )
 

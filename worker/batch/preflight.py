@@ -7,6 +7,7 @@ balance is read with a few retries (a busy Vidgo should not stop a run before it
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,10 +37,13 @@ class Estimate:
         return self.new_tasks * self.credits_per_task
 
     def describe(self) -> str:
+        """One line: tasks x price = credits, and the balance, numbers as people write them."""
+        tasks = f"{number(self.new_tasks)} new Vidgo task{'' if self.new_tasks == 1 else 's'}"
         return (
-            f"estimate: {self.new_tasks} new Vidgo task(s) x {self.credits_per_task:g} credits = "
-            f"{self.credits:g} credits at least (VIDGO_STEMS_CREDITS_PER_TASK; resubmissions "
-            f"cost more); balance: {'unknown' if self.balance is None else self.balance}"
+            f"estimate: {tasks} x {number(self.credits_per_task)} credits = "
+            f"{number(self.credits)} credits at least (VIDGO_STEMS_CREDITS_PER_TASK; "
+            f"resubmissions cost more); balance: "
+            f"{'unknown' if self.balance is None else number(self.balance)}"
         )
 
     def check(self, *, ignore_balance: bool) -> None:
@@ -53,9 +57,19 @@ class Estimate:
             )
         if self.balance < self.credits:
             raise ConfigError(
-                f"the balance ({self.balance} credits) does not cover the estimate "
-                f"({self.credits:g}): top up, or pass --ignore-balance to start anyway"
+                f"the balance ({number(self.balance)} credits) does not cover the estimate "
+                f"({number(self.credits)}): top up, or pass --ignore-balance to start anyway"
             )
+
+
+def number(value: float) -> str:
+    """A count or amount as people write it: ``2,000,000``, ``1,234.5``, ``0.25``; never in
+    exponent form."""
+    if not math.isfinite(value):
+        return str(value)
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.2f}".rstrip("0").rstrip(".")
 
 
 def estimate(

@@ -73,7 +73,9 @@ class Progress:
     rows: int
     jobs: int
     rows_final: int = 0
-    rows_final_before: int = 0  # already in the manifest when this run started
+    # Rows final without waiting on a job in this run: in the manifest when it started, rows of
+    # jobs that had already ended when they were attached, invalid rows. Not in the rate.
+    rows_final_at_once: int = 0
     by_state: Counter[str] = field(default_factory=Counter)  # rows, final and in flight
     started: float = field(default_factory=time.monotonic)
     fed: int = 0
@@ -84,9 +86,9 @@ class Progress:
 
     @property
     def rate(self) -> float:
-        """Rows finished per second in this run."""
+        """Rows whose jobs ended during this run, per second of it."""
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        return (self.rows_final - self.rows_final_before) / elapsed
+        return (self.rows_final - self.rows_final_at_once) / elapsed
 
     @property
     def eta_s(self) -> float | None:
@@ -140,6 +142,7 @@ class BatchRunner:
         self._last_watch = 0.0
         self._cursor = 0
         self._in_flight: dict[str, str] = {}  # last state seen per job of the window
+        self._ended_when_attached: set[str] = set()  # their rows are final at once
 
     def run(self) -> Progress:
         """Feed, watch and record until every row has a final result or a stop is asked for."""
@@ -152,7 +155,7 @@ class BatchRunner:
                 + "; fix them, or pass --bad-rows skip to run the good rows"
             )
         self.manifest.open()
-        self.progress.rows_final = self.progress.rows_final_before = len(self.manifest.written)
+        self.progress.rows_final = self.progress.rows_final_at_once = len(self.manifest.written)
         self._count_existing()
         self.store.save(
             catalog=str(self.catalog),
@@ -206,7 +209,7 @@ class BatchRunner:
                 if item.line in self.manifest.written:
                     continue
                 if isinstance(item, RowProblem):
-                    self._record(invalid_entry(self.batch_id, item))
+                    self._record(invalid_entry(self.batch_id, item), at_once=True)
                     continue
                 if item.job_id in self.window:
                     self.window[item.job_id].append(item)
@@ -255,6 +258,9 @@ class BatchRunner:
         existing = [row for row, f in zip(firsts, found, strict=True) if not f.created]
         enqueued += list(pool.map(self._submit_one, existing))
         self.store.add_jobs([e.job_id for e in enqueued])
+        self._ended_when_attached.update(
+            e.job_id for e in enqueued if e.state.value in FINAL_STATES
+        )
         self.progress.fed += len(enqueued)
         for row in rows:
             self.window.setdefault(row.job_id, []).append(row)
@@ -293,10 +299,13 @@ class BatchRunner:
             if state in FINAL_STATES or state == "EXPIRED":
                 job = self.ledger.get(job_id)
                 del self.window[job_id]
+                at_once = job_id in self._ended_when_attached
+                self._ended_when_attached.discard(job_id)
                 for row in rows:
                     if job is None:  # expired between two looks: ask for a re-run
                         self._record(
-                            invalid_entry(self.batch_id, RowProblem(row.line, EXPIRED_REASON))
+                            invalid_entry(self.batch_id, RowProblem(row.line, EXPIRED_REASON)),
+                            at_once=at_once,
                         )
                     else:
                         self._record(
@@ -306,7 +315,8 @@ class BatchRunner:
                                 job,
                                 self.producer.storage,
                                 self.producer.settings.url_ttl_s,
-                            )
+                            ),
+                            at_once=at_once,
                         )
         self._in_flight.update({j: states[j] for j in ids if j in self.window})
         for job_id in [j for j in ids if j not in self.window]:
@@ -338,9 +348,11 @@ class BatchRunner:
             if self.window:
                 self.stop.wait(self.options.check_interval_s)
 
-    def _record(self, entry: dict[str, Any]) -> None:
+    def _record(self, entry: dict[str, Any], *, at_once: bool = False) -> None:
+        """Write a row's result; ``at_once`` when it was final without waiting in this run."""
         if self.manifest.write(entry):
             self.progress.rows_final += 1
+            self.progress.rows_final_at_once += at_once
             self.progress.by_state[entry["state"]] += 1
             self.failures.add(entry)
 

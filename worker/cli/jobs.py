@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from vidgo_stems.cli.app import main, producer
+
+if TYPE_CHECKING:
+    from vidgo_stems.views import JobView
 
 
 @main.command()
@@ -52,7 +56,8 @@ def separate(
     wait: bool,
     timeout_s: float,
 ) -> None:
-    """Enqueue AUDIO_URL and print its job id (needs REDIS_URL)."""
+    """Enqueue AUDIO_URL and print its job id (needs REDIS_URL); with --wait, follow the job and
+    print each stem's link and the manifest's when it is DONE."""
     from vidgo_stems.producer import enqueue
 
     job_id = enqueue(
@@ -91,11 +96,18 @@ def _wait(job_id: str, timeout_s: float) -> int:
                     f"{view.state.value} [{view.error.code}]: {view.error.message}", err=True
                 )
                 return 1
-            click.echo(view.manifest_url or "")
+            _echo_links(view)
             return 0
         time.sleep(1.0)
     click.echo(f"job {job_id} did not finish within {timeout_s:.0f}s", err=True)
     return 1
+
+
+def _echo_links(view: JobView) -> None:
+    """Every stem's link, one ``stem URL`` line each, then the manifest's."""
+    for name, stem in sorted(view.stems.items()):
+        click.echo(f"{name} {stem.url or '(no link: storage unreachable)'}")
+    click.echo(f"manifest {view.manifest_url or '(no link: storage unreachable)'}")
 
 
 @main.command()
@@ -162,24 +174,30 @@ def cancel(job_id: str) -> None:
 @click.option(
     "--older-than",
     "older_than",
-    required=True,
-    help="Remove jobs that ended longer ago than this: 30d, 12h, 90m, 45s.",
+    default=None,
+    help="Remove jobs that ended longer ago than this: 30d, 12h, 90m, 45s. Required to remove; "
+    "a dry run without it lists every ended job.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-def purge(older_than: str, dry_run: bool) -> None:
+def purge(older_than: str | None, dry_run: bool) -> None:
     """Remove ended jobs' stored files and ledger entries, together (needs REDIS_URL)."""
     from celery.result import AsyncResult
 
     from vidgo_stems.celery_app import app
+    from vidgo_stems.errors import InvalidRequest
     from vidgo_stems.pipeline.retention import parse_duration
     from vidgo_stems.pipeline.retention import purge as purge_jobs
 
-    seconds = parse_duration(older_than)
+    if older_than is None and not dry_run:
+        raise InvalidRequest(
+            "say how old: --older-than 30d removes jobs that ended more than 30 days ago "
+            "(--dry-run without it lists every ended job)"
+        )
     p = producer()
     gone = purge_jobs(
         p.ledger,
         p.storage,
-        older_than_s=seconds,
+        older_than_s=parse_duration(older_than) if older_than else 0.0,
         now=time.time(),
         dry_run=dry_run,
         forget_result=lambda job_id: AsyncResult(job_id, app=app).forget(),
@@ -187,5 +205,17 @@ def purge(older_than: str, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for item in gone:
         ended = time.strftime("%Y-%m-%d %H:%M", time.gmtime(item.ended_at))
-        click.echo(f"{verb} {item.job_id} (ended {ended} UTC, {item.files} file(s))")
-    click.echo(f"{len(gone)} job(s) {verb}, ended more than {older_than} ago in {p.storage.url}")
+        click.echo(f"{verb} {item.job_id} (ended {ended} UTC, {_count(item.files, 'file')})")
+    jobs = _count(len(gone), "job")
+    if older_than:
+        click.echo(f"{verb} {jobs} that ended more than {older_than} ago from {p.storage.url}")
+    else:
+        click.echo(
+            f"{verb} {jobs}, every ended job in {p.storage.url}; "
+            "to remove, pass --older-than (e.g. --older-than 30d)"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 job``, ``4 jobs``: a count as people write it."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

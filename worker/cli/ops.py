@@ -47,8 +47,9 @@ def worker(
 ) -> None:
     """Run a Celery worker for the pipeline (needs REDIS_URL and VIDGO_API_KEY).
 
-    Refuses to start when this host's storage is not the storage the other workers use.
-    Further arguments go to ``celery worker`` as they are (e.g. ``--hostname w1@%h``).
+    Refuses to start when this host's storage is not the storage the other workers use; warns
+    when Redis runs without AOF or with an evicting maxmemory-policy.
+    Further arguments go to celery worker as they are (e.g. --hostname w1@%h).
     """
     from vidgo_stems.observe.multiproc import prepare_multiproc_dir
     from vidgo_stems.settings import get_settings
@@ -61,9 +62,11 @@ def worker(
 
     from vidgo_stems.celery_app import producer, worker_queues
     from vidgo_stems.files.shared import check_shared_storage
+    from vidgo_stems.redisconfig import warn_if_not_durable
 
     p = producer()
     check_shared_storage(p.storage, p.redis, p.ledger.keys)
+    warn_if_not_durable(p.redis)
     argv = [
         sys.executable,
         "-m",

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -47,9 +48,18 @@ def free_port() -> int:
 class RedisServer:
     """Start with ``with RedisServer() as server: server.url``; stopped and removed on exit."""
 
-    def __init__(self, *, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        appendonly: bool = False,
+        maxmemory_policy: str = "noeviction",
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.maxmemory_policy = maxmemory_policy
+        self.extra_args = tuple(extra_args)
         self.dir = Path(tempfile.mkdtemp(prefix="vidgo-stems-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -69,13 +79,14 @@ class RedisServer:
             "--save",
             "",
             "--maxmemory-policy",
-            "noeviction",
+            self.maxmemory_policy,
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--protected-mode",
             "yes",
             "--logfile",
             str(self.dir / "redis.log"),
+            *self.extra_args,
         ]
         with open(self.dir / "stderr.log", "wb") as stderr:
             self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)

@@ -32,6 +32,12 @@ FORMATS: dict[str, tuple[str, str, str]] = {
     "opus": ("opus", "OGG", "OPUS"),
 }
 ORIGINAL = "original"
+#: MP3 sample rates by MPEG version, lowest first, with the bitrate range each carries (kbps).
+_MP3_RATES: tuple[tuple[tuple[int, ...], int, int], ...] = (
+    ((8_000, 11_025, 12_000), 8, 64),  # MPEG-2.5
+    ((16_000, 22_050, 24_000), 8, 160),  # MPEG-2
+    ((32_000, 44_100, 48_000), 32, 320),  # MPEG-1
+)
 OPUS_RATE = 48_000
 TEMPLATE_FIELDS = ("stem", "title", "job_id", "ext")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -47,6 +53,17 @@ class Delivery:
     normalize_lufs: float | None = None
     true_peak_ceiling_dbtp: float = -1.0
     name_template: str = "{stem}.{ext}"
+    tag_originals: bool = False  # tags on ``original`` stems too (they are then not Vidgo's bytes)
+
+    @property
+    def untouched(self) -> bool:
+        """True when stems are delivered as Vidgo's bytes: ``original``, not normalised."""
+        return self.format == ORIGINAL and self.normalize_lufs is None
+
+    @property
+    def tagged(self) -> bool:
+        """True when delivered stems carry tags: converted ones always, originals on request."""
+        return not self.untouched or self.tag_originals
 
     def check(self) -> Delivery:
         if self.format != ORIGINAL and self.format not in FORMATS:
@@ -95,9 +112,11 @@ def convert(
     samples written)."""
     _, major, subtype = FORMATS[delivery.format]
     out_rate = OPUS_RATE if delivery.format == "opus" else (delivery.sample_rate or rate)
-    options: dict[str, float] = {}
+    options: dict[str, float | str] = {}
     if delivery.format == "mp3":
-        options["compression_level"] = 1.0 - min(delivery.mp3_bitrate_kbps, 320) / 320
+        out_rate = mp3_rate(out_rate, delivery.mp3_bitrate_kbps)
+        options["bitrate_mode"] = "CONSTANT"
+        options["compression_level"] = mp3_compression(out_rate, delivery.mp3_bitrate_kbps)
     elif major == "FLAC":
         options["compression_level"] = FLAC_COMPRESSION
     gain_db = None
@@ -115,6 +134,26 @@ def convert(
     frames = pcm24(written) if (major, subtype) == ("FLAC", "PCM_24") else written
     sf.write(str(dest), frames, out_rate, format=major, subtype=subtype, **options)
     return out_rate, gain_db, written
+
+
+def mp3_rate(rate: int, kbps: int) -> int:
+    """The sample rate an MP3 at ``kbps`` (constant) is written at: ``rate`` when MP3 has it and
+    it carries that bitrate (below 32 kHz at most 160 kbps, below 16 kHz 64), else 44.1 or
+    48 kHz (by ``rate``'s family); never above 48 kHz, MP3's highest."""
+    for rates, low, high in _MP3_RATES:
+        if rate in rates and low <= kbps <= high:
+            return rate
+    return 44_100 if rate % 11_025 == 0 else 48_000
+
+
+def mp3_compression(rate: int, kbps: int) -> float:
+    """libsndfile's compression level that makes LAME write constant ``kbps`` at ``rate``.
+
+    In constant mode libsndfile maps the level linearly onto the bitrate range of the rate's
+    MPEG version (0.0 its highest, 1.0 its lowest) and LAME takes the nearest bitrate; 1.0
+    itself is refused, so the lowest bitrate is asked for just above it."""
+    low, high = next((lo, hi) for rates, lo, hi in _MP3_RATES if rate in rates)
+    return min((high - kbps) / (high - low), 0.999)
 
 
 def clean(samples: np.ndarray) -> np.ndarray:

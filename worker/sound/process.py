@@ -107,7 +107,8 @@ def process_stem(
     )
     final = delivered.with_name(name_out)
     delivered.replace(final)
-    write_tags(final, tags)
+    if delivery.tagged:
+        write_tags(final, tags)
     per_pixel, pairs = peaks_of_mono(mono, audio.rate, pixels_per_second)
     problems = [*(check.problems if check else []), *level_problems(levels)]
     entry = {
@@ -121,7 +122,7 @@ def process_stem(
         "match_score": check.match_score if check else None,
         **{k: v for k, v in levels.as_dict().items() if k not in ("clipped_samples",)},
         "gain_db": gain_db,
-        "tags": tags,
+        "tags": tags if delivery.tagged else {},
         "problems": problems,
         "peaks": {"pixels_per_second": pixels_per_second, "samples_per_pixel": per_pixel},
     }
@@ -141,7 +142,7 @@ def _deliver(
 ) -> tuple[Path, int, float | None, Levels]:
     """(the file to deliver, its rate, the gain applied, its levels)."""
     work.mkdir(parents=True, exist_ok=True)
-    if delivery.format == ORIGINAL and delivery.normalize_lufs is None:
+    if delivery.untouched:
         copy = work / f"{name}{original.suffix}"
         shutil.copyfile(original, copy)
         return copy, audio.rate, None, measure(audio.samples, audio.rate)

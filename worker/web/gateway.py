@@ -13,7 +13,7 @@ make it answer 5xx (only an unreachable Redis does: 503).
   storage, behind signed, expiring links (see :mod:`vidgo_stems.web.files`); no bearer key.
 - ``GET /healthz`` (the process answers), ``GET /readyz`` (Redis answers, a worker was seen).
 - ``GET /metrics``: Prometheus metrics, the gateway's own and the cluster's gauges (no key).
-- ``GET /openapi.json`` and ``GET /docs``.
+- ``GET /openapi.json``, ``GET /docs`` and ``GET /redoc`` (assets served locally, no CDN).
 - ``/console``: the operator console, for a browser (see :mod:`vidgo_stems.web.console`).
 
 Request bodies are read up to ``VIDGO_STEMS_GATEWAY_MAX_BODY_BYTES`` and refused beyond (413).
@@ -48,6 +48,7 @@ from vidgo_stems.observe import metrics
 from vidgo_stems.settings import Settings, get_settings
 from vidgo_stems.web.callbacks import handle_callback
 from vidgo_stems.web.console import add_console
+from vidgo_stems.web.docs import add_docs_routes
 from vidgo_stems.web.files import add_file_routes
 from vidgo_stems.web.replies import (
     ErrorResponse,
@@ -163,6 +164,8 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
         version="1",
         description="Enqueue tracks for stem separation, read and cancel jobs, receive "
         "Vidgo's callbacks. Completion webhooks are signed per Standard Webhooks.",
+        docs_url=None,  # served from the package's own assets: vidgo_stems.web.docs
+        redoc_url=None,
         responses={
             401: {"model": ErrorResponse},
             413: {"model": ErrorResponse},
@@ -176,6 +179,7 @@ def create_app(settings: Settings | None = None, producer: Producer | None = Non
     add_job_routes(app, producer, [Depends(authorised)])
     _add_vidgo_and_health_routes(app, producer)
     add_console(app, producer)
+    add_docs_routes(app)
     return AccessLog(
         BodyLimit(app, settings.gateway_max_body_bytes, settings.gateway_body_timeout_s)
     )

@@ -104,6 +104,7 @@ def delivery_for(job: JobRecord, settings: Settings) -> Delivery:
         else settings.normalize_lufs,
         true_peak_ceiling_dbtp=settings.true_peak_ceiling_dbtp,
         name_template=settings.name_template,
+        tag_originals=settings.tag_originals,
     )
 
 
