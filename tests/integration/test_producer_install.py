@@ -105,18 +105,32 @@ def test_a_web_project_with_its_own_worker_and_tasks_packages_uses_the_api(stack
     assert seen["links"]["vocals"].startswith("file://")
 
 
-def test_the_base_install_enqueues_against_a_real_worker_and_gets_links(stack, tmp_path):
-    """`pip install vidgo-stems` (no extra) in a fresh venv: no audio stack, and it works."""
-    venv = tmp_path / "producer-venv"
+@pytest.fixture(scope="module")
+def base_venv(tmp_path_factory) -> Path:
+    """A fresh venv with `pip install vidgo-stems` (no extra), as a web backend installs it."""
+    venv = tmp_path_factory.mktemp("base") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = str(venv / "bin" / "python")
     install = subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert install.returncode == 0, install.stderr[-3000:]
+    return venv
+
+
+def test_the_base_install_enqueues_against_a_real_worker_and_gets_links(stack, base_venv, tmp_path):
+    """`pip install vidgo-stems` (no extra) in a fresh venv: no audio stack, and it works."""
+    python = str(base_venv / "bin" / "python")
     missing = subprocess.run(
         [python, "-c", "import numpy"], capture_output=True, text=True, cwd=tmp_path
     )
@@ -126,3 +140,14 @@ def test_the_base_install_enqueues_against_a_real_worker_and_gets_links(stack, t
     seen = _enqueue_and_wait(python, project, env, stack.track_url())
     assert seen["state"] == "DONE" and seen["loaded"] == []
     assert set(seen["links"]) == {"vocals"} and seen["links"]["vocals"]
+
+
+def test_a_worker_command_in_the_base_install_says_which_extra_to_install(base_venv):
+    venv = base_venv
+    env = {"PATH": os.environ["PATH"], "REDIS_URL": "redis://127.0.0.1:9/0"}
+    done = subprocess.run(
+        [str(venv / "bin" / "vidgo-stems"), "gateway"], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "pip install 'vidgo-stems[worker]'" in line and "Traceback" not in done.stderr

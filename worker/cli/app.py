@@ -68,6 +68,22 @@ class _Group(click.Group):
         except redis.exceptions.RedisError as exc:
             click.echo(f"error: Redis (REDIS_URL) answered with an error: {exc}", err=True)
             sys.exit(2)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in WORKER_EXTRA:
+                raise
+            click.echo(
+                f"error: `vidgo-stems {ctx.invoked_subcommand}` needs the worker's packages "
+                f"({exc.name} is not installed): pip install 'vidgo-stems[worker]'",
+                err=True,
+            )
+            sys.exit(2)
+
+
+#: Top-level modules that only the [worker] extra installs.
+WORKER_EXTRA = frozenset(
+    {"numpy", "scipy", "soundfile", "soxr", "lameenc", "mutagen", "fastapi", "uvicorn", "rich"}
+    | {"starlette", "h11"}
+)
 
 
 @click.group(cls=_Group)
