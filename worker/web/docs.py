@@ -15,7 +15,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-ASSETS = Path(__file__).parent / "assets"
+# Resolved: under an editable install the package is a tree of links to these files.
+ASSETS = Path(__file__).resolve().parent / "assets"
 ASSETS_URL = "/docs-assets"
 
 
