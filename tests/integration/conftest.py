@@ -39,6 +39,24 @@ def stack(redis_server, redis_client, emulator, tracks_url, tmp_path_factory):
 
 
 @pytest.fixture
+def make_stack(redis_client, redis_server, emulator, tracks_url, tmp_path):
+    """Build stacks on the session's Redis and emulator (``make_stack(**env)``, with a
+    worker named ``worker`` when given); each is stopped after the test."""
+    made: list[Stack] = []
+
+    def make(*, worker: str | None = None, **env: str) -> Stack:
+        stack = Stack(redis_client, redis_server.url, emulator, tracks_url, tmp_path, **env)
+        made.append(stack)
+        if worker:
+            stack.start_worker(concurrency=1, name=worker)
+        return stack
+
+    yield make
+    for stack in made:
+        stack.stop()
+
+
+@pytest.fixture
 def s3_stack(redis_client, redis_server, emulator, tracks_url, tmp_path, s3_server, monkeypatch):
     prefix = f"runs/{secrets.token_hex(4)}"
     for name, value in s3_server.env().items():

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Stack
 from vidgo_stems.devstack.redis_server import free_port
 
 pytestmark = pytest.mark.integration
@@ -111,19 +110,12 @@ RUNNER = textwrap.dedent(
 
 
 @pytest.fixture
-def stack(redis_client, redis_server, emulator, tracks_url, tmp_path):
-    stack = Stack(
-        redis_client,
-        redis_server.url,
-        emulator,
-        tracks_url,
-        tmp_path,
+def stack(make_stack):
+    return make_stack(
+        worker="django",
         VIDGO_STEMS_WEBHOOK_SECRET=SECRET,
         VIDGO_STEMS_ALLOW_PRIVATE_WEBHOOK_HOSTS="true",
     )
-    stack.start_worker(name="django")
-    yield stack
-    stack.stop()
 
 
 def _project(folder: Path) -> Path:

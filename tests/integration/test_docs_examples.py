@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Stack
-
 pytestmark = pytest.mark.integration
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -20,11 +18,8 @@ PLACEHOLDER = "https://cdn.example.com/song.mp3"
 
 
 @pytest.fixture
-def stack(redis_client, redis_server, emulator, tracks_url, tmp_path):
-    stack = Stack(redis_client, redis_server.url, emulator, tracks_url, tmp_path)
-    stack.start_worker(name="readme")
-    yield stack
-    stack.stop()
+def stack(make_stack):
+    return make_stack(worker="readme")
 
 
 def test_the_readme_python_example_separates_a_track(stack, tmp_path):

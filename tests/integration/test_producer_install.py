@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Stack
-
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,11 +49,8 @@ def test_the_public_api_imports_without_the_audio_stack():
 
 
 @pytest.fixture
-def stack(redis_client, redis_server, emulator, tracks_url, tmp_path):
-    stack = Stack(redis_client, redis_server.url, emulator, tracks_url, tmp_path)
-    stack.start_worker(name="producer-install")
-    yield stack
-    stack.stop()
+def stack(make_stack):
+    return make_stack(worker="producer-install")
 
 
 def _enqueue_and_wait(python: str, cwd: Path, env: dict[str, str], audio_url: str) -> dict:

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from tests.support import API_KEY, Stack
+from tests.support import API_KEY
 from vidgo_stems.devstack.local import wait_for
 from vidgo_stems.models import parse_request
 from vidgo_stems.pipeline.states import JobState
@@ -92,19 +92,12 @@ def test_the_emulator_fails_a_task_whose_audio_url_has_a_port_out_of_range(emula
 
 
 @pytest.fixture
-def json_stack(redis_server, redis_client, emulator, tracks_url, tmp_path):
-    stack = Stack(
-        redis_client,
-        redis_server.url,
-        emulator,
-        tracks_url,
-        tmp_path,
+def json_stack(make_stack):
+    return make_stack(
+        worker="hostile",
         VIDGO_STEMS_PUBLIC_CALLBACK_BASE_URL="http://127.0.0.1:9",
         VIDGO_STEMS_LOG_FORMAT="json",
     )
-    stack.start_worker(concurrency=1, name="hostile")
-    yield stack
-    stack.stop()
 
 
 def test_a_job_an_older_version_stored_with_a_surrogate_is_done_and_logs_no_token(json_stack):
