@@ -110,9 +110,11 @@ def test_a_sentinel_failover_mid_run_loses_nothing_and_pays_nothing_twice(chaos)
     assert not not_done, not_done
     totals = audit(stack, views)
     assert totals["paid"] == len(views), totals  # one Vidgo task per job: nothing paid twice
-    # The writes the failover undid were repaired: jobs found back in an earlier state were
-    # sent on again by the recovery sweep.
-    assert totals["recovered"] > 0, totals
+    # The writes the failover undid were repaired: a job found back in an earlier state went on
+    # from there (all DONE above), either by the earlier message the promoted replica still
+    # held (its poll waiting in the schedule) or, when that message was gone too, by the
+    # recovery sweep. Which of the two depends on where replication stopped, so neither is
+    # asserted here; the worker-kill test in test_chaos.py asserts the sweep's part.
     print(f"failover took {failover_s:.1f}s; {len(lost)} job(s) lost writes; totals {totals}")
 
 
