@@ -51,6 +51,7 @@ from vidgo_stems.pipeline.stages import (
 )
 from vidgo_stems.pipeline.states import ACTIVE_STATES, JobState, Step, TaskName
 from vidgo_stems.producer import enqueue_request
+from vidgo_stems.redisconn import NoReplicasError
 from vidgo_stems.runtime import runtime
 from vidgo_stems.text import neutralise
 
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 #: Infrastructure hiccups that are retried like a RetryableError. A stage stopped by its soft
 #: time limit is one too: downloads resume from the bytes and stems already kept.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, NoReplicasError)
 TRANSIENT = (*REDIS_DOWN, SoftTimeLimitExceeded)
 
 

@@ -11,6 +11,11 @@ The password and database in the URL are those of the data nodes (primary and re
 client asks the sentinels for the current primary, and asks again when a connection breaks or
 a node answers READONLY (it was demoted), so a failover costs a few seconds of retries instead
 of a crash. :func:`client_options` lists the socket settings and why each is there.
+
+A primary configured with ``min-replicas-to-write`` refuses writes with ``NOREPLICAS`` while too
+few replicas are connected; every client here reads that as :class:`NoReplicasError` and
+retries it with the same backoff, as a condition that passes (a replica reconnects, or Sentinel
+names a new primary), not as a bad command.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+from redis.connection import DefaultParser
+from redis.exceptions import ConnectionError, ReadOnlyError, ResponseError, TimeoutError
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from vidgo_stems import redisurl
 from vidgo_stems.errors import ConfigError
@@ -30,6 +36,7 @@ from vidgo_stems.redisurl import SentinelService, is_sentinel
 from vidgo_stems.settings import Settings
 
 __all__ = [
+    "NoReplicasError",
     "SentinelService",
     "client_options",
     "connect",
@@ -46,6 +53,32 @@ def parse_sentinel_url(url: str) -> SentinelService:
         return redisurl.parse_sentinel_url(url)
     except ValueError as exc:
         raise ConfigError(f"REDIS_URL: {exc}") from None
+
+
+class NoReplicasError(ResponseError):
+    """The primary refused a write: fewer replicas connected than its ``min-replicas-to-write``."""
+
+
+class _Parser(DefaultParser):  # type: ignore[misc,valid-type]
+    """redis-py's reply parser, with NOREPLICAS as an error of its own (retried)."""
+
+    EXCEPTION_CLASSES = {**DefaultParser.EXCEPTION_CLASSES, "NOREPLICAS": NoReplicasError}
+
+
+class SentinelConnection(SentinelManagedConnection):
+    """redis-py's connection to the primary a sentinel names, asking the sentinels again on
+    every reconnection.
+
+    redis-py (6.4) reconnects a dropped connection inside ``send_packed_command`` to the
+    address it had, bypassing the sentinel lookup in ``connect()``: a client demoted away from
+    a primary (READONLY, or a connection the sentinels closed) then retries on the old primary,
+    now a replica, until its retries run out. Here that reconnection goes through ``connect()``.
+    """
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()
+        super().send_packed_command(command, check_health)
 
 
 class BoundedHandshakeSSLConnection(redis.SSLConnection):
@@ -73,15 +106,16 @@ def client_options(settings: Settings) -> dict[str, Any]:
       stale one is replaced before a real command fails on it.
     - ``retry`` on ConnectionError, TimeoutError and ReadOnlyError, with backoff for about the
       time a failover takes: each retry reconnects, and under Sentinel asks again for the
-      primary (READONLY means the node was demoted to a replica).
+      primary (READONLY means the node was demoted to a replica); and on NOREPLICAS.
     """
     return {
+        "parser_class": _Parser,
         "socket_timeout": settings.redis_socket_timeout_s,
         "socket_connect_timeout": settings.redis_socket_timeout_s,
         "socket_keepalive": True,
         "health_check_interval": 15,
         "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), settings.redis_retries),
-        "retry_on_error": [ConnectionError, TimeoutError, ReadOnlyError],
+        "retry_on_error": [ConnectionError, TimeoutError, ReadOnlyError, NoReplicasError],
     }
 
 
@@ -99,6 +133,7 @@ def connect(settings: Settings) -> redis.Redis:
     )
     client: redis.Redis = sentinel.master_for(
         settings.require_sentinel_master(),
+        connection_class=SentinelConnection,
         db=service.db,
         username=service.username,
         password=service.password,
@@ -109,14 +144,19 @@ def connect(settings: Settings) -> redis.Redis:
 
 def _plain_client(url: str, settings: Settings) -> redis.Redis:
     """A client for one server. Connecting (and a TLS handshake) gives up after the socket
-    timeout; commands have none, as before (a long WAIT or BLPOP is not cut)."""
+    timeout; commands have none, as before (a long WAIT or BLPOP is not cut). NOREPLICAS is
+    retried with backoff; a broken connection is left to the stage's own retry."""
     extra: dict[str, Any] = {}
+    backoff = ExponentialBackoff(cap=2.0, base=0.1)
     if urlsplit(url).scheme.lower() == "rediss":
         extra["connection_class"] = BoundedHandshakeSSLConnection
     return redis.Redis.from_url(
         url,
         health_check_interval=30,
         socket_connect_timeout=settings.redis_socket_timeout_s,
+        parser_class=_Parser,
+        retry=Retry(backoff, settings.redis_retries, supported_errors=(NoReplicasError,)),
+        retry_on_error=[NoReplicasError],
         **extra,
     )
 

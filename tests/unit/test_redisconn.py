@@ -68,8 +68,11 @@ def test_a_plain_redis_url_keeps_the_plain_configuration():
 def test_ledger_clients_retry_through_a_failover_on_connection_timeout_and_readonly():
     from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
 
+    from vidgo_stems.redisconn import NoReplicasError
+
     options = client_options(Settings(redis_retries=7))
-    assert set(options["retry_on_error"]) == {ConnectionError, TimeoutError, ReadOnlyError}
+    retried = {ConnectionError, TimeoutError, ReadOnlyError, NoReplicasError}
+    assert set(options["retry_on_error"]) == retried
     assert options["retry"]._retries == 7
     assert options["socket_keepalive"] is True and options["health_check_interval"] > 0
 
