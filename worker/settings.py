@@ -257,7 +257,9 @@ class Settings(BaseSettings):
     redis_socket_timeout_s: float = Field(default=5.0, gt=0)
     redis_retries: int = Field(default=12, ge=0)
     # Writes a caller or Vidgo's bill depends on (a new job, a paid Vidgo task) wait until this
-    # many replicas have them (Redis WAIT), so a failover cannot lose them; 0: do not wait.
+    # many replicas have them (Redis WAIT), so a failover cannot lose them, and no submit is
+    # sent unless they confirm the move before it in time; 0: do not wait. The timeout must
+    # be under half the task soft time limit.
     redis_durable_replicas: int = Field(default=0, ge=0)
     redis_durable_timeout_s: float = Field(default=30.0, gt=0)
     # One worker reads Vidgo's credit balance this often (0: never) for metrics and alerts.
@@ -392,6 +394,21 @@ class Settings(BaseSettings):
                 "VIDGO_STEMS_PUBLIC_BASE_URL is set but VIDGO_STEMS_FILE_URL_SECRET is not: "
                 "stem links would be local file paths; give this process the same "
                 "VIDGO_STEMS_FILE_URL_SECRET as the gateway (make one with `openssl rand -hex 32`)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _durable_writes_fit_in_a_submit(self) -> Settings:
+        # A submit may wait for its send and then for its paid record, each up to the durable
+        # timeout; a stage stopped by its time limit meanwhile leaves a paid task unrecorded.
+        if self.redis_durable_replicas and 2 * self.redis_durable_timeout_s >= (
+            self.task_soft_time_limit_s
+        ):
+            raise ValueError(
+                "VIDGO_STEMS_REDIS_DURABLE_TIMEOUT_S must be less than half of "
+                "VIDGO_STEMS_TASK_SOFT_TIME_LIMIT_S: a submit waits for its replicas twice, and "
+                "a submit stopped by its time limit after paying leaves the task unrecorded; "
+                "lower the first or raise the second"
             )
         return self
 

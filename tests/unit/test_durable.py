@@ -3,11 +3,23 @@ scripted stand-in for the Redis client plays the failover cases."""
 
 from __future__ import annotations
 
+import pytest
 from redis.exceptions import NoScriptError
 
 from tests.jobs import create_job
-from vidgo_stems.pipeline.durable import Durability
+from vidgo_stems.pipeline.durable import Durability, Need, NotReplicated
 from vidgo_stems.pipeline.states import JobState, new_token
+from vidgo_stems.redisconn import NoReplicasError
+
+
+class Clock:
+    """The Durability's clock: it moves one second per pipeline run."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class Pipe:
@@ -21,6 +33,7 @@ class Pipe:
         pass
 
     def execute(self) -> list:
+        self.client.clock.now += 1.0  # a WAIT blocks up to a second
         step = self.client.steps.pop(0)
         if isinstance(step, BaseException):
             raise step
@@ -33,6 +46,7 @@ class Client:
     def __init__(self, steps: list, replicas: int = 1) -> None:
         self.steps = steps
         self.replicas = replicas
+        self.clock = Clock()
 
     def pipeline(self, transaction: bool = False) -> Pipe:
         return Pipe(self)
@@ -42,16 +56,19 @@ class Client:
 
 
 def durable(client: Client) -> Durability:
-    return Durability(client, replicas=1, timeout_s=5, sleep=lambda s: None)  # type: ignore[arg-type]
+    return Durability(client, replicas=1, timeout_s=5, clock=client.clock, sleep=lambda s: None)  # type: ignore[arg-type]
 
 
-def write(d: Durability, *, landed=lambda: True):
+def write(d: Durability, *, landed=lambda: True, need: Need = Need.WAIT):
     return d.write(
         lambda pipe: None,
         applied=lambda r: bool(r[0]),
         landed=landed,
+        probe=lambda pipe: None,
+        holds=lambda seen: seen != "gone",
         touch="k",
         what="test write",
+        need=need,
     )
 
 
@@ -84,6 +101,43 @@ def test_with_no_replica_connected_the_write_goes_on_without_waiting():
     assert write(durable(client)) == [1, "QUEUED"]
 
 
+def test_the_move_before_paying_is_refused_on_a_primary_without_replicas():
+    """A primary cut off from its replicas (a zombie) can never start a paid submit."""
+    client = Client([[[1, "SUBMITTING"], 0]], replicas=0)
+    with pytest.raises(NotReplicated, match="fewer than 1 replica"):
+        write(durable(client), need=Need.CONFIRM)
+
+
+def test_the_move_before_paying_is_refused_when_no_replica_confirms_in_time():
+    client = Client([[[1, "SUBMITTING"], 0]] + [[None, 0]] * 10)
+    with pytest.raises(NotReplicated, match=r"not confirmed on 1 replica.*within 5s"):
+        write(durable(client), need=Need.CONFIRM)
+
+
+def test_the_move_before_paying_is_refused_on_noreplicas_after_the_client_retries():
+    client = Client([NoReplicasError("Not enough good replicas to write.")])
+    with pytest.raises(NotReplicated, match="refused by the primary"):
+        write(durable(client), need=Need.CONFIRM)
+    client = Client([NoReplicasError("Not enough good replicas to write.")])
+    with pytest.raises(NoReplicasError):  # any other write: left to the stage's retry
+        write(durable(client))
+
+
+def test_the_move_before_paying_goes_on_once_a_replica_confirms():
+    client = Client([[[1, "SUBMITTING"], 0], [None, 0], [None, 1]])
+    assert write(durable(client), need=Need.CONFIRM) == [1, "SUBMITTING"]
+
+
+def test_a_paid_record_on_a_primary_without_replicas_waits_and_is_rewritten_after_demotion():
+    """The zombie primary holds the record but has no replica: the write is not given up on
+    at once; when the client next finds it gone (the zombie was demoted and the client
+    moved to the new primary), it is written there, and confirmed."""
+    where = iter([True, True, False])
+    client = Client([[[1, "SUBMITTED"], 0], [None, 0], [[1, "SUBMITTED"], 1]], replicas=0)
+    assert write(durable(client), landed=lambda: next(where), need=Need.KEEP) == [1, "SUBMITTED"]
+    assert client.steps == []
+
+
 def test_a_move_re_sent_after_its_reply_was_lost_counts_as_applied(fake_ledger):
     ledger = fake_ledger
     create_job(ledger, "j1", token="t0")
@@ -99,3 +153,12 @@ def test_a_move_re_sent_after_its_reply_was_lost_counts_as_applied(fake_ledger):
     assert ledger.advance("j1", **move)  # the client's retry of the same move
     other = {**move, "new_token": new_token()}
     assert not ledger.advance("j1", **other)  # anyone else's is still refused
+
+
+def test_a_confirmation_from_a_primary_that_lacks_the_write_does_not_count():
+    """The client moved to a new primary between the look and the touch: the WAIT there
+    confirms the touch, not the write, which is then written again."""
+    landed = iter([True, False])
+    client = Client([[[1, "SUBMITTED"], 0], ["gone", 1], [[1, "SUBMITTED"], 1]], replicas=1)
+    result = write(durable(client), landed=lambda: next(landed), need=Need.KEEP)
+    assert result == [1, "SUBMITTED"] and client.steps == []  # it wrote it again

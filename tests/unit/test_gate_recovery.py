@@ -102,6 +102,27 @@ def test_sweep_leaves_jobs_alone_until_they_are_overdue(setup):
     assert ledger.history("a")[-1]["event"] == "recovered"
 
 
+def test_with_durable_writes_the_sweep_also_waits_out_a_hand_off_waiting_for_replicas(
+    setup, make_settings
+):
+    """A durable hand-off sends its message only once the replicas hold the move; the sweep
+    must not take that wait for a lost message."""
+    ledger, clock, _ = setup
+    durable = make_settings(
+        sweep_grace_s=30,
+        task_soft_time_limit_s=90,
+        task_time_limit_s=100,
+        redis_durable_replicas=1,
+        redis_durable_timeout_s=40,
+    )
+    queued_job(ledger, "d")
+    move_to(ledger, "d", S.SUBMITTED, new_token="t1", fields={"next_due_at": clock.now})
+    clock.now += 60
+    assert sweep(ledger, durable, now=clock.now) == []
+    clock.now += 20
+    assert sweep(ledger, durable, now=clock.now) == ["d"]
+
+
 def test_a_message_from_before_the_kick_is_stale(setup):
     ledger, clock, settings = setup
     queued_job(ledger, "b")

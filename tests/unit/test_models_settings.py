@@ -115,6 +115,16 @@ def test_a_public_base_url_without_the_file_secret_refuses_rather_than_hand_out_
     ).public_base_url
 
 
+def test_a_durable_timeout_that_does_not_fit_twice_in_a_stage_is_refused():
+    with pytest.raises(ConfigError, match="less than half of VIDGO_STEMS_TASK_SOFT") as caught:
+        load_settings(
+            redis_durable_replicas=1, redis_durable_timeout_s=30, task_soft_time_limit_s=60
+        )
+    assert "\n" not in caught.value.message
+    # Without durable writes the timeout is not used.
+    assert load_settings(redis_durable_timeout_s=30, task_soft_time_limit_s=60)
+
+
 @pytest.mark.parametrize(
     "value", ["https://app.example.com/path", "app.example.com", "ftp://x.example.com", "https://"]
 )

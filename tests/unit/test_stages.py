@@ -53,7 +53,8 @@ def wav_bytes(freq=220.0, seconds=0.5, rate=8000, amplitude=0.5):
 
 
 class FakeVidgo:
-    """Scripted Vidgo: answers are queued per endpoint; calls are recorded."""
+    """Scripted Vidgo: answers (a response, an exception to raise, or a function of the
+    request) are queued per endpoint; calls are recorded."""
 
     def __init__(self):
         self.submit_answers = []
@@ -66,6 +67,8 @@ class FakeVidgo:
         answer = queue.pop(0)
         if isinstance(answer, Exception):
             raise answer
+        if callable(answer):  # answers from what it sees at the time of the call
+            return answer(request)
         return answer
 
     def count(self, suffix):

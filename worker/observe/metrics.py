@@ -72,6 +72,10 @@ VIDGO_RESUBMITS = Counter(
 AMBIGUOUS_SUBMITS = Counter(
     "vidgo_stems_ambiguous_submits", "Submits whose outcome was unknown (sent, no clear answer)."
 )
+SUBMITS_HELD_UNREPLICATED = Counter(
+    "vidgo_stems_submits_held_unreplicated",
+    "Submits held back (nothing paid) because no Redis replica confirmed the move before it.",
+)
 CREDITS_SPENT = Counter(
     "vidgo_stems_credits_spent",
     "Credits spent on Vidgo tasks (tasks paid x VIDGO_STEMS_CREDITS_PER_TASK).",

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import redis
@@ -27,7 +27,7 @@ from vidgo_stems.keys import Keys, text
 from vidgo_stems.models import JobRequest
 from vidgo_stems.observe import metrics
 from vidgo_stems.observe.logs import transition_fields
-from vidgo_stems.pipeline.durable import Durability
+from vidgo_stems.pipeline.durable import Durability, Need
 from vidgo_stems.pipeline.move import Move
 from vidgo_stems.pipeline.record import Enqueue, JobRecord, NewJob, Subscription
 from vidgo_stems.pipeline.scripts import ADVANCE, ANNOTATE, CREATE
@@ -118,6 +118,8 @@ class Ledger:
                 call.run,
                 applied=lambda r: bool(r[0]),
                 landed=lambda: bool(self._redis.exists(self.keys.job(job_id))),
+                probe=lambda p: p.exists(self.keys.job(job_id)),
+                holds=bool,
                 touch=self.keys.job(job_id),
                 what=f"job {job_id}'s creation",
             )
@@ -244,7 +246,7 @@ class Ledger:
         event: str,
         detail: Mapping[str, Any] | None = None,
         unless_subscribed: bool = False,
-        durable: bool = False,
+        durable: Need | None = None,
         step: Step | None = None,
     ) -> bool:
         """Apply a move when the job is in ``expect`` and holds ``token``; False when it is not.
@@ -252,11 +254,11 @@ class Ledger:
         ``to=None`` keeps the state (a guarded update). ``token=None`` skips the token check
         (for operator actions). ``fields`` and ``incr`` name fields of :class:`JobRecord`
         (another name is a ValueError). ``unless_subscribed`` applies the move only while the
-        job has no subscriber left. ``durable`` waits for replicas (see
-        :mod:`vidgo_stems.pipeline.durable`). ``step`` is the job's next message, sent by the same
-        step: onto its queue when due now, else into the schedule
-        (:mod:`vidgo_stems.pipeline.schedule`). Raises IllegalTransition for a move the machine
-        does not have.
+        job has no subscriber left. ``durable`` asks the replicas for it (see
+        :mod:`vidgo_stems.pipeline.durable`; ``Need.CONFIRM`` raises NotReplicated). ``step``
+        is the job's next message, sent by the same step: onto its queue when due now, else
+        into the schedule (:mod:`vidgo_stems.pipeline.schedule`). Raises IllegalTransition for
+        a move the machine does not have.
         """
         move = Move(
             expect=(expect,) if isinstance(expect, JobState) else tuple(expect),
@@ -272,8 +274,21 @@ class Ledger:
         )
         return self.apply(job_id, move, durable=durable)
 
-    def apply(self, job_id: str, move: Move, *, durable: bool = False) -> bool:
-        """:meth:`advance`, for a move already built."""
+    def apply(self, job_id: str, move: Move, *, durable: Need | None = None) -> bool:
+        """:meth:`advance`, for a move already built.
+
+        A durable move's next message is sent only once the replicas hold the move: no step
+        may build on a move a failover could still take back (its own moves would be lost
+        with it). A worker that stops in between leaves the job to the recovery sweep.
+        """
+        if durable is not None and move.step is not None and self._durability.replicas:
+            if not self.apply(job_id, replace(move, step=None), durable=durable):
+                return False
+            # Guarded by the token the move installed; no history entry of its own.
+            expect = (move.to,) if move.to is not None else move.expect
+            send = Move(expect=expect, token=move.held_token, event="", step=move.step)
+            self.apply(job_id, send)  # refused only when the job moved on meanwhile
+            return True
         queue, message = self.encode(move.step) if move.step else (self.keys.prefix, "")
         args = move.args(
             now=self.clock(),
@@ -286,7 +301,7 @@ class Ledger:
         def run(client: Any) -> Any:
             return self._advance(keys=keys, args=args, rest=rest, client=client)
 
-        ok, was, *after = self._write(run, job_id, move) if durable else run(None)
+        ok, was, *after = self._write(run, job_id, move, durable) if durable else run(None)
         if not ok and move.new_token and self._holds(job_id, move.new_token, move.to):
             # Refused because an earlier send of this very move (its reply lost, the client
             # retried) applied it: only this call knows new_token, so the move is ours.
@@ -296,7 +311,7 @@ class Ledger:
             self._moved(job_id, text(was), move.to, move.event, task)
         return bool(ok)
 
-    def _write(self, run: Callable[[Any], Any], job_id: str, move: Move) -> Any:
+    def _write(self, run: Callable[[Any], Any], job_id: str, move: Move, need: Need) -> Any:
         """Run a move that must reach the replicas (plainly when none are configured)."""
         if not self._durability.replicas:
             return run(None)
@@ -305,8 +320,11 @@ class Ledger:
             run,
             applied=lambda r: bool(r[0]),
             landed=lambda: self._holds(job_id, move.held_token, move.to),
+            probe=lambda p: p.hmget(self.keys.job(job_id), ["token", "state"]),
+            holds=lambda raw: _is_held(raw, move.held_token, move.to),
             touch=self.keys.job(job_id),
             what=f"job {job_id}'s move to {to}",
+            need=need,
         )
 
     def encode(self, step: Step) -> tuple[str, str]:
@@ -337,10 +355,7 @@ class Ledger:
     def _holds(self, job_id: str, token: str, state: JobState | None) -> bool:
         """Whether the job holds ``token`` (and is in ``state``, when one is given)."""
         raw = cast(list[Any], self._redis.hmget(self.keys.job(job_id), ["token", "state"]))
-        raw_token, raw_state = raw
-        if raw_token is None or text(raw_token) != token:
-            return False
-        return state is None or (raw_state is not None and text(raw_state) == state.value)
+        return _is_held(raw, token, state)
 
     def annotate(self, job_id: str, fields: Mapping[str, Any]) -> bool:
         """Set bookkeeping fields of an existing job without moving it; False when it is gone."""
@@ -362,6 +377,14 @@ def _same_as(new: NewJob) -> str:
         return ""
     fields = new.request.model_dump(mode="json", exclude={"title"})
     return json.dumps(fields)
+
+
+def _is_held(raw: Any, token: str, state: JobState | None) -> bool:
+    """Whether a job's [token, state] as read hold ``token`` (and ``state``, when given)."""
+    raw_token, raw_state = raw
+    if raw_token is None or text(raw_token) != token:
+        return False
+    return state is None or (raw_state is not None and text(raw_state) == state.value)
 
 
 def _pairs(mapping: Mapping[str, Any]) -> list[Any]:

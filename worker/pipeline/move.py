@@ -35,7 +35,8 @@ JOB_FIELDS = frozenset(JobRecord.__dataclass_fields__) - {"job_id", "state", "to
 class Move:
     """Apply when the job is in one of ``expect`` and holds ``token`` (None: any token); go
     to ``to`` (None: stay), hold ``new_token`` (None: keep), set ``fields``, add ``incr``,
-    record ``event`` with ``detail``, and send ``step`` in the same step."""
+    record ``event`` with ``detail`` (an empty ``event``: no history entry), and send
+    ``step`` in the same step."""
 
     expect: tuple[JobState, ...]
     token: str | None
@@ -74,7 +75,7 @@ class Move:
             "to": to,
             "new_token": self.new_token or "",
             "now": now,
-            "entry": json.dumps(entry),
+            "entry": json.dumps(entry) if self.event else "",
             "ttl": retention_s,
             "terminal": state_list(TERMINAL_STATES),
             "slot_free": state_list(SLOT_FREE_STATES),

@@ -33,6 +33,10 @@ class JobRecord:
     vidgo_progress: int | None = None
     submitted_at: float | None = None
     submit_attempts: int = 0
+    #: Whether the submit of the current attempt may have been sent to Vidgo: False from the
+    #: claim (QUEUED -> SUBMITTING) until the move just before the POST sets it; None (a record
+    #: written before this field existed) counts as maybe sent.
+    submit_sent: bool | None = None
     polls: int = 0
     live_task_ids: tuple[str, ...] = ()
     attempt_empty_polls: dict[str, int] = field(default_factory=dict)

@@ -5,11 +5,12 @@ into the schedule), so no crash separates the two. The sweep is the consistency 
 that: a message can still vanish when Redis restarts and loses its last writes, or when a
 producer died between creating a job and sending its first message. Every hand-off records
 when the next message is due (``next_due_at``); a job still in the same state well past that
-(``sweep_grace_s``, plus the task time limit for stages that may be running) and with no entry
+(``sweep_grace_s``, plus the task time limit for stages that may be running, plus the durable
+timeout when durable writes are on) and with no entry
 waiting in the schedule is *kicked*: one script installs a fresh step token and sends the
 matching message. Any late copy of the old message then finds a stale token and does nothing,
 so a kick can never make work happen twice. A job kicked while SUBMITTING meets the
-ambiguous-submit policy.
+ambiguous-submit policy when its submit may have been sent, and is claimed again when not.
 
 Every worker runs :class:`SweepThread`; a Redis lock lets one sweep run at a time. The same
 sweep sends ``vidgo.purge`` to apply retention (``VIDGO_STEMS_PURGE_AFTER_S``) when it is set.
@@ -52,6 +53,9 @@ def overdue_by(job: JobRecord, now: float, settings: Settings) -> float:
     allowance = settings.sweep_grace_s
     if STATES[job.state].working:
         allowance += settings.task_time_limit_s
+    if settings.redis_durable_replicas:
+        # A durable hand-off sends its message only once the replicas hold the move.
+        allowance += settings.redis_durable_timeout_s
     return now - (due + allowance)
 
 

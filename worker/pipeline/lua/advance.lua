@@ -17,7 +17,7 @@
 -- ARGV[3] to: the new state ("" = keep)
 -- ARGV[4] new_token: the new step token ("" = keep)
 -- ARGV[5] now: the time of the move
--- ARGV[6] entry: the history entry, JSON without "from"
+-- ARGV[6] entry: the history entry, JSON without "from" ("" = none)
 -- ARGV[7] ttl: seconds a job is kept once ended
 -- ARGV[8] terminal: the terminal states ",A,B,"
 -- ARGV[9] slot_free: states that hold no in-flight slot ",A,B,"
@@ -66,7 +66,9 @@ if to ~= state then
   redis.call('ZREM', ARGV[10] .. state, KEYS[1])
   redis.call('ZADD', ARGV[10] .. to, created, KEYS[1])
 end
-redis.call('RPUSH', KEYS[2], '{"from":"' .. state .. '",' .. string.sub(ARGV[6], 2))
+if ARGV[6] ~= '' then
+  redis.call('RPUSH', KEYS[2], '{"from":"' .. state .. '",' .. string.sub(ARGV[6], 2))
+end
 if string.find(ARGV[9], ',' .. to .. ',', 1, true) then
   redis.call('ZREM', KEYS[5], KEYS[1])
 end

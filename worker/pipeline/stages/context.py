@@ -22,6 +22,7 @@ import httpx
 
 from vidgo_stems.files.scratch import StemStore
 from vidgo_stems.files.storage import Storage
+from vidgo_stems.pipeline.durable import Need
 from vidgo_stems.pipeline.ledger import Ledger
 from vidgo_stems.pipeline.pacing import PollPacing
 from vidgo_stems.pipeline.record import JobRecord
@@ -108,7 +109,7 @@ def hand_off(
     fields: Mapping[str, Any] | None = None,
     incr: Mapping[str, int] | None = None,
     detail: Mapping[str, Any] | None = None,
-    durable: bool = False,
+    durable: Need | None = None,
 ) -> Outcome:
     """Move ``job`` to ``to`` under a fresh token and send ``next_task`` with that token, due in
     ``countdown_s`` seconds, in one step."""

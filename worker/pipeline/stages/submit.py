@@ -1,12 +1,22 @@
 """Stage 1: submit the job to Vidgo once per attempt, persist the task id, hand off to polling.
 
-QUEUED -> SUBMITTING (compare-and-set, counts the attempt) -> POST -> SUBMITTED with the task id.
-A submit that surely never reached Vidgo goes back to QUEUED and is retried. A submit whose
-answer was lost after it may have landed is *ambiguous*: Vidgo has no idempotency key, so
-``ambiguous_submit_policy`` decides (``fail``: stop for review; ``retry``: submit again, at most
-``ambiguous_submit_retries`` times). A delivery that finds the job still SUBMITTING under its own
-token means a worker died mid-POST: that is ambiguous too. Every ambiguous submit is counted on
-the job and in the global counters.
+QUEUED -> SUBMITTING (the claim: a fresh token, counts the attempt, ``submit_sent`` false) ->
+SUBMITTING again under another fresh token with ``submit_sent`` true, just before the POST (the
+send) -> POST -> SUBMITTED with the task id. The send is the last write before Vidgo is paid:
+with durable writes on (``VIDGO_STEMS_REDIS_DURABLE_REPLICAS``) it must be confirmed by that
+many replicas, or nothing is sent and the job waits QUEUED for another try (a warning and
+``vidgo_stems_submits_held_unreplicated_total``). A primary cut off from its replicas (a
+partition; a frozen VM that wakes up) can therefore never start a paid submit, and a failover
+can at worst take a job back to SUBMITTING with ``submit_sent`` true, where the SUBMITTED write
+(confirmed the same way, and written again on the new primary when lost) finds it.
+
+A job found SUBMITTING with ``submit_sent`` false was never sent (its claim's reply was lost, or
+the worker stopped before the send): it is simply claimed again. A submit that surely never
+reached Vidgo goes back to QUEUED and is retried. A submit that may have landed is *ambiguous*:
+its answer was lost, or the job is found SUBMITTING with ``submit_sent`` true (a worker died
+mid-POST). Vidgo has no idempotency key, so ``ambiguous_submit_policy`` decides (``fail``: stop
+for review; ``retry``: submit again, at most ``ambiguous_submit_retries`` times). Every
+ambiguous submit is counted on the job and in the global counters.
 
 Before any POST the shared gate is read: during a rate-limit cool-down or a credits pause the
 job stays QUEUED and the submit is re-queued for when the brake ends. A 402 sets that pause.
@@ -21,6 +31,7 @@ from dataclasses import replace
 
 from vidgo_stems.errors import RetryableError, SubmitAmbiguous, VidgoCreditsError
 from vidgo_stems.observe import metrics
+from vidgo_stems.pipeline.durable import Need, NotReplicated
 from vidgo_stems.pipeline.record import JobRecord
 from vidgo_stems.pipeline.stages.context import (
     Outcome,
@@ -29,7 +40,7 @@ from vidgo_stems.pipeline.stages.context import (
     load_current,
     paced,
 )
-from vidgo_stems.pipeline.states import JobState, TaskName, states_of
+from vidgo_stems.pipeline.states import JobState, TaskName, new_token, states_of
 from vidgo_stems.settings import Settings
 from vidgo_stems.vidgo.gate import Hold
 
@@ -43,7 +54,7 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
     job = load_current(ctx, job_id, token, STATES, "submit")
     if job is None:
         return Outcome.STALE
-    if job.state is JobState.SUBMITTING:
+    if job.state is JobState.SUBMITTING and job.submit_sent is not False:
         _ambiguous(
             ctx,
             job,
@@ -52,41 +63,65 @@ def run_submit(ctx: StageContext, job_id: str, token: str) -> Outcome:
             None,
         )
         job = replace(job, state=JobState.QUEUED)
+    # (SUBMITTING with submit_sent false: claimed, never sent; it is claimed again below.)
     hold = ctx.gate.submit_pause() or ctx.gate.cooldown()
     if hold is not None:
         return _defer(ctx, job, hold)
     if ctx.limits is not None and not ctx.limits.take_slot(ctx.ledger.keys.job(job_id)):
         wait = ctx.settings.in_flight_wait_s
         return _defer(ctx, job, Hold(wait, f"{ctx.settings.max_in_flight} jobs in flight"))
+    claim = new_token()
     if not ctx.ledger.advance(
         job_id,
-        expect=JobState.QUEUED,
+        expect=job.state,
         token=token,
         to=JobState.SUBMITTING,
+        new_token=claim,  # only this call knows it: a lost reply is recognised as ours
+        fields={"submit_sent": False},
         incr={"submit_attempts": 1},
         event="submitting",
-        # Recorded on the replicas before Vidgo is paid: a failover can then only take the
-        # job back to SUBMITTING under this token, where the SUBMITTED write finds it again.
-        durable=True,
     ):
         return Outcome.STALE
-    return _pay(ctx, replace(job, state=JobState.SUBMITTING))
+    claimed = replace(job, state=JobState.SUBMITTING, token=claim, submit_sent=False)
+    return _pay(ctx, claimed, token)
 
 
-def _pay(ctx: StageContext, job: JobRecord) -> Outcome:
-    """Send the submit of a job now SUBMITTING, and record the task Vidgo made for it."""
+def _pay(ctx: StageContext, job: JobRecord, message_token: str) -> Outcome:
+    """Send the submit of a job now SUBMITTING, and record the task Vidgo made for it. A
+    submit to try again goes back to QUEUED under ``message_token``, the token its retry
+    carries."""
+    sent = new_token()
+    try:
+        if not ctx.ledger.advance(
+            job.job_id,
+            expect=JobState.SUBMITTING,
+            token=job.token,
+            to=JobState.SUBMITTING,
+            new_token=sent,
+            fields={"submit_sent": True},
+            event="submit_sent",
+            # On the replicas before Vidgo is paid, or not paid: a failover can then only take
+            # the job back to SUBMITTING with submit_sent, where the SUBMITTED write finds it.
+            durable=Need.CONFIRM,
+        ):
+            return Outcome.STALE
+    except NotReplicated as exc:
+        return _hold_unreplicated(ctx, job, sent, str(exc))
+    job = replace(job, token=sent, submit_sent=True)
     try:
         result = ctx.vidgo.submit(job.request, callback_url=callback_url_for(ctx.settings, job))
     except VidgoCreditsError as exc:
         return _pause_for_credits(ctx, job, exc)
     except RetryableError as exc:
         if exc.maybe_processed:
-            _ambiguous(ctx, job, ambiguity(exc), exc)
+            _ambiguous(ctx, job, ambiguity(exc), exc, retry_token=message_token)
         ctx.ledger.advance(
             job.job_id,
             expect=JobState.SUBMITTING,
             token=job.token,
             to=JobState.QUEUED,
+            new_token=message_token,
+            fields={"submit_sent": False},
             event="submit_retry",
             detail={"error": exc.code, "message": exc.message},
         )
@@ -110,8 +145,43 @@ def _pay(ctx: StageContext, job: JobRecord) -> Outcome:
             "first_submitted_at": job.first_submitted_at or now,
         },
         detail={"vidgo_task_id": result.task_id, "attempt": len(job.vidgo_task_ids) + 1},
-        durable=True,  # a paid task: a failover must not lose it (we would pay again)
+        # A paid task: a failover must not lose it (we would pay again). Written again on the
+        # new primary when a cut-off primary took it.
+        durable=Need.KEEP,
     )
+
+
+def _hold_unreplicated(ctx: StageContext, job: JobRecord, sent: str, reason: str) -> Outcome:
+    """No replica confirmed the send: pay nothing, put the job back to QUEUED, try later.
+
+    The send may stand on the primary without the replicas (token ``sent``) or not at all
+    (the claim's token); the job goes back from whichever it holds. When neither move applies
+    (the primary is gone too), the job stays SUBMITTING with ``submit_sent`` at most on a
+    primary that is about to lose it, and the recovery sweep claims it again later.
+    """
+    metrics.SUBMITS_HELD_UNREPLICATED.inc()
+    wait = ctx.settings.redis_durable_timeout_s + ctx.rng.uniform(0, 1)
+    log.warning(
+        "job %s: not submitted, nothing paid: %s; the submit is tried again in %.0fs (check "
+        "the Redis replicas and their link to the primary)",
+        job.job_id,
+        reason,
+        wait,
+    )
+    for token in (sent, job.token):
+        moved = hand_off(
+            ctx,
+            replace(job, token=token),
+            to=JobState.QUEUED,
+            next_task=TaskName.SUBMIT,
+            event="submit_held",
+            countdown_s=wait,
+            fields={"submit_sent": False},
+            detail={"reason": reason},
+        )
+        if moved is Outcome.HANDED_OFF:
+            return moved
+    return Outcome.STALE
 
 
 def callback_url_for(settings: Settings, job: JobRecord) -> str | None:
@@ -159,8 +229,17 @@ def _pause_for_credits(ctx: StageContext, job: JobRecord, exc: VidgoCreditsError
     )
 
 
-def _ambiguous(ctx: StageContext, job: JobRecord, reason: str, exc: RetryableError | None) -> None:
-    """Apply the ambiguous-submit policy: raise to retry, or raise SubmitAmbiguous."""
+def _ambiguous(
+    ctx: StageContext,
+    job: JobRecord,
+    reason: str,
+    exc: RetryableError | None,
+    *,
+    retry_token: str | None = None,
+) -> None:
+    """Apply the ambiguous-submit policy: raise to retry, or raise SubmitAmbiguous. The job
+    stays SUBMITTING for review or goes back to QUEUED to submit again, under ``retry_token``
+    when given (the token of the message whose retry or failure follows)."""
     ctx.ledger.bump_counter("ambiguous_submits")
     metrics.AMBIGUOUS_SUBMITS.inc()
     earlier = job.ambiguous_submits
@@ -173,6 +252,7 @@ def _ambiguous(ctx: StageContext, job: JobRecord, reason: str, exc: RetryableErr
         expect=JobState.SUBMITTING,
         token=job.token,
         to=JobState.QUEUED if retry else None,
+        new_token=retry_token,
         incr={"ambiguous_submits": 1},
         event="submit_ambiguous",
         detail={"reason": reason, "retrying": retry},
