@@ -93,8 +93,11 @@ def _base(s: Settings) -> dict[str, Any]:
         # gives them 30 s before cancelling them; their messages are requeued (acks_late), and
         # ledger tokens make any repeat harmless.
         "worker_soft_shutdown_timeout": 30.0,
-        # If the broker connection drops, cancel running tasks so they are redelivered.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A broker connection that drops (a failover) does not cancel running stages: a submit
+        # that has paid must live to record its task on the new primary. Their messages come
+        # back (they cannot be acknowledged on the lost connection) and a copy that runs
+        # meanwhile finds a stale token or a finished step, as any duplicate does.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         # Results expire by themselves; the job ledger keeps its own, longer, retention.
         "result_expires": s.result_expires_s,
         # Results are only the manifests under the job id; the other stages store nothing.
