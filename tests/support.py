@@ -137,7 +137,7 @@ class Stack:
             **FAST,
             **overrides,
         }
-        settings = settings_from_env(self.env)
+        settings = self.settings = settings_from_env(self.env)
         self.ledger = make_ledger(redis_client, settings)
         self.producer = Producer(settings, redis_client, self.ledger)
         self.workers: list[WorkerProcess] = []
@@ -244,9 +244,11 @@ class Stack:
         except TimeoutError:
             views = [self.job(j) for j in job_ids]
             stuck = [(v.job_id, v.state.value) for v in views if v and not v.state.is_terminal]
-            print("stuck:", stuck[:20])
             print(self.worker_logs())
-            raise
+            raise TimeoutError(
+                f"{len(stuck)} of {len(job_ids)} jobs did not end within {timeout_s:.0f}s; "
+                f"still active (job, state): {stuck[:20]}"
+            ) from None
 
 
 class GatewayProcess:

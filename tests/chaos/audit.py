@@ -37,10 +37,8 @@ def audit(stack, views) -> dict[str, int]:
             assert len(recorded) == 1 + resubmits, (view.job_id, recorded, resubmits)
             verify_stems(view, tasks[view.vidgo_task_id])
         assert len(recorded) <= paid[url] <= len(recorded) + ambiguous, (
-            view.job_id,
-            paid[url],
-            recorded,
-            ambiguous,
+            f"job {view.job_id} ({view.state.value}) paid {paid[url]} time(s), recorded "
+            f"{list(recorded)}, {ambiguous} ambiguous; its history: {story(view)}"
         )
         totals.update(
             paid=paid[url],
@@ -50,6 +48,14 @@ def audit(stack, views) -> dict[str, int]:
             refreshed=events["stem_urls_refreshed"],
         )
     return dict(totals)
+
+
+def story(view) -> list[str]:
+    """The job's history in short: each event, with the Vidgo task it names."""
+    return [
+        h["event"] + (f"({h['vidgo_task_id']})" if h.get("vidgo_task_id") else "")
+        for h in view.history
+    ]
 
 
 def verify_stems(view, task) -> None:
