@@ -63,6 +63,7 @@ EXPORTED_METRICS: dict[str, tuple[str, str, frozenset[str]]] = {
     ),
     "vidgo_stems_vidgo_resubmits_total": ("counter", "process", frozenset()),
     "vidgo_stems_ambiguous_submits_total": ("counter", "process", frozenset()),
+    "vidgo_stems_submits_held_unreplicated_total": ("counter", "process", frozenset()),
     "vidgo_stems_credits_spent_total": ("counter", "process", frozenset()),
     "vidgo_stems_poll_lateness_seconds": ("histogram", "process", frozenset()),
     "vidgo_stems_webhook_deliveries_total": ("counter", "process", frozenset({"outcome"})),

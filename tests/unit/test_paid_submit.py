@@ -128,3 +128,14 @@ def test_an_ambiguous_submit_stopped_for_review_keeps_its_message_token(h):
         run_submit(h.ctx, job_id, "t0")
     job = h.ledger.get(job_id)
     assert (job.state, job.token, job.submit_sent) == (S.SUBMITTING, "t0", True)
+
+
+def test_a_submit_refused_for_good_leaves_the_job_to_fail_under_its_message_token(h):
+    h.vidgo.submit_answers.append(
+        httpx.Response(401, json={"code": 401, "error": {"message": "Invalid API key"}})
+    )
+    job_id = h.enqueue()
+    with pytest.raises(errors.VidgoAuthError):
+        run_submit(h.ctx, job_id, "t0")
+    job = h.ledger.get(job_id)
+    assert (job.state, job.token) == (S.SUBMITTING, "t0")  # the task's fail_job holds "t0"

@@ -126,6 +126,11 @@ def _pay(ctx: StageContext, job: JobRecord, message_token: str) -> Outcome:
             detail={"error": exc.code, "message": exc.message},
         )
         raise
+    except Exception:
+        # Refused for good (a 4xx) or a fault of ours: the task fails the job under the
+        # message's token, which the job must hold again for that.
+        _give_back(ctx, job, message_token)
+        raise
     metrics.VIDGO_TASKS_PAID.inc()
     metrics.CREDITS_SPENT.inc(ctx.settings.credits_per_task)
     now = ctx.clock()
@@ -148,6 +153,17 @@ def _pay(ctx: StageContext, job: JobRecord, message_token: str) -> Outcome:
         # A paid task: a failover must not lose it (we would pay again). Written again on the
         # new primary when a cut-off primary took it.
         durable=Need.KEEP,
+    )
+
+
+def _give_back(ctx: StageContext, job: JobRecord, message_token: str) -> None:
+    """Hand the job (still SUBMITTING) back to the token of the message being run."""
+    ctx.ledger.advance(
+        job.job_id,
+        expect=JobState.SUBMITTING,
+        token=job.token,
+        new_token=message_token,
+        event="",
     )
 
 
