@@ -163,11 +163,12 @@ class Durability:
             return self._pipelined(apply)
 
     def _pipelined(self, apply: Callable[[Any], object]) -> tuple[Any, int]:
+        """The answer to the first command ``apply`` queued, and how many replicas acked."""
         pipe = self._redis.pipeline(transaction=False)
         apply(pipe)
         if self.replicas:
             pipe.wait(self.replicas, WAIT_STEP_MS)
-            result, acked = pipe.execute()
-            return result, int(acked)
-        (result,) = pipe.execute()
-        return result, 0
+            first, *_, acked = pipe.execute()
+            return first, int(acked)
+        first, *_ = pipe.execute()
+        return first, 0
