@@ -106,18 +106,7 @@ class Durability:
         while acked < self.replicas and self._clock() < deadline:
             try:
                 if landed():
-                    if need is not Need.KEEP and self._connected_replicas() < self.replicas:
-                        if need is Need.CONFIRM:
-                            raise NotReplicated(
-                                f"{what}: the Redis primary has fewer than {self.replicas} "
-                                "replica(s) connected"
-                            )
-                        log.warning(
-                            "%s: the Redis primary has fewer than %d replica(s) connected "
-                            "(after a failover?); not waiting for them",
-                            what,
-                            self.replicas,
-                        )
+                    if self._too_few_replicas(need, what):
                         return result
                     seen, acked = self._with_wait(
                         lambda p: (probe(p), p.hset(touch, "durable_check", "1"))
@@ -133,19 +122,42 @@ class Durability:
                 log.warning("%s: Redis unavailable while confirming it (%s)", what, exc)
                 self._sleep(0.2)
         if acked < self.replicas:
-            if need is Need.CONFIRM:
-                raise NotReplicated(
-                    f"{what} is not confirmed on {self.replicas} replica(s) within "
-                    f"{self._timeout_s:g}s (VIDGO_STEMS_REDIS_DURABLE_TIMEOUT_S)"
-                )
-            log.warning(
-                "%s is not confirmed on %d replica(s) after %.0fs "
-                "(VIDGO_STEMS_REDIS_DURABLE_TIMEOUT_S); going on",
-                what,
-                self.replicas,
-                self._timeout_s,
-            )
+            self._unconfirmed(need, what)
         return result
+
+    def _too_few_replicas(self, need: Need, what: str) -> bool:
+        """Whether to stop waiting because the primary has fewer replicas than asked for (a
+        new job goes on; the move before paying raises NotReplicated; a paid record waits on,
+        for the primary may be a zombie about to be demoted)."""
+        if need is Need.KEEP or self._connected_replicas() >= self.replicas:
+            return False
+        if need is Need.CONFIRM:
+            raise NotReplicated(
+                f"{what}: the Redis primary has fewer than {self.replicas} replica(s) connected"
+            )
+        log.warning(
+            "%s: the Redis primary has fewer than %d replica(s) connected (after a failover?); "
+            "not waiting for them",
+            what,
+            self.replicas,
+        )
+        return True
+
+    def _unconfirmed(self, need: Need, what: str) -> None:
+        """The timeout passed without confirmation: raise for the move before paying, else
+        say so and go on."""
+        if need is Need.CONFIRM:
+            raise NotReplicated(
+                f"{what} is not confirmed on {self.replicas} replica(s) within "
+                f"{self._timeout_s:g}s (VIDGO_STEMS_REDIS_DURABLE_TIMEOUT_S)"
+            )
+        log.warning(
+            "%s is not confirmed on %d replica(s) after %.0fs "
+            "(VIDGO_STEMS_REDIS_DURABLE_TIMEOUT_S); going on",
+            what,
+            self.replicas,
+            self._timeout_s,
+        )
 
     def _connected_replicas(self) -> int:
         info = cast(dict[str, Any], self._redis.info("replication"))
