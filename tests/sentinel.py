@@ -103,8 +103,13 @@ class Node:
                 self.process.wait()
 
     def log(self) -> str:
-        path = self.dir / "redis.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+        """The end of its log, and of its stderr (where a refused configuration goes)."""
+        ends = []
+        for name in ("stderr.log", "redis.log"):
+            path = self.dir / name
+            if path.exists():
+                ends.append(path.read_text(errors="replace")[-2000:])
+        return "\n".join(ends)
 
 
 class SentinelSet:
@@ -120,7 +125,7 @@ class SentinelSet:
         common = [
             *("--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"),
             # A replica that falls far behind (the tests stop them) is not cut off for it.
-            *("--client-output-buffer-limit", "replica 0 0 0"),
+            *("--client-output-buffer-limit", "replica", "0", "0", "0"),
         ]
         self.primary = Node(self.folder, "primary", list(common))
         self.replicas = [Node(self.folder, f"replica-{n}", list(common)) for n in range(replicas)]

@@ -60,9 +60,17 @@ class NoReplicasError(ResponseError):
 
 
 class _Parser(DefaultParser):  # type: ignore[misc,valid-type]
-    """redis-py's reply parser, with NOREPLICAS as an error of its own (retried)."""
+    """redis-py's reply parser, with NOREPLICAS as an error of its own (retried): as Redis 7
+    answers it, and as Redis 6 wraps it when a script's write is refused ("ERR Error running
+    script ...: -NOREPLICAS ...")."""
 
     EXCEPTION_CLASSES = {**DefaultParser.EXCEPTION_CLASSES, "NOREPLICAS": NoReplicasError}
+
+    @classmethod
+    def parse_error(cls, response: str) -> Any:
+        if response.startswith("ERR Error running script") and " -NOREPLICAS " in response:
+            return NoReplicasError(response.split(" -NOREPLICAS ", 1)[1])
+        return super().parse_error(response)
 
 
 class SentinelConnection(SentinelManagedConnection):

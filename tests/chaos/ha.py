@@ -8,6 +8,7 @@ import signal
 
 from kombu import pools
 
+from tests.chaos import deadlines
 from tests.sentinel import DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS, MARGIN, SentinelSet
 from vidgo_stems.celery_app import app
 from vidgo_stems.redisconn import connect
@@ -102,14 +103,7 @@ def resume_replicas(sentinels: SentinelSet) -> None:
 
 
 def settle_s(stack, sentinels: SentinelSet, *, jobs: int, slots: int) -> float:
-    """How long ``jobs`` may take to end after a failover, from the stack's settings: the
-    failover, then a job found in an earlier state waits for the recovery sweep (its grace
-    past the task time limit), and every job runs once more through the ``slots`` the
-    workers have (Vidgo's queue and run time, a poll interval, and a retry's backoff), all
-    times MARGIN."""
-    s = stack.settings
-    vidgo = stack.emulator.http.get("/_emulator/config").json()
-    per_job = vidgo["queue_s"] + vidgo["run_s"] + s.poll_max_s + s.retry_backoff_max_s
-    rounds = -(-jobs // slots)
-    recovery = s.sweep_grace_s + s.sweep_interval_s + s.task_time_limit_s
-    return MARGIN * (sentinels.failover_s + recovery + rounds * per_job)
+    """How long ``jobs`` may take to end across a failover: the failover, a recovery by the
+    sweep, and every job once more through the workers' ``slots``
+    (:func:`tests.chaos.deadlines.settle_s`)."""
+    return deadlines.settle_s(stack, jobs=jobs, slots=slots, extra_s=sentinels.failover_s)

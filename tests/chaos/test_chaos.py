@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from tests.chaos.audit import audit
-from vidgo_stems.devstack.local import wait_for
+from tests.chaos.deadlines import reach_s, settle_s
+from tests.waiting import wait_until
 from vidgo_stems.devstack.redis_server import RedisServer
 from vidgo_stems.pipeline.states import JobState
 
@@ -20,6 +21,11 @@ pytestmark = [pytest.mark.chaos, pytest.mark.timeout(600)]
 
 OUTPUTS = ["vocals", "bass", "general", "drums", "piano"]
 API_KINDS = ("submit", "detail", "status", "balance")
+
+
+def states(stack, job_ids) -> list[tuple[str, str]]:
+    """Each job and its state, for a wait that gives up to print."""
+    return [(j, stack.job(j).state.value) for j in job_ids]
 
 
 def enqueue_many(stack, count, name="groove"):
@@ -62,7 +68,8 @@ def test_two_hundred_jobs_through_mixed_faults(chaos):
     stack.start_worker(concurrency=4, name="a")
     stack.start_worker(concurrency=4, name="b")
     job_ids = enqueue_many(stack, 200)
-    views = stack.wait_all(job_ids, timeout_s=420)
+    # Each job may take up to MAX_VIDGO_TASKS attempts through the faults.
+    views = stack.wait_all(job_ids, timeout_s=settle_s(stack, jobs=200, slots=8, attempts=6))
     ratio = api_failure_ratio(stack)
     print(f"API failure ratio: {ratio:.3f}")
     assert ratio >= 0.20
@@ -86,23 +93,25 @@ def test_jobs_survive_workers_killed_mid_download_and_mid_poll(chaos):
     stack = chaos(emulator={"storage_chunk_delay_s": 0.15}, VIDGO_STEMS_STALL_TIMEOUT_S="600")
     first = stack.start_worker(concurrency=2, name="first")
     downloads = [stack.enqueue(stack.track_url(), output_type="general") for _ in range(4)]
-    wait_for(
+    wait_until(
         lambda: any(stack.job(j).state is JobState.DOWNLOADING for j in downloads),
-        timeout_s=60,
+        timeout_s=reach_s(stack),
         what="a job to be mid-download",
+        seen=lambda: states(stack, downloads),
     )
     first.kill()
     second = stack.start_worker(concurrency=2, name="second")
     with stack.emulator.configured(run_s=60):
         polls = enqueue_many(stack, 4, "ballad")
-        wait_for(
+        wait_until(
             lambda: all(stack.job(j).polls >= 2 for j in polls),
-            timeout_s=60,
+            timeout_s=reach_s(stack),
             what="jobs to be mid-poll",
+            seen=lambda: states(stack, polls),
         )
         second.kill()
     stack.start_worker(concurrency=2, name="third")
-    views = stack.wait_all(downloads + polls, timeout_s=180)
+    views = stack.wait_all(downloads + polls, timeout_s=settle_s(stack, jobs=8, slots=2))
     not_done = [(v.job_id, v.state.value, v.error) for v in views if v.state is not JobState.DONE]
     assert not not_done, not_done
     recovered = {v.job_id for v in views if any(h["event"] == "recovered" for h in v.history)}
@@ -121,14 +130,15 @@ def test_a_redis_restart_mid_run_loses_nothing(chaos):
             stack = chaos(redis=(client, own.url), emulator={"run_s": 1.5})
             stack.start_worker(concurrency=2, name="r")
             job_ids = enqueue_many(stack, 16)
-            wait_for(
+            wait_until(
                 lambda: any(stack.job(j).state is JobState.DONE for j in job_ids),
-                timeout_s=60,
+                timeout_s=reach_s(stack),
                 what="the first job to finish",
+                seen=lambda: states(stack, job_ids),
             )
             unfinished = [j for j in job_ids if not stack.job(j).state.is_terminal]
             own.restart()
-            views = stack.wait_all(job_ids, timeout_s=180)
+            views = stack.wait_all(job_ids, timeout_s=settle_s(stack, jobs=16, slots=2))
         finally:
             client.close()
     assert unfinished
@@ -158,7 +168,7 @@ def test_failed_and_stalled_tasks_are_resubmitted_within_bounds_and_no_further(
     )
     stack.start_worker(concurrency=2, name="bounds")
     job_ids = enqueue_many(stack, 3)
-    views = stack.wait_all(job_ids, timeout_s=90)
+    views = stack.wait_all(job_ids, timeout_s=settle_s(stack, jobs=3, slots=2, attempts=3))
     for view in views:
         assert view.state is JobState.FAILED
         assert view.error.code == code, view.error
@@ -177,15 +187,17 @@ def test_running_out_of_credits_pauses_submits_for_everyone_and_fails_nothing(ch
     stack = chaos(emulator={"credits": 4, "price_per_task": 2}, VIDGO_STEMS_CREDITS_PAUSE_S="600")
     stack.start_worker(concurrency=2, name="credits")
     job_ids = enqueue_many(stack, 5)
-    wait_for(
+    wait_until(
         lambda: [e for e in stack.emulator.record("submit") if e.get("rejected") == 402],
-        timeout_s=60,
+        timeout_s=reach_s(stack),
         what="Vidgo to refuse a submit for want of credits",
+        seen=lambda: states(stack, job_ids),
     )
-    wait_for(
+    wait_until(
         lambda: sum(stack.job(j).state is JobState.DONE for j in job_ids) == 2,
-        timeout_s=60,
+        timeout_s=reach_s(stack),
         what="the two paid jobs to finish",
+        seen=lambda: states(stack, job_ids),
     )
     paused = [stack.job(j) for j in job_ids if stack.job(j).state is not JobState.DONE]
     assert all(v.state is JobState.QUEUED for v in paused)
@@ -201,7 +213,7 @@ def test_running_out_of_credits_pauses_submits_for_everyone_and_fails_nothing(ch
     resumed = stack.cli("resume-submits")
     assert resumed.returncode == 0, resumed.stderr
     assert f"{len(paused)} waiting job(s) submitted again" in resumed.stdout
-    views = stack.wait_all(job_ids, timeout_s=60)
+    views = stack.wait_all(job_ids, timeout_s=settle_s(stack, jobs=5, slots=2))
     assert all(v.state is JobState.DONE for v in views)
     audit(stack, views)
 
@@ -211,10 +223,11 @@ def test_sigterm_lets_a_running_download_finish_before_the_worker_exits(chaos):
     worker = stack.start_worker(concurrency=1, name="term")
     job_id = stack.enqueue(stack.track_url(), output_type="general")
     # Mid-download: the download task is running (a first stem stored), not only queued.
-    wait_for(
+    wait_until(
         lambda: "stem_saved" in [h["event"] for h in stack.job(job_id).history],
-        timeout_s=60,
+        timeout_s=reach_s(stack),
         what="the job to be mid-download",
+        seen=lambda: states(stack, [job_id]),
     )
     worker.stop(timeout_s=60)  # SIGTERM: soft shutdown lets the running stage end
     assert worker.process.returncode == 0
@@ -223,7 +236,7 @@ def test_sigterm_lets_a_running_download_finish_before_the_worker_exits(chaos):
     assert view.state in (JobState.POSTPROCESSING, JobState.DONE), view.state
     assert [h["event"] for h in view.history].count("downloaded") == 1
     stack.start_worker(concurrency=1, name="after")
-    [view] = stack.wait_all([job_id], timeout_s=60)
+    [view] = stack.wait_all([job_id], timeout_s=settle_s(stack, jobs=1, slots=1))
     assert view.state is JobState.DONE
     assert "recovered" not in [h["event"] for h in view.history]
     assert audit(stack, [view])["paid"] == 1

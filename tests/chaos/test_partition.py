@@ -11,9 +11,9 @@ paid tasks recorded) live on the primary alone. Then the primary is cut off, one
 - ``manual``: ``SENTINEL FAILOVER`` while the replicas are behind; the old primary takes
   writes until it is reconfigured.
 
-Either way the promoted replica lacks the records of paid tasks. With durable writes on, every
-job must end DONE and be paid exactly once (the emulator's record decides). With them off,
-the same run pays jobs twice: proof that the test can fail.
+The promoted replica may lack the records of paid tasks (the zombie's always does). With
+durable writes on, every job must end DONE and be paid exactly once (the emulator's record
+decides). With them off, the zombie run pays jobs twice: proof that the test can fail.
 """
 
 from __future__ import annotations
@@ -82,9 +82,14 @@ def manual(sentinels: SentinelSet) -> None:
 DURABLE_REPLICAS = {"zombie": 1, "manual": 2}
 
 
-@pytest.mark.parametrize("durable", [True, False], ids=["durable", "unprotected"])
-@pytest.mark.parametrize("cut", [zombie, manual], ids=["zombie", "manual"])
+@pytest.mark.parametrize(
+    ("cut", "durable"),
+    [(zombie, True), (zombie, False), (manual, True)],
+    ids=["zombie-durable", "zombie-unprotected", "manual-durable"],
+)
 def test_a_primary_cut_off_mid_submit_pays_each_job_once(chaos, cut, durable):
+    """(The manual failover without durable writes pays twice on Redis 7.0, but not always on
+    6.2, whose promoted replica may still read the stream it was sent: it is left out.)"""
     slow_s = SLOW_SUBMIT_S[cut.__name__]
     env = {
         # The slow answers come back within the read timeout: these submits succeed.

@@ -10,7 +10,9 @@ import pytest
 import redis
 
 from tests.chaos.audit import audit
-from vidgo_stems.devstack.local import wait_for
+from tests.chaos.deadlines import settle_s
+from tests.chaos.test_chaos import states
+from tests.waiting import wait_until
 from vidgo_stems.devstack.redis_server import RedisServer
 from vidgo_stems.pipeline.states import JobState
 
@@ -33,10 +35,11 @@ def test_the_schedule_survives_a_killed_promoter_and_a_redis_restart(chaos):
             job_ids = [
                 stack.enqueue(stack.track_url(f"s{n}"), output_type="vocals") for n in range(12)
             ]
-            wait_for(
+            wait_until(
                 lambda: all(stack.job(j).polls >= 1 for j in job_ids),
-                timeout_s=60,
+                timeout_s=settle_s(stack, jobs=12, slots=2, recoveries=0),
                 what="every job to be polling",
+                seen=lambda: states(stack, job_ids),
             )
             lease = client.get(stack.ledger.keys.promoter_lease)
             assert lease is not None and lease.decode().startswith("first-")
@@ -45,7 +48,7 @@ def test_the_schedule_survives_a_killed_promoter_and_a_redis_restart(chaos):
             own.restart()  # ... and Redis restarts from its append-only file
             assert client.zcard(stack.ledger.keys.schedule) == waiting > 0
             stack.start_worker(concurrency=2, name="second")
-            views = stack.wait_all(job_ids, timeout_s=180)
+            views = stack.wait_all(job_ids, timeout_s=settle_s(stack, jobs=12, slots=2))
             polls = {v.job_id: stack.ledger.get(v.job_id).polls for v in views}
         finally:
             client.close()
