@@ -80,3 +80,19 @@ def test_ledger_clients_retry_through_a_failover_on_connection_timeout_and_reado
 def test_login_and_database_come_from_the_first_address_as_celery_reads_them():
     service = parse_sentinel_url("sentinel://s1:26379/1;sentinel://:later@s2:26379/5")
     assert service.db == 1 and service.password is None
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "NOREPLICAS Not enough good replicas to write.",  # Redis 7, and any plain write
+        "ERR Error running script (call to f_1): @user_script:31: @user_script: 31: "
+        "-NOREPLICAS Not enough good replicas to write.",  # Redis 6, a script's write
+    ],
+)
+def test_noreplicas_is_its_own_error_however_the_server_words_it(reply):
+    from vidgo_stems.redisconn import NoReplicasError, _Parser
+
+    error = _Parser.parse_error(reply)
+    assert isinstance(error, NoReplicasError) and "Not enough good replicas" in str(error)
+    assert not isinstance(_Parser.parse_error("ERR Error running script: oops"), NoReplicasError)
