@@ -60,11 +60,14 @@ def test_a_worker_killed_mid_stem_step_and_another_mid_join_leave_one_done_job(c
     stack.start_worker(name="third")
     (view,) = stack.wait_all([job_id], timeout_s=2 * recovery_s + 60)
     assert view.state is JobState.DONE, (view.state, view.error)
-    # Every part recorded once, each by one step; the join recovered, and ran once.
+    # Every part recorded once, each by one step; the join ran once. The stem step killed
+    # while running is sent again by the sweep; the join killed with its worker may be too,
+    # or, when the worker had not taken it yet, run from the queue (as happened on a busy
+    # machine): only the first recovery is certain.
     events = Counter(e["event"] for e in view.history)
     recorded = Counter(e["part"] for e in view.history if e["event"] == "part_done")
     assert recorded == Counter([*view.stems, SOURCE]), recorded
-    assert events["done"] == 1 and events["recovered"] >= 2, events
+    assert events["done"] == 1 and events["recovered"] >= 1, events
     # Nothing paid twice, every stem downloaded once, and the manifest has every stem with
     # the bytes Vidgo served (audit reads the manifest and every delivered stem).
     totals = audit(stack, [view])
