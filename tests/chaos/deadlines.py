@@ -9,6 +9,8 @@ happen (each is the sweep's grace past the task time limit, as the sweep waits i
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 
 from tests.sentinel import MARGIN
 
@@ -47,3 +49,32 @@ def settle_s(
     rounds = math.ceil(jobs / slots)
     work = rounds * one_job_s(stack, attempts=attempts) + recoveries * recovery_s(stack)
     return MARGIN * (work + extra_s)
+
+
+def redis_call_s(stack) -> float:
+    """The longest one ledger call can take: every retry's socket timeout and backoff (the
+    client's backoff is capped at 2 s)."""
+    s = stack.settings
+    return (s.redis_retries + 1) * s.redis_socket_timeout_s + s.redis_retries * 2.0
+
+
+def wait_progress(
+    count: Callable[[], int],
+    done: Callable[[], bool],
+    *,
+    stall_s: float,
+    what: str,
+    interval_s: float = 0.2,
+) -> int:
+    """Wait until ``done()``, as long as ``count()`` keeps growing: give up only when it has
+    not grown for ``stall_s``, naming what was awaited and where it stood. A long run on a busy
+    machine is slow, not stuck; a stuck one is found within one stall."""
+    seen, since = count(), time.monotonic()
+    while not done():
+        now = count()
+        if now > seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            raise TimeoutError(f"{what}: no progress for {stall_s:.0f}s, stuck at {seen}")
+        time.sleep(interval_s)
+    return count()

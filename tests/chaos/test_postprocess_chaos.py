@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 from tests.chaos.audit import audit
+from tests.chaos.deadlines import reach_s, settle_s
 from vidgo_stems.devstack.local import wait_for
 from vidgo_stems.pipeline.parts import SOURCE, Parts
 from vidgo_stems.pipeline.states import JobState
@@ -23,10 +24,8 @@ def scratch_of(stack, name):
 
 def test_a_worker_killed_mid_stem_step_and_another_mid_join_leave_one_done_job(chaos):
     stack = chaos(VIDGO_STEMS_STALL_TIMEOUT_S="600")
-    # Deadlines from the configuration under test: the sweep kicks a job once it is past its
-    # grace and the task time limit, on its next round; twice that, plus the work, is ample.
-    settings = stack.producer.settings
-    recovery_s = settings.sweep_grace_s + settings.task_time_limit_s + settings.sweep_interval_s
+    # Each kill costs the job one recovery by the sweep, on top of its own way through.
+    after_a_kill = settle_s(stack, jobs=1, slots=1, recoveries=1)
     first = stack.start_worker(
         name="first", env={"VIDGO_STEMS_SCRATCH_DIR": str(scratch_of(stack, "first"))}
     )
@@ -41,7 +40,9 @@ def test_a_worker_killed_mid_stem_step_and_another_mid_join_leave_one_done_job(c
         busy = [p.name for p in working.glob("*") if not parts.is_done(job_id, p.name)]
         return busy[0] if busy else None
 
-    stem = wait_for(mid_stem_step, timeout_s=120, interval_s=0.01, what="a stem step to start")
+    stem = wait_for(
+        mid_stem_step, timeout_s=reach_s(stack), interval_s=0.01, what="a stem step to start"
+    )
     first.kill()
     assert not parts.is_done(job_id, stem), f"{stem} finished before the kill"
     second = stack.start_worker(
@@ -54,11 +55,11 @@ def test_a_worker_killed_mid_stem_step_and_another_mid_join_leave_one_done_job(c
         assert job.state is JobState.POSTPROCESSING, f"the join finished first: {job.state}"
         return len(parts.results(job_id)) == count
 
-    wait_for(joining, timeout_s=2 * recovery_s + 60, interval_s=0.005, what="every part done")
+    wait_for(joining, timeout_s=after_a_kill, interval_s=0.005, what="every part done")
     second.kill()
     assert stack.ledger.get(job_id).state is JobState.POSTPROCESSING
     stack.start_worker(name="third")
-    (view,) = stack.wait_all([job_id], timeout_s=2 * recovery_s + 60)
+    (view,) = stack.wait_all([job_id], timeout_s=after_a_kill)
     assert view.state is JobState.DONE, (view.state, view.error)
     # Every part recorded once, each by one step; the join ran once. The stem step killed
     # while running is sent again by the sweep; the join killed with its worker may be too,
