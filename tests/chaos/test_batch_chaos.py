@@ -13,6 +13,7 @@ import pytest
 from tests.chaos.audit import audit
 from tests.chaos.deadlines import reach_s, redis_call_s, wait_progress
 from tests.sentinel import MARGIN
+from vidgo_stems.pipeline.states import TERMINAL_STATES
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -28,8 +29,26 @@ FAULTS = {
 }
 
 
+@pytest.fixture
+def batches():
+    """Start the batch command; whatever a failed test leaves running is stopped afterwards."""
+    started = []
+
+    def start(stack, catalog, *args):
+        process, log = start_batch(stack, catalog, *args)
+        started.append((process, log))
+        return process, log
+
+    yield start
+    for process, log in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        log.close()
+
+
 def start_batch(stack, catalog, *args):
-    log = open(catalog.with_suffix(".log"), "a")  # noqa: SIM115 - closed by the caller
+    log = open(catalog.with_suffix(".log"), "a")  # noqa: SIM115 - closed by the fixture
     process = subprocess.Popen(
         [
             sys.executable,
@@ -48,6 +67,14 @@ def start_batch(stack, catalog, *args):
     return process, log
 
 
+def jobs_ended(stack) -> int:
+    """Jobs of this stack in a terminal state, wherever their rows stand in the manifest."""
+    pipe = stack.ledger.redis.pipeline(transaction=False)
+    for state in TERMINAL_STATES:
+        pipe.zcard(stack.ledger.keys.state_index(state.value))
+    return sum(pipe.execute())
+
+
 def manifest_lines(path):
     if not path.exists():
         return []
@@ -55,7 +82,7 @@ def manifest_lines(path):
 
 
 def test_a_2000_row_catalog_interrupted_and_resumed_ends_once_per_row_and_pays_once(
-    chaos, tmp_path
+    chaos, batches, tmp_path
 ):
     stack = chaos(emulator={"faults": FAULTS}, VIDGO_STEMS_MAX_VIDGO_TASKS="4")
     stack.start_worker(concurrency=4, name="a")
@@ -69,33 +96,36 @@ def test_a_2000_row_catalog_interrupted_and_resumed_ends_once_per_row_and_pays_o
     catalog.write_text("\n".join(rows) + "\n")
     manifest = tmp_path / "catalog.csv.manifest.jsonl"
 
-    # Deadlines from the stack under test: a run is stuck when no row has ended for one job's
-    # way through the pipeline (a slow run on a busy machine keeps ending rows); Ctrl-C stops
-    # the driver at its next row boundary, at worst after the ledger call it is making.
-    def ended() -> int:
-        return len(manifest_lines(manifest))
+    # Deadlines from the stack under test. A run is stuck when no job has ended for one job's
+    # longest way, every Vidgo task it may start (a slow run on a busy machine keeps ending
+    # jobs). The manifest cannot tell: it is written in row order, so one row on its third
+    # task holds back every line after it. Ctrl-C stops the driver at its next row boundary,
+    # at worst after the ledger call it is making.
+    stall_s = reach_s(stack, attempts=stack.settings.max_vidgo_tasks)
 
-    first, log = start_batch(stack, catalog, "--window", "150")
-    wait_progress(
-        ended,
-        lambda: ended() >= 400 or first.poll() is not None,
-        stall_s=reach_s(stack),
-        what="400 rows to end",
+    first, _ = batches(stack, catalog, "--window", "150")
+    ended = wait_progress(
+        lambda: jobs_ended(stack),
+        lambda: len(manifest_lines(manifest)) >= 400 or first.poll() is not None,
+        stall_s=stall_s,
+        what="400 rows to end (jobs ended)",
     )
     assert first.poll() is None, catalog.with_suffix(".log").read_text()[-3000:]
+    assert ended >= 399  # the progress counted is the rows' jobs ending (one row is bad)
     first.send_signal(signal.SIGINT)
     assert first.wait(timeout=MARGIN * (0.5 + redis_call_s(stack))) == 130
-    log.close()
     interrupted = manifest_lines(manifest)
     assert 400 <= len(interrupted) < 2000
     assert len({e["line"] for e in interrupted}) == len(interrupted)
 
-    second, log = start_batch(stack, catalog, "--window", "150")
+    second, _ = batches(stack, catalog, "--window", "150")
     wait_progress(
-        ended, lambda: second.poll() is not None, stall_s=reach_s(stack), what="the resumed run"
+        lambda: jobs_ended(stack),
+        lambda: second.poll() is not None,
+        stall_s=stall_s,
+        what="the resumed run to end (jobs ended)",
     )
     code = second.wait()
-    log.close()
     output = catalog.with_suffix(".log").read_text()
     assert code in (0, 1), output[-3000:]
 
